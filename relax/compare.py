@@ -1,0 +1,65 @@
+"""Side-by-side comparison of bound methods on robustness properties.
+
+``compare(network, images, labels, eps_values, methods)`` runs :func:`relax.verify`
+for every (image, eps, method) and returns one :class:`Comparison` row each.
+The CLI's ``relax compare`` renders them as a table.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from relax.network import Network
+from relax.result import Result
+from relax.spec import robustness
+from relax.verify import BOUND_METHODS, VerifyOptions, verify
+
+__all__ = ["Comparison", "compare", "available_methods", "DEFAULT_EPS"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EPS = (0.01, 0.03, 0.05)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One (image, eps) row: the result of every method on that property."""
+
+    image: int
+    label: int
+    predicted: int
+    eps: float
+    results: dict[str, Result]
+
+
+def available_methods() -> list[str]:
+    """The verification methods registered in this installation, in table order."""
+    return list(BOUND_METHODS)
+
+
+def compare(
+    network: Network,
+    images: np.ndarray,
+    labels: Sequence[int],
+    eps_values: Iterable[float] = DEFAULT_EPS,
+    methods: Sequence[str] | None = None,
+    timeout: float | None = None,
+    options: VerifyOptions = VerifyOptions(),
+    progress: Callable[[], None] | None = None,
+) -> list[Comparison]:
+    """Run every method on every (image, eps) robustness property."""
+    methods = list(methods or available_methods())
+    rows = []
+    for index, (image, label) in enumerate(zip(images, labels)):
+        predicted = int(np.argmax(network.forward(image)))
+        for eps in eps_values:
+            spec = robustness(image, int(label), eps, num_classes=network.output_size)
+            results = {m: verify(network, spec, m, timeout, options) for m in methods}
+            rows.append(Comparison(index, int(label), predicted, float(eps), results))
+            if progress is not None:
+                progress()
+    return rows

@@ -1,0 +1,123 @@
+"""Verification entry point: bound the margin, try to falsify, return a verdict.
+
+``verify(network, spec, method)``:
+
+1. a bound method gives a sound lower bound on the property's margin; *holds*
+   is said only when it exceeds :data:`FLOAT_SLACK` (which absorbs float64
+   rounding in the bound computation itself);
+2. otherwise PGD looks for a counterexample, which is accepted only after a
+   float64 forward pass confirms it (*violated*);
+3. otherwise the verdict is *unknown* with the reason.
+
+A method is a :class:`BoundMethod`: a function from (network, specs, deadline,
+options) to one lower bound per spec.  New methods (LP, exact, SDP) register
+in :data:`BOUND_METHODS`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from relax.attack import AttackOptions, pgd_attack
+from relax.bounds import bound_specs
+from relax.errors import UsageError
+from relax.network import Network
+from relax.result import Result, Verdict
+from relax.spec import Spec
+
+__all__ = ["verify", "VerifyOptions", "BOUND_METHODS", "FLOAT_SLACK", "BoundOutcome"]
+
+log = logging.getLogger(__name__)
+
+FLOAT_SLACK = 1e-7
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """Advanced options; :func:`verify` takes the common ones as arguments."""
+
+    solver: str | None = None
+    device: str = "cpu"
+    attack: AttackOptions = field(default_factory=AttackOptions)
+    extra: tuple[tuple[str, object], ...] = ()
+
+    def get(self, key: str, default=None):
+        return dict(self.extra).get(key, default)
+
+
+@dataclass(frozen=True)
+class BoundOutcome:
+    """A method's answer for one spec: a sound lower bound (``-inf`` if none), and
+    optionally a counterexample it found itself, the solver used and a reason."""
+
+    bound: float
+    solver: str | None = None
+    counterexample: np.ndarray | None = None
+    reason: str | None = None
+
+
+BoundMethod = Callable[[Network, Sequence[Spec], float | None, VerifyOptions], list[BoundOutcome]]
+
+
+def _bound_propagation(name: str) -> BoundMethod:
+    def method(network, specs, deadline, options):
+        results = bound_specs(network, list(specs), name, device=options.device)
+        return [BoundOutcome(r.bound) for r in results]
+
+    method.__doc__ = f"{name.upper()} margin bounds (incomplete)."
+    return method
+
+
+BOUND_METHODS: dict[str, BoundMethod] = {
+    "ibp": _bound_propagation("ibp"),
+    "crown": _bound_propagation("crown"),
+}
+
+
+def verify(
+    network: Network,
+    spec: Spec | Sequence[Spec],
+    method: str = "crown",
+    timeout: float | None = None,
+    options: VerifyOptions = VerifyOptions(),
+) -> Result:
+    """Decide whether ``spec`` (or every spec of a sequence) holds for ``network``."""
+    start = time.monotonic()
+    specs = [spec] if isinstance(spec, Spec) else list(spec)
+    if method not in BOUND_METHODS:
+        raise UsageError(f"unknown method {method!r}; choose from {', '.join(BOUND_METHODS)}")
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"timeout must be positive, got {timeout}")
+    for s in specs:
+        s.check_fits(network.input_size, network.output_size)
+    deadline = None if timeout is None else start + timeout
+    outcomes = BOUND_METHODS[method](network, specs, deadline, options)
+    verdict, counterexample, reason = _decide(network, specs, outcomes, deadline, options)
+    bound = min(o.bound for o in outcomes)
+    solver = next((o.solver for o in outcomes if o.solver), None)
+    seconds = time.monotonic() - start
+    return Result(verdict, bound, method, solver, seconds, counterexample, reason)
+
+
+def _decide(network, specs, outcomes, deadline, options):
+    """Holds if every bound clears the slack; else look for a checked counterexample."""
+    if all(o.bound > FLOAT_SLACK for o in outcomes):
+        return Verdict.HOLDS, None, None
+    for spec, outcome in zip(specs, outcomes):
+        candidates = [outcome.counterexample] if outcome.counterexample is not None else []
+        if outcome.bound <= FLOAT_SLACK:
+            candidates.append(pgd_attack(network, spec, options.attack, deadline))
+        for x in candidates:
+            if x is not None and spec.is_violated_by(x, network.forward(x)):
+                return Verdict.VIOLATED, x, None
+    reasons = [o.reason for o in outcomes if o.reason]
+    if deadline is not None and time.monotonic() > deadline:
+        reasons.append("time limit reached")
+    worst = min(o.bound for o in outcomes)
+    reasons.append(f"margin bound {worst:.4g} is not positive and no counterexample was found")
+    return Verdict.UNKNOWN, None, "; ".join(reasons)
