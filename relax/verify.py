@@ -96,6 +96,9 @@ def verify(
     for s in specs:
         s.check_fits(network.input_size, network.output_size)
     deadline = None if timeout is None else start + timeout
+    if not specs:  # every unsafe region was empty (for example, an empty input box)
+        return Result(Verdict.HOLDS, float("inf"), method, None, time.monotonic() - start,
+                      reason="the property's unsafe set is empty")
     outcomes = BOUND_METHODS[method](network, specs, deadline, options)
     verdict, counterexample, reason = _decide(network, specs, outcomes, deadline, options)
     bound = min(o.bound for o in outcomes)

@@ -60,25 +60,28 @@ def _rowdot(coeffs: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
     return (coeffs @ vector.unsqueeze(-1)).squeeze(-1)
 
 
-def crown_layer_bounds(net: TorchNetwork, lower: torch.Tensor, upper: torch.Tensor):
+def crown_layer_bounds(net: TorchNetwork, lower: torch.Tensor, upper: torch.Tensor, known=None):
     """Pre-activation bounds of every hidden layer, tightened by CROWN, plus relaxations.
 
     Returns ``(bounds, relaxations)`` where ``bounds[k] = (l_k, u_k)`` for the hidden
-    layers ``k = 0..L-1`` and ``relaxations[k]`` relaxes ``act_k`` on them.
+    layers ``k = 0..L-1`` and ``relaxations[k]`` relaxes ``act_k`` on them.  ``known``
+    (optional, same layout) are valid bounds from elsewhere (LP tightening, branching
+    splits) that are intersected in at every layer before it is relaxed.
     """
     ibp = ibp_layer_bounds(net, lower, upper)
     bounds, relaxations = [], []
     for k in range(len(net.activations)):
         if k == 0:  # interval arithmetic is exact for the first affine map
-            bounds.append(affine_interval(net, 0, lower, upper))
-            relaxations.append(relax_activation(net.activations[0], *bounds[0]))
-            continue
-        size = net.weights[k].shape[0]
-        eye = torch.eye(size, device=lower.device, dtype=lower.dtype)
-        objective = torch.cat([eye, -eye]).expand(lower.shape[0], -1, -1)
-        both = backward_lower_bound(net, relaxations, objective, k, lower, upper)
-        l_k = torch.maximum(both[:, :size], ibp[k][0])
-        u_k = torch.minimum(-both[:, size:], ibp[k][1])
+            l_k, u_k = affine_interval(net, 0, lower, upper)
+        else:
+            size = net.weights[k].shape[0]
+            eye = torch.eye(size, device=lower.device, dtype=lower.dtype)
+            objective = torch.cat([eye, -eye]).expand(lower.shape[0], -1, -1)
+            both = backward_lower_bound(net, relaxations, objective, k, lower, upper)
+            l_k = torch.maximum(both[:, :size], ibp[k][0])
+            u_k = torch.minimum(-both[:, size:], ibp[k][1])
+        if known is not None:
+            l_k, u_k = torch.maximum(l_k, known[k][0]), torch.minimum(u_k, known[k][1])
         bounds.append((l_k, u_k))
         relaxations.append(relax_activation(net.activations[k], l_k, u_k))
     return bounds, relaxations
