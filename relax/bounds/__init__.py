@@ -23,7 +23,7 @@ from relax.errors import UsageError
 from relax.network import Network
 from relax.spec import Spec
 
-__all__ = ["Bounds", "SpecBounds", "bound_specs", "METHODS", "TorchNetwork"]
+__all__ = ["Bounds", "SpecBounds", "bound_specs", "refine_bounds", "METHODS", "TorchNetwork"]
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +119,15 @@ def _stack_objectives(specs: list[Spec]) -> tuple[np.ndarray, np.ndarray]:
         objective[i, : len(d)] = C
         offsets[i, : len(d)] = d
     return objective, offsets
+
+
+def refine_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, known: Bounds,
+                  device: str | torch.device | None = "cpu") -> Bounds:
+    """CROWN layer bounds over one box, intersected with ``known`` valid bounds at every
+    layer, so improvements found elsewhere (LP, branching) propagate to later layers."""
+    net = TorchNetwork.from_network(network, device)
+    known_t = [(net.tensor(l)[None], net.tensor(u)[None]) for l, u in zip(known.lower, known.upper)]
+    with torch.no_grad():
+        layers, _ = crown_layer_bounds(net, net.tensor(lower)[None], net.tensor(upper)[None], known_t)
+    return Bounds(tuple(l[0].cpu().numpy() for l, _ in layers),
+                  tuple(u[0].cpu().numpy() for _, u in layers), known.method)
