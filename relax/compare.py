@@ -22,7 +22,7 @@ __all__ = ["Comparison", "compare", "available_methods", "DEFAULT_EPS"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EPS = (0.01, 0.03, 0.05)
+DEFAULT_EPS = (0.02, 0.05, 0.08)
 
 
 @dataclass(frozen=True)
