@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from relax.errors import RelaxError, UsageError
+from solvers.errors import SolverError
 
 log = logging.getLogger("relax")
 
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--device", default="cpu", help="cpu or cuda")
     verify.add_argument("--json", action="store_true", help="print one JSON object")
 
+    commands.add_parser("solvers", help="list solver backends and whether they are usable here")
+
     compare = commands.add_parser("compare", help="compare methods side by side")
     compare.add_argument("--network", help="ONNX network (default: the embedded MNIST network)")
     compare.add_argument("--mnist", help="MNIST directory to take images from (default: embedded)")
@@ -64,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
                             format="%(levelname)s %(name)s: %(message)s")
         if args.command == "verify":
             return _verify_instances(args) if args.instances else _verify_one(args)
+        if args.command == "solvers":
+            return _solvers()
         return _compare(args)
-    except RelaxError as error:
+    except (RelaxError, SolverError) as error:
         print(f"relax: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except (OSError, ValueError) as error:
@@ -82,8 +87,25 @@ def _one_line(error: Exception) -> str:
 
 def _options(args):
     from relax.verify import VerifyOptions
+    from solvers import get_solver
 
+    if args.solver is not None:
+        get_solver(args.solver)  # unknown or unavailable: a one-line error now, not per instance
     return VerifyOptions(solver=args.solver, device=args.device)
+
+
+def _solvers() -> int:
+    from solvers import list_solvers
+
+    rows = [["solver", "problems", "usable", "aliases / why not"]]
+    for info in list_solvers():
+        kinds = ",".join(sorted(k.value for k in info.kinds))
+        note = info.reason if not info.available else ", ".join(info.aliases)
+        rows.append([info.name, kinds, "yes" if info.available else "no", note])
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3])
+    return 0
 
 
 def _verify_one(args) -> int:
@@ -93,9 +115,10 @@ def _verify_one(args) -> int:
 
     if not args.network or not args.property:
         raise UsageError("verify needs NETWORK and PROPERTY, or --instances CSV")
+    options = _options(args)
     network = from_onnx(args.network)
     specs = read_vnnlib(args.property, network.input_size, network.output_size)
-    result = verify(network, specs, args.method, args.timeout, _options(args))
+    result = verify(network, specs, args.method, args.timeout, options)
     if args.json:
         print(json.dumps(result.to_json()))
     else:
@@ -110,6 +133,7 @@ def _verify_instances(args) -> int:
 
     from relax.instances import read_instances, run_instance
 
+    options = _options(args)
     instances = read_instances(args.instances)
     out_path = Path(args.output)
     counts: dict[str, int] = {}
@@ -117,7 +141,7 @@ def _verify_instances(args) -> int:
         writer = csv.writer(handle)
         writer.writerow(["network", "property", "verdict", "bound", "method", "seconds", "reason"])
         for instance in tqdm(instances, desc="instances", unit="prop", file=sys.stderr):
-            row = run_instance(instance, args.method, _options(args), args.timeout)
+            row = run_instance(instance, args.method, options, args.timeout)
             writer.writerow(row.csv_row())
             handle.flush()
             counts[row.verdict] = counts.get(row.verdict, 0) + 1

@@ -18,47 +18,23 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
-from relax.attack import AttackOptions, pgd_attack
+from relax.attack import pgd_attack
 from relax.bounds import bound_specs
 from relax.errors import UsageError
 from relax.network import Network
 from relax.result import Result, Verdict
 from relax.spec import Spec
+from relax.verify_types import BoundOutcome, VerifyOptions
 
 __all__ = ["verify", "VerifyOptions", "BOUND_METHODS", "FLOAT_SLACK", "BoundOutcome"]
 
 log = logging.getLogger(__name__)
 
 FLOAT_SLACK = 1e-7
-
-
-@dataclass(frozen=True)
-class VerifyOptions:
-    """Advanced options; :func:`verify` takes the common ones as arguments."""
-
-    solver: str | None = None
-    device: str = "cpu"
-    attack: AttackOptions = field(default_factory=AttackOptions)
-    extra: tuple[tuple[str, object], ...] = ()
-
-    def get(self, key: str, default=None):
-        return dict(self.extra).get(key, default)
-
-
-@dataclass(frozen=True)
-class BoundOutcome:
-    """A method's answer for one spec: a sound lower bound (``-inf`` if none), and
-    optionally a counterexample it found itself, the solver used and a reason."""
-
-    bound: float
-    solver: str | None = None
-    counterexample: np.ndarray | None = None
-    reason: str | None = None
 
 
 BoundMethod = Callable[[Network, Sequence[Spec], float | None, VerifyOptions], list[BoundOutcome]]
@@ -73,9 +49,23 @@ def _bound_propagation(name: str) -> BoundMethod:
     return method
 
 
+def _lp(network, specs, deadline, options):
+    from relax.exact import lp_method
+
+    return lp_method(network, specs, deadline, options)
+
+
+def _exact(network, specs, deadline, options):
+    from relax.exact import exact_method
+
+    return exact_method(network, specs, deadline, options)
+
+
 BOUND_METHODS: dict[str, BoundMethod] = {
     "ibp": _bound_propagation("ibp"),
     "crown": _bound_propagation("crown"),
+    "lp": _lp,
+    "exact": _exact,
 }
 
 

@@ -1,0 +1,155 @@
+"""Branch and bound over ReLU phases with safe LP bounds on every node.
+
+The LP is the relaxation of the big-M MILP (:func:`relax.lp.encode_milp`): one
+variable ``d in [0, 1]`` per unstable neuron.  Branching fixes ``d`` to 0
+(inactive: ``a = 0``, ``z <= 0``) or 1 (active: ``a = z``, ``z >= 0``) through
+*variable bounds only*, so the model stays loaded and each node is a hot start.
+At the root the relaxation projects onto the triangle LP.
+
+- A node is *closed* when its safe bound (from the dual vector, see
+  :func:`solvers.lp_safe_bound`) is positive, or when the LP is infeasible and the
+  backend's infeasibility was certified.
+- Each node's LP optimum is a candidate input; it becomes a counterexample only
+  after the float64 check of :meth:`relax.spec.Spec.is_violated_by`.
+- Nodes are explored best-first (lowest bound); the neuron to split is the one
+  whose relaxation is most exploited at the node's optimum, ``a - relu(z)``.
+
+The bound reported at any moment is the minimum over open nodes and closed
+leaves, a valid lower bound on the disjunct's margin.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from relax.bounds import Bounds
+from relax.lp import encode_milp
+from relax.lp_runner import LpRunner
+from relax.network import Network
+from relax.objectives import disjunct_objective
+from relax.spec import Conjunction, Spec
+
+__all__ = ["BabOutcome", "branch_and_bound"]
+
+log = logging.getLogger(__name__)
+
+RELU_TOLERANCE = 1e-7
+
+
+@dataclass(frozen=True)
+class BabOutcome:
+    """``bound > 0`` proves the disjunct empty; ``counterexample`` is float64-checked."""
+
+    bound: float
+    counterexample: np.ndarray | None
+    nodes: int
+    complete: bool
+    reason: str = ""
+
+
+@dataclass(order=True)
+class _Node:
+    bound: float
+    order: int
+    fixed: dict
+    x: np.ndarray
+
+
+class _Tree:
+    """The LP, the binary bookkeeping and the candidate check for one disjunct."""
+
+    def __init__(self, network: Network, spec: Spec, disjunct: Conjunction, bounds: Bounds,
+                 solver: str | None, options):
+        encoding = encode_milp(network, spec.lower, spec.upper, bounds)
+        objective = disjunct_objective(encoding, disjunct)
+        self.network, self.spec = network, spec
+        self.c, self.c0 = objective.c, objective.c0
+        self.runner = LpRunner(objective.program.relaxed(), solver, options)
+        self.lower0 = np.array(self.runner.program.lower)
+        self.upper0 = np.array(self.runner.program.upper)
+        self.binaries = np.arange(objective.program.block("binary").start,
+                                  objective.program.block("binary").stop)
+        neurons = encoding.binary_neurons
+        self.post = np.array([encoding.post_activation_index(k, i) for k, i in neurons], dtype=int)
+        pre_rows = [encoding.expressions[k][0][i] for k, i in neurons]
+        width = objective.program.num_variables
+        self.pre = (sp.vstack(pre_rows, format="csr") if pre_rows else sp.csr_matrix((0, width)))
+        self.pre = sp.hstack([self.pre, sp.csr_matrix((self.pre.shape[0], width - self.pre.shape[1]))],
+                             format="csr")
+        self.pre_offset = np.array([encoding.expressions[k][1][i] for k, i in neurons])
+        self.inputs = objective.program.block("input").indices
+
+    def solve(self, fixed: dict) -> tuple[float, np.ndarray | None]:
+        lower, upper = self.lower0.copy(), self.upper0.copy()
+        for index, value in fixed.items():
+            lower[self.binaries[index]] = upper[self.binaries[index]] = value
+        self.runner.set_bounds(lower, upper)
+        solution = self.runner.minimize(self.c, self.c0)
+        return solution.bound, solution.x
+
+    def counterexample(self, x: np.ndarray | None) -> np.ndarray | None:
+        if x is None:
+            return None
+        candidate = np.clip(x[self.inputs], self.spec.lower, self.spec.upper)
+        if self.spec.is_violated_by(candidate, self.network.forward(candidate)):
+            return candidate
+        return None
+
+    def branching_neuron(self, x: np.ndarray, fixed: dict) -> int | None:
+        """The unfixed binary whose ReLU the LP optimum violates most (None if none does)."""
+        if x is None or not len(self.binaries):
+            return None
+        violation = x[self.post] - np.maximum(self.pre @ x + self.pre_offset, 0.0)
+        violation[list(fixed)] = -np.inf
+        best = int(np.argmax(violation))
+        if violation[best] > RELU_TOLERANCE:
+            return best
+        free = [j for j in range(len(self.binaries)) if j not in fixed]
+        return free[0] if free else None
+
+
+def branch_and_bound(
+    network: Network,
+    spec: Spec,
+    disjunct: Conjunction,
+    bounds: Bounds,
+    solver: str | None = None,
+    deadline: float | None = None,
+    options=None,
+) -> BabOutcome:
+    """Decide whether ``disjunct`` is empty over ``spec``'s box (see module docstring)."""
+    tree = _Tree(network, spec, disjunct, bounds, solver, options)
+    counter = itertools.count()
+    bound, x = tree.solve({})
+    heap = [_Node(bound, next(counter), {}, x)]
+    closed_min, nodes = math.inf, 1
+    while heap:
+        if heap[0].bound > 0:
+            closed_min = min(closed_min, heap[0].bound)
+            heapq.heappop(heap)
+            continue
+        if deadline is not None and time.monotonic() > deadline:
+            return BabOutcome(min(heap[0].bound, closed_min), None, nodes, False, "time limit reached")
+        node = heapq.heappop(heap)
+        cex = tree.counterexample(node.x)
+        if cex is not None:
+            return BabOutcome(node.bound, cex, nodes, True)
+        j = tree.branching_neuron(node.x, node.fixed)
+        if j is None:
+            reason = "all ReLUs fixed at a node with a non-positive bound but no checked counterexample"
+            return BabOutcome(node.bound, None, nodes, False, reason)
+        for value in (0.0, 1.0):
+            fixed = {**node.fixed, j: value}
+            child_bound, child_x = tree.solve(fixed)
+            nodes += 1
+            heapq.heappush(heap, _Node(child_bound, next(counter), fixed, child_x))
+    log.info("branch and bound closed %d nodes", nodes)
+    return BabOutcome(closed_min, None, nodes, True)

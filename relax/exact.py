@@ -1,0 +1,128 @@
+"""The LP and exact verification methods.
+
+``lp``: CROWN intermediate bounds, tightened by the LP layer by layer, then the
+triangle LP of every disjunct; incomplete.
+
+``exact``: a complete decision procedure.  PGD first (cheap counterexamples), then
+CROWN, then LP tightening and the LP per disjunct, and finally branch and bound
+(:mod:`relax.bab`) on the disjuncts the LP could not close.  With enough time
+every disjunct is either closed by safe bounds on all leaves or yields a
+float64-checked counterexample.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Sequence
+
+import numpy as np
+
+from relax.attack import pgd_attack
+from relax.bab import branch_and_bound
+from relax.bounds import Bounds, bound_specs
+from relax.lp import encode_milp, encode_triangle
+from relax.lp_runner import DEFAULT_LP_SOLVER, LpRunner
+from relax.network import Network
+from relax.objectives import disjunct_objective
+from relax.spec import Spec
+from relax.tighten import tighten_bounds
+from relax.verify_types import BoundOutcome, VerifyOptions
+
+__all__ = ["lp_method", "exact_method", "intermediate_bounds", "lp_disjunct_bounds", "milp_margin"]
+
+log = logging.getLogger(__name__)
+
+
+def intermediate_bounds(network: Network, spec: Spec, source: str, solver: str | None,
+                        deadline: float | None) -> Bounds:
+    """Hidden-layer bounds from ``ibp``, ``crown`` or ``lp`` (CROWN, then LP-tightened)."""
+    base = "ibp" if source == "ibp" else "crown"
+    bounds = bound_specs(network, [spec], base)[0].layers
+    if source == "lp":
+        bounds = tighten_bounds(network, spec.lower, spec.upper, bounds, solver, deadline)
+    return bounds
+
+
+def lp_disjunct_bounds(network: Network, spec: Spec, bounds: Bounds, solver: str | None,
+                       deadline: float | None = None) -> np.ndarray:
+    """Safe triangle-LP lower bounds on every disjunct's margin."""
+    encoding = encode_triangle(network, spec.lower, spec.upper, bounds)
+    out = np.full(len(spec.disjuncts), -np.inf)
+    for j, disjunct in enumerate(spec.disjuncts):
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        objective = disjunct_objective(encoding, disjunct)
+        runner = LpRunner(objective.program, solver)
+        out[j] = runner.lower_bound(objective.c, objective.c0)
+    return out
+
+
+def lp_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
+    """The triangle LP with LP-tightened intermediate bounds (``intermediate`` option)."""
+    source = options.get("intermediate", "lp")
+    solver = options.solver or DEFAULT_LP_SOLVER
+    outcomes = []
+    for spec in specs:
+        bounds = intermediate_bounds(network, spec, source, solver, deadline)
+        per_disjunct = lp_disjunct_bounds(network, spec, bounds, solver, deadline)
+        reason = "time limit reached" if np.isinf(per_disjunct).any() else None
+        outcomes.append(BoundOutcome(float(per_disjunct.min()), solver, reason=reason))
+    return outcomes
+
+
+def exact_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
+    """Attack, CROWN, LP, then branch and bound; see the module docstring."""
+    solver = options.solver or DEFAULT_LP_SOLVER
+    return [_exact_one(network, spec, deadline, options, solver) for spec in specs]
+
+
+def _exact_one(network, spec, deadline, options, solver) -> BoundOutcome:
+    cex = pgd_attack(network, spec, options.attack, deadline)
+    if cex is not None:
+        return BoundOutcome(-math.inf, solver, cex)
+    crown = bound_specs(network, [spec], "crown")[0]
+    if crown.bound > 0:
+        return BoundOutcome(crown.bound, solver)
+    bounds = tighten_bounds(network, spec.lower, spec.upper, crown.layers, solver, deadline)
+    per_disjunct = np.maximum(lp_disjunct_bounds(network, spec, bounds, solver, deadline),
+                              crown.disjunct_bounds)
+    reasons = []
+    for j in np.argsort(per_disjunct):
+        if per_disjunct[j] > 0:
+            continue
+        if deadline is not None and time.monotonic() > deadline:
+            reasons.append("time limit reached")
+            break
+        outcome = branch_and_bound(network, spec, spec.disjuncts[j], bounds, solver, deadline)
+        log.info("disjunct %d: bound %.4g after %d nodes", j, outcome.bound, outcome.nodes)
+        if outcome.counterexample is not None:
+            return BoundOutcome(outcome.bound, solver, outcome.counterexample)
+        per_disjunct[j] = max(per_disjunct[j], outcome.bound)
+        if outcome.reason:
+            reasons.append(outcome.reason)
+    return BoundOutcome(float(per_disjunct.min()), solver, reason="; ".join(reasons) or None)
+
+
+def milp_margin(network: Network, spec: Spec, bounds: Bounds, solver: str = "highs",
+                time_limit: float | None = None) -> float | None:
+    """The exact minimum margin from the big-M MILP (``None`` if not solved to optimality).
+
+    This is a *value* for comparison tables, resting on the MILP solver's
+    tolerances; verdicts never use it (they come from :func:`exact_method`).
+    """
+    from solvers import SolveOptions, get_solver
+    from solvers.solution import Status
+
+    backend = get_solver(solver)
+    encoding = encode_milp(network, spec.lower, spec.upper, bounds)
+    values = []
+    for disjunct in spec.disjuncts:
+        objective = disjunct_objective(encoding, disjunct)
+        program = objective.program.with_objective(objective.c, objective.c0)
+        solution = backend.solve(program, SolveOptions(time_limit=time_limit))
+        if solution.status is not Status.OPTIMAL or solution.objective is None:
+            return None
+        values.append(solution.objective)
+    return float(min(values))
