@@ -190,6 +190,27 @@ def _milp_bound(h, status: Status) -> tuple[float, float | None, str]:
     return dual_bound - margin, dual_bound, message
 
 
+def _infeasibility_bound(h, problem: LinearProgram) -> float:
+    """``+inf`` only when HiGHS's dual (Farkas) ray is checked to prove infeasibility.
+
+    For a ray ``y``, :func:`lp_safe_bound` of the zero-objective problem is a lower
+    bound on ``0`` over the feasible set; a positive value means the set is empty.
+    Both signs are tried (any ``y`` gives a valid bound, so this stays sound).
+    Otherwise the bound is ``-inf``: an unchecked infeasibility claim proves nothing.
+    """
+    try:
+        _, has_ray, ray = h.getDualRay()
+    except Exception:  # noqa: BLE001 - an old highspy without rays
+        has_ray = False
+    if has_ray:
+        zero = problem.with_objective(np.zeros(problem.num_variables), 0.0)
+        ray = np.asarray(ray, dtype=np.float64)
+        if max(lp_safe_bound(zero, ray), lp_safe_bound(zero, -ray)) > 0:
+            return math.inf
+    log.info("HiGHS reported infeasibility without a checkable dual ray")
+    return -math.inf
+
+
 def _read_solution(h, problem: LinearProgram, run_seconds: float, name: str) -> Solution:
     """Turn the state of ``h`` after a run into a :class:`Solution`."""
     model_status = h.getModelStatus()
@@ -205,7 +226,7 @@ def _read_solution(h, problem: LinearProgram, run_seconds: float, name: str) -> 
         bound, dual_objective, note = _milp_bound(h, status)
         message = f"{message}; {note}" if note else message
     elif status is Status.INFEASIBLE:
-        bound = math.inf
+        bound = _infeasibility_bound(h, problem)
     elif status in (Status.UNBOUNDED, Status.ERROR):
         bound = -math.inf
     else:
