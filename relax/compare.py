@@ -34,6 +34,7 @@ class Comparison:
     predicted: int
     eps: float
     results: dict[str, Result]
+    exact_value: float | None = None
 
 
 def available_methods() -> list[str]:
@@ -50,8 +51,14 @@ def compare(
     timeout: float | None = None,
     options: VerifyOptions = VerifyOptions(),
     progress: Callable[[], None] | None = None,
+    exact_values: bool = True,
 ) -> list[Comparison]:
-    """Run every method on every (image, eps) robustness property."""
+    """Run every method on every (image, eps) robustness property.
+
+    With ``exact_values`` (ReLU networks only) each row also gets the exact minimum
+    margin from the MILP, a reference value that rests on the MILP solver's
+    tolerances (verdicts never do).
+    """
     methods = list(methods or available_methods())
     rows = []
     for index, (image, label) in enumerate(zip(images, labels)):
@@ -59,7 +66,18 @@ def compare(
         for eps in eps_values:
             spec = robustness(image, int(label), eps, num_classes=network.output_size)
             results = {m: verify(network, spec, m, timeout, options) for m in methods}
-            rows.append(Comparison(index, int(label), predicted, float(eps), results))
+            value = _exact_value(network, spec, timeout) if exact_values else None
+            rows.append(Comparison(index, int(label), predicted, float(eps), results, value))
             if progress is not None:
                 progress()
     return rows
+
+
+def _exact_value(network: Network, spec, timeout: float | None) -> float | None:
+    """The MILP's exact margin, or ``None`` when it is not cheap (non-ReLU, time limit)."""
+    from relax.exact import intermediate_bounds, milp_margin
+
+    if not network.is_relu:
+        return None
+    bounds = intermediate_bounds(network, spec, "lp", None, None)
+    return milp_margin(network, spec, bounds, time_limit=timeout or 30.0)
