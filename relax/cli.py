@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--mnist", help="MNIST directory to take images from (default: embedded)")
     compare.add_argument("--count", type=int, default=4, help="number of images")
     compare.add_argument("--eps", type=float, nargs="+", default=None, help="L-inf radii")
-    compare.add_argument("--methods", nargs="+", default=None, help="methods to run")
+    compare.add_argument("--methods", nargs="+", default=None,
+                         help="methods to run (default: ibp crown lp exact; also: sdp)")
     compare.add_argument("--timeout", type=float, default=10.0, help="seconds per property and method")
     compare.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     return parser
@@ -153,11 +154,11 @@ def _verify_instances(args) -> int:
 def _compare(args) -> int:
     from tqdm import tqdm
 
-    from relax.compare import DEFAULT_EPS, available_methods, compare
+    from relax.compare import DEFAULT_EPS, DEFAULT_METHODS, available_methods, compare
     from relax.verify import VerifyOptions
 
     network, images, labels = _compare_inputs(args)
-    methods = args.methods or available_methods()
+    methods = args.methods or [m for m in DEFAULT_METHODS if m in available_methods()]
     unknown = sorted(set(methods) - set(available_methods()))
     if unknown:
         raise UsageError(f"unknown method(s) {', '.join(unknown)}; available: {', '.join(available_methods())}")
