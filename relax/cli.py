@@ -90,8 +90,12 @@ def _options(args):
     from relax.verify import VerifyOptions
     from solvers import get_solver
 
-    if args.solver is not None:
-        get_solver(args.solver)  # unknown or unavailable: a one-line error now, not per instance
+    if args.solver is not None:  # unknown or unavailable: a one-line error now, not per instance
+        from solvers.errors import SolverUnavailable
+
+        available, reason = get_solver(args.solver).is_available()
+        if not available:
+            raise SolverUnavailable(f"solver {args.solver!r} is not usable here: {reason}")
     return VerifyOptions(solver=args.solver, device=args.device)
 
 

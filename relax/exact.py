@@ -3,6 +3,11 @@
 ``lp``: CROWN intermediate bounds, tightened by the LP layer by layer, then the
 triangle LP of every disjunct; incomplete.
 
+``milp``: PGD, then the big-M MILP with a MILP-capable solver (its optimal point is a
+counterexample candidate, checked in float64), then ``exact`` in the remaining
+time.  A MILP solver's own bound rests on its tolerances, so *holds* still comes
+only from branch and bound with safe leaf bounds.
+
 ``exact``: a complete decision procedure.  PGD first (cheap counterexamples), then
 CROWN, then LP tightening and the LP per disjunct, and finally branch and bound
 (:mod:`relax.bab`) on the disjuncts the LP could not close.  With enough time
@@ -20,6 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from relax.attack import pgd_attack
+from relax.errors import UsageError
 from relax.bab import branch_and_bound
 from relax.bounds import Bounds, bound_specs
 from relax.lp import encode_milp, encode_triangle
@@ -30,7 +36,8 @@ from relax.spec import Spec
 from relax.tighten import tighten_bounds
 from relax.verify_types import BoundOutcome, VerifyOptions
 
-__all__ = ["lp_method", "exact_method", "intermediate_bounds", "lp_disjunct_bounds", "milp_margin"]
+__all__ = ["lp_method", "exact_method", "milp_method", "intermediate_bounds", "lp_disjunct_bounds",
+           "milp_margin"]
 
 log = logging.getLogger(__name__)
 
@@ -126,3 +133,53 @@ def milp_margin(network: Network, spec: Spec, bounds: Bounds, solver: str = "hig
             return None
         values.append(solution.objective)
     return float(min(values))
+
+
+def milp_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
+    """MILP counterexample search, then certified branch and bound (module docstring)."""
+    from solvers import get_solver
+    from solvers.program import ProblemKind
+
+    solver = options.solver or DEFAULT_LP_SOLVER
+    backend = get_solver(solver)
+    if ProblemKind.MILP not in backend.kinds:
+        accepts = ", ".join(sorted(k.value for k in backend.kinds))
+        raise UsageError(f"solver {solver!r} cannot take MILP problems (it accepts: {accepts})")
+    lp_solver = solver if ProblemKind.LP in backend.kinds else DEFAULT_LP_SOLVER
+    outcomes = []
+    for spec in specs:
+        cex = pgd_attack(network, spec, options.attack, deadline)
+        if cex is None:
+            cex = _milp_counterexample(network, spec, solver, _halfway(deadline))
+        if cex is not None:
+            outcomes.append(BoundOutcome(-math.inf, solver, cex))
+        else:
+            outcomes.append(_exact_one(network, spec, deadline, options, lp_solver))
+    return outcomes
+
+
+def _halfway(deadline: float | None) -> float | None:
+    return None if deadline is None else time.monotonic() + (deadline - time.monotonic()) / 2
+
+
+def _milp_counterexample(network, spec, solver, deadline) -> np.ndarray | None:
+    """The MILP optimum of each disjunct, kept only if the float64 check confirms it."""
+    from solvers import SolveOptions, get_solver
+
+    crown = bound_specs(network, [spec], "crown")[0]
+    if crown.bound > 0:
+        return None
+    encoding = encode_milp(network, spec.lower, spec.upper, crown.layers)
+    inputs = encoding.program.block("input").indices
+    for disjunct in spec.disjuncts:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            break
+        objective = disjunct_objective(encoding, disjunct)
+        program = objective.program.with_objective(objective.c, objective.c0)
+        solution = get_solver(solver).solve(program, SolveOptions(time_limit=remaining))
+        if solution.x is not None:
+            x = np.clip(solution.x[inputs], spec.lower, spec.upper)
+            if spec.is_violated_by(x, network.forward(x)):
+                return x
+    return None

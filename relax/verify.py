@@ -49,23 +49,25 @@ def _bound_propagation(name: str) -> BoundMethod:
     return method
 
 
-def _lp(network, specs, deadline, options):
-    from relax.exact import lp_method
+def _lazy(module: str, function: str) -> BoundMethod:
+    """A method whose module (and its solver imports) loads on first use."""
 
-    return lp_method(network, specs, deadline, options)
+    def method(network, specs, deadline, options):
+        import importlib
 
+        return getattr(importlib.import_module(module), function)(network, specs, deadline, options)
 
-def _exact(network, specs, deadline, options):
-    from relax.exact import exact_method
-
-    return exact_method(network, specs, deadline, options)
+    method.__doc__ = f"{module}.{function}"
+    return method
 
 
 BOUND_METHODS: dict[str, BoundMethod] = {
     "ibp": _bound_propagation("ibp"),
     "crown": _bound_propagation("crown"),
-    "lp": _lp,
-    "exact": _exact,
+    "lp": _lazy("relax.exact", "lp_method"),
+    "exact": _lazy("relax.exact", "exact_method"),
+    "milp": _lazy("relax.exact", "milp_method"),
+    "sdp": _lazy("relax.sdp", "sdp_method"),
 }
 
 

@@ -91,3 +91,30 @@ def test_embedded_network_and_images_fit_together():
     assert images.shape[1] == network.input_size
     predictions = np.argmax(network.forward(images), axis=1)
     assert np.mean(predictions == labels) >= 0.9
+
+
+@pytest.mark.parametrize("solver, needle", [
+    ("gurobi", "unknown solver"),
+    ("scs", "cannot take MILP"),
+])
+def test_solver_errors_exit_2(net_and_prop, solver, needle):
+    result = run_cli("verify", *net_and_prop, "--method", "milp", "--solver", solver)
+    assert result.returncode == 2 and needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unlicensed_solver_is_reported_not_crashed(net_and_prop):
+    from solvers import get_solver
+
+    available, _ = get_solver("mosek").is_available()
+    if available:
+        pytest.skip("MOSEK has a licence here")
+    result = run_cli("verify", *net_and_prop, "--method", "lp", "--solver", "mosek")
+    assert result.returncode == 2 and "licen" in result.stderr
+
+
+def test_solvers_lists_every_backend_with_its_status():
+    result = run_cli("solvers")
+    assert result.returncode == 0
+    names = {line.split()[0] for line in result.stdout.splitlines()[1:]}
+    assert {"highs", "cvxpy-clarabel", "cvxpy-scs", "cvxpy-mosek"} <= names
