@@ -44,7 +44,8 @@ def main() -> None:
     if args.network:
         instances = [i for i in instances if args.network in i.network.name]
     instances = instances[: args.limit]
-    stem = f"vnncomp_{args.benchmark}_{args.method}{args.tag}"
+    net_tag = f"_{args.network}" if args.network else ""
+    stem = f"vnncomp_{args.benchmark}{net_tag}_{args.method}{args.tag}"
     rows = run_all(instances, args)
     write_csv(RESULTS / f"{stem}.csv", rows)
     table = summary(rows, args)
