@@ -2,8 +2,10 @@
 
 Built in: ``highs`` (highspy) and the cvxpy backends ``cvxpy-clarabel``,
 ``cvxpy-scs``, ``cvxpy-mosek``, ``cvxpy-highs`` (aliases ``clarabel``, ``scs``,
-``mosek``); every other solver that ``cvxpy.installed_solvers()`` reports is added
-as ``cvxpy-<name>`` the first time the full list is needed.  Registering imports
+``mosek``), and ``fo-sdp`` (the first-order SDP solver of
+:mod:`solvers.backends.fo_sdp`, torch imported lazily); every other solver that
+``cvxpy.installed_solvers()`` reports is added as ``cvxpy-<name>`` the first time
+the full list is needed.  Registering imports
 no solver library.
 
 Plug-ins: each entry point of the group ``relax.solvers`` loads a
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from solvers.backend import Backend
 from solvers.backends.cvxpy_backend import (CvxpyClarabel, CvxpyHighs, CvxpyMosek, CvxpyScs,
                                             installed_cvxpy_backends)
+from solvers.backends.fo_sdp import FoSdpBackend
 from solvers.backends.highs import HighsBackend
 from solvers.errors import SolverUnavailable, UnknownSolver
 from solvers.program import ProblemKind
@@ -191,5 +194,5 @@ def default_solver(kind: ProblemKind) -> Backend:
     raise SolverUnavailable(f"no available solver accepts {kind.value} problems")
 
 
-for _cls in (HighsBackend, CvxpyClarabel, CvxpyScs, CvxpyMosek, CvxpyHighs):
+for _cls in (HighsBackend, CvxpyClarabel, CvxpyScs, CvxpyMosek, CvxpyHighs, FoSdpBackend):
     register(_cls)

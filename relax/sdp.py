@@ -1,0 +1,416 @@
+r"""The SDP relaxation of Raghunathan, Steinhardt & Liang (2018) for ReLU networks.
+
+Lifting
+-------
+``x = [x_0, a_0, ..., a_{L-1}]`` (``n`` entries: the input and every hidden
+post-activation) and ``P = [[1, x^T], [x, X]] >= 0`` (PSD, size ``s = n + 1``).  With
+``z_k = W_k a_{k-1} + b_k`` (``a_{-1} = x_0``) and the bounds ``[lo_i, hi_i]`` of ``x_i``
+(the input box; ``[relu(l), relu(u)]`` from the pre-activation bounds of hidden neurons):
+
+* ``a_k >= 0`` and ``a_k >= W_k a_{k-1} + b_k`` (rows on the first row of ``P``);
+* ``diag(X_{a_k a_k}) = diag(W_k X_{a_{k-1} a_k}) + b_k * a_k`` (``a (a - z) = 0`` lifted);
+* ``X_ii <= (lo_i + hi_i) x_i - lo_i hi_i`` for every ``i`` (the box lifted; the right
+  side gets ``4 eps max(lo_i^2, hi_i^2)`` of slack for the rounding of its coefficients);
+* with ``cuts=True``, the rows of the triangle LP (:func:`relax.lp.encode_triangle`)
+  on ``x``, so the SDP with cuts is never looser than the LP with the same bounds.
+
+The objective of a disjunct row ``(c, d)`` is the margin ``c^T (W_L a_{L-1} + b_L) - d``.
+A disjunct with several rows gets ``max`` over its rows of the per-row bounds (valid:
+``min_x max_j >= max_j min_x``).  Note the plain SDP is *not* always tighter than the
+triangle LP; with cuts it is.
+
+Program layout (:func:`encode_sdp`)
+-----------------------------------
+The :class:`~solvers.program.ConicProgram`'s variables are the upper triangle of ``P``
+without the constant ``P_00``, row-major: entry ``(i, j)``, ``i <= j``, is variable
+``i (2s - i + 1) / 2 + (j - i) - 1``.  So variables ``0..n-1`` are ``x`` and
+``X_ij = P_{i+1, j+1}``.  Everything is built from index arrays (numpy / scipy.sparse),
+with loops only over layers.  Every variable is boxed by bounds the SDP already implies
+(``lo <= x <= hi``; ``X_ii`` in ``[min over the box of x^2, m_i^2]``,
+``|X_ij| <= m_i m_j``, ``m_i = max(|lo_i|, |hi_i|)``, rounded outwards), so
+:func:`solvers.safe_bound.conic_safe_bound` gives a finite sound bound from any duals.
+
+Solvers (:func:`sdp_bound`)
+---------------------------
+``cvxpy-clarabel``, ``cvxpy-scs``, ``cvxpy-mosek``: the ConicProgram through cvxpy;
+the bound is the backend's ``Solution.bound``, i.e. ``conic_safe_bound`` recomputed
+from the row and PSD duals (``-inf`` when the solve failed; a claimed infeasibility
+is numerical -- the relaxation always contains the lifted inputs -- so it also gives
+``-inf``).  The raw objective is never used.  ``fo-sdp``: the
+:class:`~solvers.program.LayeredReluProgram` of :func:`layered_program` and the
+first-order dual solver :mod:`solvers.backends.fo_sdp` (rigorously checked bounds).
+
+Sizes measured on this machine (2 CPU cores shared with other jobs, 23 GB; one
+disjunct row, CROWN bounds, Gaussian weights, ``eps = 0.05``; ``s = 1 + inputs +
+hidden`` is the size of ``P``; times are rough):
+
+* ``cvxpy-clarabel`` (interior point; the PSD block of its KKT system is dense in
+  ``s(s+1)/2`` unknowns): ``s = 31`` (10-10-10-5) 1 s, ``s = 61`` (20-20-20-10) 14 s,
+  ``s = 81`` (40-20-20-10) 34 s / 0.9 GB, ``s = 101`` (60-20-20-10) 160 s / 1.7 GB
+  (the last three "optimal_inaccurate"; safe bounds agree with the objective to 4-5
+  digits).
+  Time grows like ``s^5``-``s^6``: largest practical ``s ~ 100`` (about 100 neurons
+  including the inputs); no MNIST network (784-20-10 has ``s = 805``).
+* ``cvxpy-scs`` (first order, one ``s x s`` eigendecomposition per iteration):
+  ``s = 101`` 10 s, ``s = 171`` (100-50-20-10) 19 s (safe bound 0.006 below its
+  objective), ``s = 251`` (200-50-10) hits a 300 s limit ("inaccurate", safe bound
+  still above CROWN), 784-20-10 (``s = 805``, 324k variables) hits 300 s after 1550
+  iterations with a safe bound far below CROWN's.  Largest practical ``s ~ 200``.
+* ``cvxpy-mosek``: not licensed on this machine, not measured.
+* ``fo-sdp`` (:mod:`solvers.backends.fo_sdp`): memory O(n + weights);
+  784-20-10 / 784-100-100-10 (``s = 805 / 985``) take ~5 / 8 ms per iteration with
+  Lanczos on CPU and < 1 s for the final float64 check.  It matches Clarabel on
+  small networks (``s = 14``: within 1e-3 relative after 3000 iterations, ~3 s, on
+  5 of 6 random instances, the sixth needs ~4000; ``s = 61``: 1e-4 after 2000
+  iterations, ~30 s), but on the 784-input networks its Adam iterations, started
+  from the CROWN-like dual point, did not improve on it within a few thousand
+  iterations (the paper runs 10^4-10^5 GPU steps); the reported bound is still the
+  certified value of the best iterate.  Its hard limit is the dense final check
+  (``dense_check_limit``, 6000).
+
+:func:`default_sdp_solver` follows these numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from relax.bounds import Bounds, bound_specs
+from relax.errors import UsageError
+from relax.network import Network
+from relax.spec import Spec
+from relax.verify_types import BoundOutcome, VerifyOptions
+from solvers.backend import SolveOptions
+from solvers.program import ConicProgram, LayeredReluProgram, LinearProgram, PsdConstraint
+from solvers.solution import Solution
+
+__all__ = ["SdpEncoding", "encode_sdp", "layered_program", "solve_row", "sdp_bound",
+           "sdp_method", "default_sdp_solver", "SDP_SOLVERS", "CLARABEL_MAX_SIZE", "SCS_MAX_SIZE"]
+
+log = logging.getLogger(__name__)
+
+_EPS = float(np.finfo(np.float64).eps)
+SDP_SOLVERS = ("cvxpy-clarabel", "cvxpy-scs", "cvxpy-mosek", "fo-sdp")
+CLARABEL_MAX_SIZE = 50   # largest s = 1 + n for which the sdp method picks Clarabel by default
+SCS_MAX_SIZE = 200       # ... and SCS; larger networks get fo-sdp
+
+
+def _require_relu(network: Network) -> None:
+    if not network.is_relu:
+        names = sorted({a.name for a in network.activations})
+        raise UsageError(f"the SDP relaxation needs a ReLU network, got activations {names}")
+
+
+def _boxes(network: Network, lower, upper, bounds: Bounds) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``[lo_k, hi_k]`` of ``h_0 = x_0`` and ``h_{k+1} = a_k``: the input box and ``relu`` of
+    the pre-activation bounds."""
+    boxes = [(np.asarray(lower, np.float64), np.asarray(upper, np.float64))]
+    for k in range(len(network.activations)):
+        boxes.append((np.maximum(bounds.lower[k], 0.0), np.maximum(bounds.upper[k], 0.0)))
+    return boxes
+
+
+def _output_objective(network: Network, offsets: np.ndarray, n: int, row, offset: float):
+    """``(c, c0)`` on ``x`` for the margin ``row^T (W_L h_L + b_L) - offset``."""
+    last = network.affines[-1]
+    row = np.asarray(row, np.float64)
+    c = np.zeros(n)
+    c[offsets[-2]:offsets[-1]] = np.asarray(last.weight.T @ row).ravel()
+    return c, float(row @ last.bias - offset)
+
+
+# -- the conic program ----------------------------------------------------------------------
+
+def triangle_index(i: np.ndarray, j: np.ndarray, s: int) -> np.ndarray:
+    """Variable index of ``P_ij`` (``i <= j``, not ``(0, 0)``) in the row-major upper triangle."""
+    i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
+    return i * (2 * s - i + 1) // 2 + (j - i) - 1
+
+
+@dataclass(frozen=True, eq=False)
+class SdpEncoding:
+    """The SDP's constraints (zero objective) and how to put a margin objective on it."""
+
+    program: ConicProgram
+    network: Network
+    offsets: np.ndarray   # x[offsets[k]:offsets[k+1]] is h_k
+
+    @property
+    def n(self) -> int:
+        return int(self.offsets[-1])
+
+    def with_objective(self, row, offset: float) -> ConicProgram:
+        """The program minimising ``row^T y - offset`` (the margin of one disjunct row)."""
+        c_x, c0 = _output_objective(self.network, self.offsets, self.n, row, offset)
+        lp = self.program.linear
+        c = np.zeros(lp.num_variables)
+        c[:self.n] = c_x
+        return ConicProgram(lp.with_objective(c, c0), self.program.psd)
+
+
+def _variable_bounds(lo: np.ndarray, hi: np.ndarray, I: np.ndarray, J: np.ndarray):
+    """Implied boxes of all variables ``P_IJ`` (rounded outwards)."""
+    m = np.maximum(np.abs(lo), np.abs(hi))
+    up, down = 1 + 4 * _EPS, 1 - 4 * _EPS
+    first, diag = I == 0, (I == J) & (I > 0)
+    jm, im = J - 1, np.maximum(I - 1, 0)
+    var_hi = np.where(first, hi[jm], m[im] * m[jm] * up)
+    straddles = (lo <= 0) & (hi >= 0)
+    square_lo = np.where(straddles, 0.0, np.minimum(lo * lo, hi * hi) * down)
+    var_lo = np.where(first, lo[jm], np.where(diag, square_lo[jm], -var_hi))
+    return var_lo, var_hi
+
+
+def _rows(entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_rows: int, n_vars: int):
+    """A CSR matrix from ``(row, column, value)`` triples."""
+    r, c, v = (np.concatenate(parts) for parts in zip(*entries))
+    return sp.csr_matrix((v, (r, c)), shape=(n_rows, n_vars))
+
+
+def _relu_rows(W: sp.csr_matrix, b: np.ndarray, prev: int, cur: int, s: int, n_vars: int):
+    """For one layer (``h_k`` at ``prev``, ``a_k`` at ``cur``): the rows ``a - W h >= b`` and
+    ``X_aa - sum_j W_ij X_{h_j a_i} - b_i a_i = 0``."""
+    coo = W.tocoo()
+    m = W.shape[0]
+    rows = np.arange(m)
+    a_var = cur + rows                                          # x_p is variable p
+    ineq = _rows([(rows, a_var, np.ones(m)), (coo.row, prev + coo.col, -coo.data)], m, n_vars)
+    diag_var = triangle_index(a_var + 1, a_var + 1, s)
+    cross_var = triangle_index(prev + coo.col + 1, cur + coo.row + 1, s)
+    eq = _rows([(rows, diag_var, np.ones(m)), (coo.row, cross_var, -coo.data),
+                (rows, a_var, -b)], m, n_vars)
+    return ineq, eq
+
+
+def _box_rows(lo: np.ndarray, hi: np.ndarray, s: int, n_vars: int):
+    """``X_ii - (lo_i + hi_i) x_i <= -lo_i hi_i`` (+ rounding slack) for every ``i``."""
+    n = lo.size
+    i = np.arange(n)
+    A = _rows([(i, triangle_index(i + 1, i + 1, s), np.ones(n)), (i, i, -(lo + hi))], n, n_vars)
+    m2 = np.maximum(lo * lo, hi * hi)
+    return A, -lo * hi + 4 * _EPS * m2
+
+
+def _psd_constraint(I: np.ndarray, J: np.ndarray, s: int) -> PsdConstraint:
+    """``P = sum_t x_t F_t - F_0`` with ``F_t = E_IJ + E_JI`` (``E_II`` on the diagonal) and
+    ``F_0 = -E_00``."""
+    t = np.arange(I.size)
+    off = I != J
+    rows = np.concatenate([I * s + J, (J * s + I)[off]])
+    cols = np.concatenate([t, t[off]])
+    G = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(s * s, I.size))
+    constant = np.zeros(s * s)
+    constant[0] = -1.0
+    return PsdConstraint(s, G, constant)
+
+
+def encode_sdp(network: Network, lower, upper, bounds: Bounds, cuts: bool = False) -> SdpEncoding:
+    """The SDP of the module docstring over the input box ``[lower, upper]`` with hidden
+    pre-activation ``bounds`` (zero objective; see :meth:`SdpEncoding.with_objective`)."""
+    _require_relu(network)
+    boxes = _boxes(network, lower, upper, bounds)
+    lo, hi = np.concatenate([b[0] for b in boxes]), np.concatenate([b[1] for b in boxes])
+    offsets = np.concatenate([[0], np.cumsum([b[0].size for b in boxes])]).astype(int)
+    n = int(offsets[-1])
+    s = n + 1
+    I, J = np.triu_indices(s)
+    I, J = I[1:].astype(np.int64), J[1:].astype(np.int64)
+    n_vars = I.size
+    blocks, row_lo, row_hi = [], [], []
+    for k in range(len(network.activations)):
+        affine = network.affines[k]
+        ineq, eq = _relu_rows(sp.csr_matrix(affine.weight), affine.bias, offsets[k],
+                              offsets[k + 1], s, n_vars)
+        blocks += [ineq, eq]
+        row_lo += [affine.bias, np.zeros(eq.shape[0])]
+        row_hi += [np.full(ineq.shape[0], np.inf), np.zeros(eq.shape[0])]
+    box, box_hi = _box_rows(lo, hi, s, n_vars)
+    blocks.append(box), row_lo.append(np.full(n, -np.inf)), row_hi.append(box_hi)
+    if cuts:
+        _add_cuts(network, lower, upper, bounds, n_vars, blocks, row_lo, row_hi)
+    var_lo, var_hi = _variable_bounds(lo, hi, I, J)
+    A = sp.vstack(blocks, format="csr")
+    linear = LinearProgram(np.zeros(n_vars), A, np.concatenate(row_lo), np.concatenate(row_hi),
+                           var_lo, var_hi)
+    log.debug("SDP of size %d: %d variables, %d rows", s, n_vars, A.shape[0])
+    return SdpEncoding(ConicProgram(linear, (_psd_constraint(I, J, s),)), network, offsets)
+
+
+def _add_cuts(network, lower, upper, bounds, n_vars, blocks, row_lo, row_hi) -> None:
+    """The triangle LP's rows, on the first row of ``P`` (its variables are ``x``)."""
+    from relax.lp import encode_triangle
+
+    tri = encode_triangle(network, lower, upper, bounds).program
+    pad = sp.csr_matrix((tri.num_rows, n_vars - tri.num_variables))
+    blocks.append(sp.hstack([tri.A, pad], format="csr"))
+    row_lo.append(tri.row_lower), row_hi.append(tri.row_upper)
+
+
+# -- the layered program (fo-sdp) -----------------------------------------------------------
+
+def layered_program(network: Network, lower, upper, bounds: Bounds, row,
+                    offset: float) -> LayeredReluProgram:
+    """The :class:`LayeredReluProgram` minimising the margin ``row^T y - offset``."""
+    _require_relu(network)
+    boxes = _boxes(network, lower, upper, bounds)
+    L = len(network.activations)
+    offsets = np.concatenate([[0], np.cumsum([b[0].size for b in boxes])]).astype(int)
+    c, c0 = _output_objective(network, offsets, int(offsets[-1]), row, offset)
+    return LayeredReluProgram(
+        tuple(network.affines[k].weight for k in range(L)),
+        tuple(network.affines[k].bias for k in range(L)),
+        tuple(b[0] for b in boxes), tuple(b[1] for b in boxes),
+        tuple(np.asarray(bounds.lower[k], np.float64) for k in range(L)),
+        tuple(np.asarray(bounds.upper[k], np.float64) for k in range(L)),
+        c[offsets[-2]:], c0)
+
+
+# -- solving --------------------------------------------------------------------------------
+
+def _time_left(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _options_for(solver: str, options: SolveOptions | None, cuts: bool,
+                 deadline: float | None) -> SolveOptions:
+    """``options`` with the deadline's time limit (and ``cuts`` for fo-sdp)."""
+    options = options or SolveOptions()
+    left = None if deadline is None else max(_time_left(deadline), 1e-3)
+    limit = options.time_limit if left is None else min(options.time_limit or left, left)
+    extra = dict(options.extra)
+    if solver == "fo-sdp":
+        extra["cuts"] = bool(cuts)
+    return SolveOptions(limit, options.tolerance, options.threads, options.verbose,
+                        tuple(extra.items()))
+
+
+def solve_row(network: Network, spec: Spec, bounds: Bounds, row, offset: float,
+              solver: str = "cvxpy-clarabel", cuts: bool = False,
+              deadline: float | None = None, options: SolveOptions | None = None,
+              warm_start=None, encoding: SdpEncoding | None = None) -> Solution:
+    """Solve the SDP for the margin ``row^T y - offset``; ``Solution.bound`` is sound."""
+    from solvers.registry import get_solver
+
+    backend = get_solver(solver)
+    opts = _options_for(solver, options, cuts, deadline)
+    if solver == "fo-sdp":
+        program = layered_program(network, spec.lower, spec.upper, bounds, row, offset)
+    else:
+        encoding = encoding or encode_sdp(network, spec.lower, spec.upper, bounds, cuts)
+        program = encoding.with_objective(row, offset)
+    return backend.solve(program, opts, warm_start)
+
+
+def _sound(solution: Solution) -> float:
+    """The solution's safe bound, or ``-inf`` (also for a claimed infeasibility)."""
+    bound = solution.bound
+    if bound is None or math.isnan(bound) or bound == math.inf:
+        if bound == math.inf:
+            log.warning("SDP solver %s claims infeasibility; no bound taken", solution.solver)
+        return -math.inf
+    return float(bound)
+
+
+def sdp_bound(network: Network, spec: Spec, bounds: Bounds, solver: str = "cvxpy-clarabel",
+              cuts: bool = False, deadline: float | None = None,
+              options: SolveOptions | None = None) -> np.ndarray:
+    """Sound lower bounds on every disjunct's margin from the SDP (max over its rows)."""
+    _require_relu(network)
+    if solver not in SDP_SOLVERS:
+        raise UsageError(f"unknown SDP solver {solver!r}; choose from {', '.join(SDP_SOLVERS)}")
+    spec.check_fits(network.input_size, network.output_size)
+    encoding = None if solver == "fo-sdp" else encode_sdp(network, spec.lower, spec.upper,
+                                                          bounds, cuts)
+    out = np.full(len(spec.disjuncts), -np.inf)
+    for j, disjunct in enumerate(spec.disjuncts):
+        for row, offset in zip(disjunct.A, disjunct.b):
+            left = _time_left(deadline)
+            if left is not None and left <= 0:
+                return out
+            solution = solve_row(network, spec, bounds, row, offset, solver, cuts, deadline,
+                                 options, encoding=encoding)
+            log.debug("disjunct %d row: %s bound %.6g (%s)", j, solver, solution.bound,
+                      solution.message)
+            out[j] = max(out[j], _sound(solution))
+    return out
+
+
+# -- the verification method ----------------------------------------------------------------
+
+def default_sdp_solver(network: Network) -> str:
+    """By the size ``s = 1 + n`` of ``P`` (see the measurements in the module docstring):
+    Clarabel up to :data:`CLARABEL_MAX_SIZE`, SCS up to :data:`SCS_MAX_SIZE`, else ``fo-sdp``."""
+    s = 1 + network.input_size + sum(network.hidden_sizes)
+    if s <= CLARABEL_MAX_SIZE:
+        return "cvxpy-clarabel"
+    return "cvxpy-scs" if s <= SCS_MAX_SIZE else "fo-sdp"
+
+
+_FO_SDP_KEYS = ("max_iterations", "lr", "patience", "eig", "lanczos_steps", "init", "dtype")
+
+
+def _method_options(solver: str, options: VerifyOptions) -> SolveOptions:
+    """fo-sdp gets ``options.device`` and the :data:`_FO_SDP_KEYS` found in ``options.extra``."""
+    extra = {}
+    if solver == "fo-sdp":
+        extra["device"] = options.device
+        extra.update({k: options.get(k) for k in _FO_SDP_KEYS if options.get(k) is not None})
+    return SolveOptions(extra=tuple(extra.items()))
+
+
+def sdp_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
+    """The ``sdp`` verification method.
+
+    Per spec: CROWN bounds (hidden layers and disjuncts); if CROWN does not prove the
+    spec, PGD first (a checked counterexample ends the spec: bound = CROWN's); then
+    the SDP of every disjunct that CROWN did not prove (every disjunct with option
+    ``skip_proved=False``), with hidden bounds from option ``intermediate`` (``crown``,
+    default, or ``lp``: LP-tightened), solver ``options.solver`` (default
+    :func:`default_sdp_solver`) and option ``cuts`` (False).  A disjunct's bound is the
+    max of the SDP's and CROWN's (both sound).  For fo-sdp, ``options.device`` and the
+    options ``max_iterations``, ``lr``, ``patience``, ``eig``, ``lanczos_steps``, ``init``,
+    ``dtype`` are passed on."""
+    _require_relu(network)
+    source = options.get("intermediate", "crown")
+    if source not in ("crown", "lp"):
+        raise UsageError(f"option intermediate must be 'crown' or 'lp', got {source!r}")
+    solver = options.solver or default_sdp_solver(network)
+    if solver not in SDP_SOLVERS:
+        raise UsageError(f"solver {solver!r} cannot solve the SDP; "
+                         f"choose from {', '.join(SDP_SOLVERS)}")
+    return [_sdp_one(network, spec, deadline, options, source, solver) for spec in specs]
+
+
+def _sdp_one(network, spec, deadline, options, source, solver) -> BoundOutcome:
+    from relax.attack import pgd_attack
+
+    skip_proved = bool(options.get("skip_proved", True))
+    crown = bound_specs(network, [spec], "crown", device=options.device)[0]
+    if crown.bound > 0 and skip_proved:
+        return BoundOutcome(crown.bound, solver)
+    cex = pgd_attack(network, spec, options.attack, deadline) if crown.bound <= 0 else None
+    if cex is not None:
+        return BoundOutcome(crown.bound, solver, cex)
+    bounds = crown.layers
+    if source == "lp":
+        from relax.lp_runner import DEFAULT_LP_SOLVER
+        from relax.tighten import tighten_bounds
+
+        bounds = tighten_bounds(network, spec.lower, spec.upper, bounds, DEFAULT_LP_SOLVER,
+                                deadline)
+    todo = [j for j, b in enumerate(crown.disjunct_bounds) if b <= 0 or not skip_proved]
+    per = np.array(crown.disjunct_bounds, dtype=np.float64)
+    if todo:
+        sub = Spec(spec.lower, spec.upper, tuple(spec.disjuncts[j] for j in todo))
+        sdp = sdp_bound(network, sub, bounds, solver, bool(options.get("cuts", False)), deadline,
+                        _method_options(solver, options))
+        per[todo] = np.maximum(per[todo], sdp)
+    late = deadline is not None and time.monotonic() > deadline
+    return BoundOutcome(float(per.min()), solver, reason="time limit reached" if late else None)
