@@ -110,7 +110,7 @@ def test_an_unlicensed_solver_is_reported_not_crashed(net_and_prop):
     if available:
         pytest.skip("MOSEK has a licence here")
     result = run_cli("verify", *net_and_prop, "--method", "lp", "--solver", "mosek")
-    assert result.returncode == 2 and "licen" in result.stderr
+    assert result.returncode == 2 and ("licen" in result.stderr or "not installed" in result.stderr)
 
 
 def test_solvers_lists_every_backend_with_its_status():

@@ -306,7 +306,7 @@ class CvxpyBackend(Backend):
         if isinstance(installed, str):
             return False, installed
         if cls.cvxpy_name not in installed:
-            return False, f"cvxpy does not report {cls.cvxpy_name} as installed"
+            return False, f"{cls.cvxpy_name} is not installed (cvxpy does not list it)"
         return cls._check_licence()
 
     @classmethod
