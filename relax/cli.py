@@ -52,11 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="compare methods side by side")
     compare.add_argument("--network", help="ONNX network (default: the embedded MNIST network)")
     compare.add_argument("--mnist", help="MNIST directory to take images from (default: embedded)")
-    compare.add_argument("--count", type=int, default=4, help="number of images")
+    compare.add_argument("--count", type=int, default=3, help="number of images")
     compare.add_argument("--eps", type=float, nargs="+", default=None, help="L-inf radii")
     compare.add_argument("--methods", nargs="+", default=None,
                          help="methods to run (default: ibp crown lp exact; also: sdp)")
-    compare.add_argument("--timeout", type=float, default=10.0, help="seconds per property and method")
+    compare.add_argument("--timeout", type=float, default=5.0, help="seconds per property and method")
     compare.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     return parser
 

@@ -116,23 +116,32 @@ def milp_margin(network: Network, spec: Spec, bounds: Bounds, solver: str = "hig
                 time_limit: float | None = None) -> float | None:
     """The exact minimum margin from the big-M MILP (``None`` if not solved to optimality).
 
-    This is a *value* for comparison tables, resting on the MILP solver's
-    tolerances; verdicts never use it (they come from :func:`exact_method`).
+    Disjuncts are solved in order of their LP bound; one whose LP bound is already
+    above the best MILP value found cannot hold the minimum and is skipped.  This is
+    a *value* for comparison tables, resting on the MILP solver's tolerances;
+    verdicts never use it (they come from :func:`exact_method`).
     """
     from solvers import SolveOptions, get_solver
     from solvers.solution import Status
 
     backend = get_solver(solver)
+    deadline = None if time_limit is None else time.monotonic() + time_limit
+    lp_bounds = lp_disjunct_bounds(network, spec, bounds, None, deadline)
     encoding = encode_milp(network, spec.lower, spec.upper, bounds)
-    values = []
-    for disjunct in spec.disjuncts:
-        objective = disjunct_objective(encoding, disjunct)
+    best = math.inf
+    for j in np.argsort(lp_bounds):
+        if lp_bounds[j] >= best:
+            break
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return None
+        objective = disjunct_objective(encoding, spec.disjuncts[j])
         program = objective.program.with_objective(objective.c, objective.c0)
-        solution = backend.solve(program, SolveOptions(time_limit=time_limit))
+        solution = backend.solve(program, SolveOptions(time_limit=remaining))
         if solution.status is not Status.OPTIMAL or solution.objective is None:
             return None
-        values.append(solution.objective)
-    return float(min(values))
+        best = min(best, solution.objective)
+    return float(best)
 
 
 def milp_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
