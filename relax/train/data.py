@@ -1,0 +1,32 @@
+"""MNIST as torch tensors for training."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from relax.errors import DataError
+from relax.mnist import load_mnist
+
+__all__ = ["mnist_tensors", "default_mnist_root"]
+
+
+def default_mnist_root() -> Path:
+    """``$RELAX_DATA/mnist`` when set, else ``../shared/data/mnist`` (relative to the cwd)."""
+    env = os.environ.get("RELAX_DATA")
+    if env:
+        return Path(env) / "mnist"
+    return Path("../shared/data/mnist")
+
+
+def mnist_tensors(
+    split: str, limit: int | None = None, root: str | Path | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(X, y)``: X float32 of shape (N, 784) in [0, 1], y int64 of shape (N,)."""
+    root = Path(root) if root is not None else default_mnist_root()
+    if not root.is_dir():
+        raise DataError(f"MNIST directory not found: {root} (set RELAX_DATA or pass root)")
+    images, labels = load_mnist(root, split, limit)
+    return torch.from_numpy(images).float(), torch.from_numpy(labels)
