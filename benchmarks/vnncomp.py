@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,11 +39,21 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=None, help="override the competition limit")
     parser.add_argument("--limit", type=int, default=None, help="only the first N instances")
     parser.add_argument("--tag", default="", help="suffix for the output files")
+    parser.add_argument("--pipeline", default=None, choices=["torch", "lp"],
+                        help="exact method: torch alpha/beta-CROWN BaB (default) or the LP path")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 is fastest on a shared 2-core machine)")
+    parser.add_argument("--properties", default=None,
+                        help="comma-separated property names (e.g. prop_0_0.03) to run only those")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     data = Path(os.environ.get("RELAX_DATA", REPO.parent / "shared" / "data"))
     instances = read_instances(data / "vnncomp2021" / args.benchmark / "instances.csv")
     if args.network:
         instances = [i for i in instances if args.network in i.network.name]
+    if args.properties:
+        wanted = {p if p.endswith(".vnnlib") else p + ".vnnlib" for p in args.properties.split(",")}
+        instances = [i for i in instances if i.property.name in wanted]
     instances = instances[: args.limit]
     net_tag = f"_{args.network}" if args.network else ""
     stem = f"vnncomp_{args.benchmark}{net_tag}_{args.method}{args.tag}"
@@ -54,7 +65,8 @@ def main() -> None:
 
 
 def run_all(instances, args):
-    options = VerifyOptions(solver=args.solver)
+    extra = (("pipeline", args.pipeline),) if args.pipeline else ()
+    options = VerifyOptions(solver=args.solver, extra=extra)
     rows = []
     for instance in tqdm(instances, unit="prop"):
         start = time.monotonic()
@@ -83,6 +95,9 @@ def summary(rows, args) -> str:
     lines = [f"# VNN-COMP 2021 {args.benchmark}, method `{args.method}`",
              "", f"Machine: {describe_machine()}", "",
              f"Command: `python benchmarks/vnncomp.py {' '.join(sys.argv[1:])}`", "",
+             f"Time limit per instance: {args.timeout or 'competition'} s; "
+             f"pipeline: {args.pipeline or 'default (torch)'}; torch threads: {args.threads}. "
+             "The machine was shared with other jobs, so times are pessimistic.", "",
              "| network | instances | holds | violated | unknown | solved | total s |",
              "|---|---|---|---|---|---|---|"]
     for net, counts in per_net.items():

@@ -78,6 +78,7 @@ class _Tree:
         self.binaries = np.arange(objective.program.block("binary").start,
                                   objective.program.block("binary").stop)
         neurons = encoding.binary_neurons
+        self.neurons = [(int(k), int(i)) for k, i in neurons]
         self.post = np.array([encoding.post_activation_index(k, i) for k, i in neurons], dtype=int)
         pre_rows = [encoding.expressions[k][0][i] for k, i in neurons]
         width = objective.program.num_variables

@@ -9,10 +9,13 @@ time.  A MILP solver's own bound rests on its tolerances, so *holds* still comes
 only from branch and bound with safe leaf bounds.
 
 ``exact``: a complete decision procedure.  PGD first (cheap counterexamples), then
-CROWN, then LP tightening and the LP per disjunct, and finally branch and bound
-(:mod:`relax.bab`) on the disjuncts the LP could not close.  With enough time
-every disjunct is either closed by safe bounds on all leaves or yields a
-float64-checked counterexample.
+CROWN; for ReLU networks then alpha-CROWN and batched beta-CROWN branch and bound
+(:mod:`relax.bab_torch`, option ``pipeline="torch"``, the default).  The
+``pipeline="lp"`` path (also the fallback for other activations, or when the
+torch search runs out of memory for open domains) runs LP tightening and the LP per
+disjunct, and finally LP branch and bound (:mod:`relax.bab`) on the disjuncts the
+LP could not close.  With enough time every disjunct is either closed by safe
+bounds on all leaves or yields a float64-checked counterexample.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 from relax.attack import pgd_attack
 from relax.errors import UsageError
 from relax.bab import branch_and_bound
+from relax.bab_torch import torch_branch_and_bound
 from relax.bounds import Bounds, bound_specs
 from relax.lp import encode_milp, encode_triangle
 from relax.lp_runner import DEFAULT_LP_SOLVER, LpRunner
@@ -92,6 +96,17 @@ def _exact_one(network, spec, deadline, options, solver) -> BoundOutcome:
     crown = bound_specs(network, [spec], "crown")[0]
     if crown.bound > 0:
         return BoundOutcome(crown.bound, solver)
+    relu = all(a.name == "relu" for a in network.activations)
+    if relu and options.get("pipeline", "torch") == "torch":
+        open_disjuncts = [j for j, b in enumerate(crown.disjunct_bounds) if b <= 0]
+        outcome = torch_branch_and_bound(network, spec, open_disjuncts, deadline)
+        log.info("torch branch and bound: bound %.4g after %d domains", outcome.bound, outcome.nodes)
+        if outcome.complete or "time limit" in outcome.reason:
+            closed = [float(b) for b in crown.disjunct_bounds if b > 0]
+            bound = min([outcome.bound] + closed)
+            return BoundOutcome(bound, "torch-bab", outcome.counterexample,
+                                reason=outcome.reason or None)
+        log.info("torch branch and bound gave up (%s); LP path next", outcome.reason)
     bounds = tighten_bounds(network, spec.lower, spec.upper, crown.layers, solver, deadline)
     per_disjunct = np.maximum(lp_disjunct_bounds(network, spec, bounds, solver, deadline),
                               crown.disjunct_bounds)
