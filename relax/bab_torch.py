@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BabSettings:
     """``batch`` domains split per round; Adam ``iterations``/learning rates at the root and
-    per batch; ``max_domains`` open domains before giving up (memory)."""
+    per batch; ``max_domains`` open domains before giving up (memory); with
+    ``float32_steps`` the Adam steps of the search run in float32 and only the final
+    evaluation of each batch (the bound that is used) in float64."""
 
     batch: int = 256
     root_iterations: int = 30
@@ -56,6 +58,7 @@ class BabSettings:
     lr_alpha: float = 0.1
     lr_beta: float = 0.05
     max_domains: int = 60000
+    float32_steps: bool = True
 
 
 def _objectives(spec: Spec, disjuncts, net: TorchNetwork):
@@ -143,6 +146,7 @@ def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadlin
         raise ValueError("torch branch and bound handles ReLU networks only")
     disjuncts = list(range(len(spec.disjuncts))) if disjuncts is None else list(disjuncts)
     net = TorchNetwork.from_network(network)
+    fast_net = TorchNetwork.from_network(network, dtype=torch.float32) if settings.float32_steps else None
     root, C, d = root_alpha_bounds(network, spec, disjuncts, settings, deadline, net)
     nodes = len(disjuncts)
     C_all, d_all = _objectives(spec, range(len(spec.disjuncts)), net)
@@ -206,7 +210,8 @@ def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadlin
             net, lower[None].expand(m, -1), upper[None].expand(m, -1), C[children["disjunct"]],
             child_lower, child_upper, alpha=children["alpha"],
             iterations=settings.iterations, lr=settings.lr_alpha, offsets=d[children["disjunct"]],
-            refine=False, signs=children["sign"], beta=children["beta"], lr_beta=settings.lr_beta)
+            refine=False, signs=children["sign"], beta=children["beta"], lr_beta=settings.lr_beta,
+            fast_net=fast_net)
         cex = _check(network, spec, result.x, net, C_all, d_all)
         if cex is not None:
             return BabOutcome(-math.inf, cex, nodes, True)

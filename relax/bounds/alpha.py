@@ -155,7 +155,8 @@ def _score(lines, lowers, uppers, keep):
 def alpha_crown(net: TorchNetwork, lower, upper, objective, prior_lower, prior_upper,
                 alpha=None, iterations: int = 20, lr: float = 0.1,
                 deadline: float | None = None, offsets=None, refine: bool = True,
-                signs=None, beta=None, lr_beta: float = 0.05) -> DomainBounds:
+                signs=None, beta=None, lr_beta: float = 0.05,
+                fast_net: TorchNetwork | None = None) -> DomainBounds:
     """Best-of-iterations alpha-CROWN bounds ``max_j rows_j`` for a batch of domains.
 
     The domain bound is the maximum over the objective rows (the margin of a
@@ -164,44 +165,44 @@ def alpha_crown(net: TorchNetwork, lower, upper, objective, prior_lower, prior_u
     ``offsets`` (batch, rows) are subtracted from the rows (objective ``C y - d``).
     With ``signs`` (list of (batch, n_k) in {-1, 0, 1}) the split constraints enter
     through ``beta`` (optimised from ``beta`` or zero).
+
+    With ``fast_net`` (the same network in a cheaper dtype, e.g. float32) the Adam
+    steps run in that dtype and only the final evaluation, in ``net``'s dtype
+    (float64), gives the returned bound: the optimisation only chooses ``alpha`` and
+    ``beta``, and every choice is sound when evaluated in float64.
     """
     empty = torch.zeros(lower.shape[0], dtype=torch.bool, device=lower.device)
     for pl, pu in zip(prior_lower, prior_upper):
         empty |= (pl > pu).any(1)
     if alpha is None:
         alpha = [((pu > -pl)).to(pl.dtype) for pl, pu in zip(prior_lower, prior_upper)]
-    params = [a.detach().to(lower.dtype).clone().requires_grad_(True) for a in alpha]
+    exact = _Problem(net, lower, upper, objective, prior_lower, prior_upper, offsets, signs, refine)
+    work = exact if fast_net is None else exact.cast(fast_net)
+    params = [a.detach().to(work.dtype).clone().requires_grad_(True) for a in alpha]
     groups = [{"params": params, "lr": lr}]
-    split = None
+    betas = None
     if signs is not None:
         if beta is None:
             beta = [torch.zeros_like(a) for a in params]
-        betas = [b.detach().to(lower.dtype).clone().requires_grad_(True) for b in beta]
-        signs = [s.to(lower.dtype) for s in signs]
-        split = (signs, betas)
+        betas = [b.detach().to(work.dtype).clone().requires_grad_(True) for b in beta]
         groups.append({"params": betas, "lr": lr_beta})
     optimiser = torch.optim.Adam(groups) if iterations > 0 else None
-    fixed_lines = None
-    if not refine:
-        fixed_lines = []
-        for l, u, a in zip(prior_lower, prior_upper, params):
-            lo, up, offset = _relu_lines(l, u, a.detach())
-            fixed_lines.append(((l < 0) & (u > 0), (l >= 0).to(l.dtype), up, offset))
     best = torch.full((lower.shape[0],), -torch.inf, dtype=lower.dtype, device=lower.device)
     best_rows = None
     for step in range(max(iterations, 0) + 1):
         last = step == max(iterations, 0) or (deadline is not None and time.monotonic() > deadline)
+        problem = exact if last else work
+        if last and work is not exact:
+            params = [p.detach().to(exact.dtype) for p in params]
+            betas = None if betas is None else [b.detach().to(exact.dtype) for b in betas]
         with torch.set_grad_enabled(not last):
-            rows, lowers, uppers, lines, keep, x = domain_bounds(
-                net, lower, upper, objective, prior_lower, prior_upper, params, want_extras=last,
-                refine=refine, split=split, fixed_lines=fixed_lines)
-            if offsets is not None:
-                rows = rows - offsets
+            rows, lowers, uppers, lines, keep, x = problem.evaluate(params, betas, want_extras=last)
             value = rows.max(1).values
-        better = value.detach() > best
-        best = torch.where(better, value.detach(), best)
-        best_rows = rows.detach() if best_rows is None else torch.where(
-            better.unsqueeze(1), rows.detach(), best_rows)
+        if last or work is exact:
+            better = value.detach() > best
+            best = torch.where(better, value.detach(), best)
+            best_rows = rows.detach() if best_rows is None else torch.where(
+                better.unsqueeze(1), rows.detach(), best_rows)
         if last:
             break
         optimiser.zero_grad()
@@ -210,13 +211,45 @@ def alpha_crown(net: TorchNetwork, lower, upper, objective, prior_lower, prior_u
         with torch.no_grad():
             for p in params:
                 p.clamp_(0.0, 1.0)
-            if split is not None:
-                for b in split[1]:
-                    b.clamp_(min=0.0)
+            for b in betas or ():
+                b.clamp_(min=0.0)
     for l, u in zip(lowers, uppers):
         empty |= (l > u).any(1)
     best = torch.where(empty, torch.full_like(best, torch.inf), best)
-    betas = None if split is None else [b.detach() for b in split[1]]
+    betas = None if betas is None else [b.detach() for b in betas]
     return DomainBounds(best, best_rows, [l.detach() for l in lowers], [u.detach() for u in uppers],
                         [p.detach() for p in params], x.detach(), _score(lines, lowers, uppers, keep),
                         betas)
+
+
+class _Problem:
+    """The fixed data of one alpha-CROWN batch in one dtype."""
+
+    def __init__(self, net, lower, upper, objective, prior_lower, prior_upper, offsets, signs, refine):
+        self.net, self.dtype = net, net.dtype
+        cast = (lambda t: None if t is None else t.to(net.dtype))
+        self.lower, self.upper, self.objective = cast(lower), cast(upper), cast(objective)
+        self.prior_lower = [cast(t) for t in prior_lower]
+        self.prior_upper = [cast(t) for t in prior_upper]
+        self.offsets, self.refine = cast(offsets), refine
+        self.signs = None if signs is None else [cast(t) for t in signs]
+        self.raw = (lower, upper, objective, prior_lower, prior_upper, offsets, signs, refine)
+        self.fixed_lines = None
+        if not refine:
+            self.fixed_lines = []
+            for l, u in zip(self.prior_lower, self.prior_upper):
+                _, up, offset = _relu_lines(l, u, torch.zeros_like(l))
+                self.fixed_lines.append(((l < 0) & (u > 0), (l >= 0).to(l.dtype), up, offset))
+
+    def cast(self, net) -> "_Problem":
+        return _Problem(net, *self.raw)
+
+    def evaluate(self, alpha, beta, want_extras):
+        split = None if self.signs is None else (self.signs, beta)
+        rows, lowers, uppers, lines, keep, x = domain_bounds(
+            self.net, self.lower, self.upper, self.objective, self.prior_lower, self.prior_upper,
+            alpha, want_extras=want_extras, refine=self.refine, split=split,
+            fixed_lines=self.fixed_lines)
+        if self.offsets is not None:
+            rows = rows - self.offsets
+        return rows, lowers, uppers, lines, keep, x
