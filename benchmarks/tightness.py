@@ -2,13 +2,17 @@
 (three sources of intermediate bounds) against the exact margin, with their times.
 
     python benchmarks/tightness.py [--quick] [--exact-limit 60] [--eran-exact-limit 0]
-        [--lp-limit 120] [--method-limit 30] [--only NET] [--methods IBP,CROWN,...]
+        [--lp-limit 120] [--method-limit 30] [--sdp-limit 60] [--only NET]
+        [--methods IBP,CROWN,...]
 
 Properties: the embedded 784-100-100-10 net (``relax.data``) at eps 0.05 and 0.08
 on test images 0-2; mnistfc ``mnist-net_256x2`` (props 0-2, eps 0.03) and
 ``mnist-net_256x4`` (props 0-1, eps 0.03); eran ``mnist_relu_9_200`` (the first
 two specs of its ``instances.csv``).  ``--quick``: one property per network and
 eps.  Data is read from ``$RELAX_DATA`` or ``../shared/data``.
+
+``SDP`` and ``SDP+cuts``: :func:`sdp` (fo-sdp over CROWN bounds, ``--sdp-limit``
+seconds per property).
 
 Methods are the list :data:`METHODS` of ``(name, function)``; a function takes a
 :class:`Case` and returns an :class:`Outcome` (a lower bound on every disjunct's
@@ -268,6 +272,38 @@ def exact(case: Case) -> Outcome:
                    upper=upper)
 
 
+def sdp(cuts: bool):
+    """The SDP of :mod:`relax.sdp` (with the triangle cuts when ``cuts``) over CROWN bounds,
+    solved by ``fo-sdp`` (certified float64 bounds), ``SDP_LIMIT`` seconds per property
+    split evenly over the disjuncts still to do; each disjunct after the first starts from
+    the previous one's duals (same layout), which the benchmark ``benchmarks/sdp.py``
+    measures.  A disjunct's value is the SDP's own bound (not max with CROWN)."""
+
+    def run(case: Case) -> Outcome:
+        from relax.sdp import solve_row
+
+        bounds = _intermediate(case, "crown")
+        out = np.full(case.n_disjuncts, -np.inf)
+        deadline = time.monotonic() + SDP_LIMIT
+        warm = None
+        for j, disjunct in enumerate(case.spec.disjuncts):
+            for row, offset in zip(disjunct.A, disjunct.b):
+                left = (deadline - time.monotonic()) / (case.n_disjuncts - j)
+                if left <= 0.05:
+                    break
+                solution = solve_row(case.network, case.spec, bounds, row, float(offset),
+                                     "fo-sdp", cuts, options=SolveOptions(time_limit=left),
+                                     warm_start=warm)
+                warm = solution.warm_start
+                out[j] = max(out[j], solution.bound)
+        note = "LP time limit" if np.isneginf(out).any() else ""
+        return Outcome(out, note=note)
+
+    return run
+
+
+SDP_LIMIT = 60.0  # seconds per property for each SDP column (--sdp-limit)
+
 #: The columns, in order: (name, function of a Case returning an Outcome).
 METHODS: list[tuple[str, Callable[[Case], Outcome]]] = [
     ("IBP", propagation("ibp")),
@@ -275,6 +311,8 @@ METHODS: list[tuple[str, Callable[[Case], Outcome]]] = [
     ("LP(IBP)", triangle_lp("ibp")),
     ("LP(CROWN)", triangle_lp("crown")),
     ("LP(LP)", triangle_lp("lp")),
+    ("SDP", sdp(False)),
+    ("SDP+cuts", sdp(True)),
     ("exact", exact),
 ]
 EXACT = "exact"
@@ -415,7 +453,11 @@ def markdown(results, names, problems, args, total_seconds: float) -> str:
         "each column timed as if run alone. `[<= u]` on an unfinished exact cell: the best "
         "MILP incumbent, an upper bound on the margin. `*`: the LP column hit its "
         + (f"{args.method_limit:g} s" if args.method_limit else "")
-        + " limit and the disjuncts it did not reach count as -inf.",
+        + " limit and the disjuncts it did not reach count as -inf. "
+        f"SDP / SDP+cuts: the SDP of Raghunathan et al. (2018) without / with the triangle "
+        f"cuts over CROWN bounds, solved by fo-sdp (float64-certified dual bounds), "
+        f"{args.sdp_limit:g} s per property split over the disjuncts (a time limit, not "
+        "convergence: larger limits give larger SDP bounds; `*` = a disjunct got no time).",
         "",
         "## Property margin (min over disjuncts): bound (seconds)",
         "",
@@ -480,6 +522,8 @@ def main() -> None:
     parser.add_argument("--method-limit", type=float, default=30.0,
                         help="seconds per property for the final LPs of an LP column (0: no "
                              "limit); disjuncts not reached get -inf")
+    parser.add_argument("--sdp-limit", type=float, default=60.0,
+                        help="seconds per property for each SDP column (fo-sdp)")
     parser.add_argument("--methods", default=None,
                         help="comma-separated subset of " + ",".join(n for n, _ in METHODS))
     parser.add_argument("--only", default=None, help="only networks whose name contains this")
@@ -489,6 +533,8 @@ def main() -> None:
     if args.exact_limit is None:
         args.exact_limit = 20.0 if args.quick else 60.0
     args.method_limit = args.method_limit or None
+    global SDP_LIMIT
+    SDP_LIMIT = args.sdp_limit
     methods = METHODS
     if args.methods:
         wanted = args.methods.split(",")

@@ -165,7 +165,8 @@ def test_every_checked_fo_sdp_iterate_is_a_valid_bound(init):
     network, spec, bounds, row, offset = _row(2)
     exact, reference = _exact(2)[0], _clarabel(2)
     solution = solve_row(network, spec, bounds, row, offset, "fo-sdp",
-                         options=_fo({"max_iterations": 300, "check_every": 15, "init": init}))
+                         options=_fo({"max_iterations": 300, "check_every": 15, "init": init,
+                                      "method": "adam"}))
     checks = [b for _, b in solution.warm_start.checks]
     assert len(checks) == 20 and all(math.isfinite(b) for b in checks)
     assert max(checks) <= solution.bound <= reference + 1e-7 <= exact + 1e-7
@@ -188,11 +189,12 @@ def test_any_dual_vector_gives_a_valid_bound():
 def test_warm_start_converges_in_fewer_iterations():
     network, spec, bounds, row, offset = _row(0, 0.2)
     previous = solve_row(network, spec, bounds, row, offset, "fo-sdp",
-                         options=_fo({"max_iterations": 1500})).warm_start
+                         options=_fo({"max_iterations": 1500, "method": "adam"})).warm_start
     network, spec, bounds, row, offset = _row(0, 0.21)
     reference = _clarabel(0, 0.21)
     target = reference - 1e-3 * max(1.0, abs(reference))
-    options = _fo({"max_iterations": 1500, "target": target, "eig": "lanczos"})
+    options = _fo({"max_iterations": 1500, "target": target, "eig": "lanczos",
+                   "method": "adam"})
     cold = solve_row(network, spec, bounds, row, offset, "fo-sdp", options=options)
     warm = solve_row(network, spec, bounds, row, offset, "fo-sdp", options=options,
                      warm_start=previous)
@@ -325,3 +327,51 @@ def test_sdp_method_rejects_bad_input():
         verify(network, spec, "sdp", options=VerifyOptions(extra=(("intermediate", "ibp"),)))
     with pytest.raises(UsageError, match="solver"):
         verify(network, spec, "sdp", options=VerifyOptions(solver="highs"))
+
+
+# -- fo-sdp: the spectral L-BFGS method (the default below lbfgs_below rows) ----------------
+
+@pytest.mark.parametrize("seed, cuts", [(1, False), (3, True)])
+def test_lbfgs_reaches_clarabel_on_a_wider_net(seed, cuts):
+    rng = np.random.default_rng(seed)
+    network = random_network(rng, [6, 8, 8, 4], "relu", scale=1.5)
+    x = rng.uniform(size=6)
+    spec = robustness(x, int(np.argmax(network.forward(x))), 0.15, num_classes=4)
+    bounds = bound_specs(network, [spec], "crown")[0].layers
+    row, offset = spec.disjuncts[0].A[0], float(spec.disjuncts[0].b[0])
+    reference = solve_row(network, spec, bounds, row, offset, "cvxpy-clarabel", cuts).objective
+    solution = solve_row(network, spec, bounds, row, offset, "fo-sdp", cuts,
+                         options=_fo({"method": "lbfgs", "max_iterations": 3000}))
+    assert solution.bound <= reference + 1e-6
+    assert (reference - solution.bound) / max(1.0, abs(reference)) < 1e-3
+
+
+def test_lbfgs_checked_iterates_are_valid_and_improve_on_the_start():
+    network, spec, bounds, row, offset = _row(2)
+    exact, reference = _exact(2)[0], _clarabel(2)
+    options = {"max_iterations": 120, "check_every": 10, "method": "lbfgs"}
+    solution = solve_row(network, spec, bounds, row, offset, "fo-sdp", options=_fo(options))
+    start = solve_row(network, spec, bounds, row, offset, "fo-sdp",
+                      options=_fo({**options, "max_iterations": 1})).bound
+    checks = [b for _, b in solution.warm_start.checks]
+    assert len(checks) == 12 and all(math.isfinite(b) for b in checks)
+    assert all(b <= reference + 1e-7 <= exact + 1e-7 for b in checks)
+    assert solution.stats.iterations <= 120
+    assert start < solution.bound <= reference + 1e-7
+
+
+def test_lbfgs_warm_start_from_the_neighbouring_eps_needs_fewer_evaluations():
+    network, spec, bounds, row, offset = _row(0, 0.2)
+    options = {"method": "lbfgs", "max_iterations": 3000}
+    previous = solve_row(network, spec, bounds, row, offset, "fo-sdp",
+                         options=_fo(options)).warm_start
+    network, spec, bounds, row, offset = _row(0, 0.21)
+    reference = _clarabel(0, 0.21)
+    target = reference - 1e-3 * max(1.0, abs(reference))
+    options["target"] = target
+    cold = solve_row(network, spec, bounds, row, offset, "fo-sdp", options=_fo(options))
+    warm = solve_row(network, spec, bounds, row, offset, "fo-sdp", options=_fo(options),
+                     warm_start=previous)
+    assert warm.stats.iterations < cold.stats.iterations
+    for solution in (cold, warm):
+        assert target - 2e-3 <= solution.bound <= reference + 1e-7

@@ -125,7 +125,21 @@ _EPS = float(np.finfo(np.float64).eps)
 _DEFAULTS = {"device": "cpu", "dtype": "float64", "max_iterations": 3000, "lr": 0.05,
              "patience": 300, "eig": "auto", "dense_below": 64, "lanczos_steps": 30,
              "ritz": 8, "smooth_eig": 0.003, "cuts": False, "init": "linear",
-             "check_every": 0, "target": None, "seed": 0, "dense_check_limit": 6000}
+             "check_every": 0, "target": None, "seed": 0, "dense_check_limit": 6000,
+             "method": "auto", "lbfgs_below": 4000, "memory": 30, "smooth_stages": (2, 7),
+             "stage_tol": 1e-5, "stage_gap": 0.05,
+             "stage_patience": 50}
+
+
+def _method(opts: dict, n1: int) -> str:
+    """``method``: ``"lbfgs"`` (dense spectral), ``"adam"`` (matrix-free), or ``"auto"``:
+    L-BFGS when ``1 + n <= lbfgs_below``, else Adam."""
+    method = str(opts["method"])
+    if method == "auto":
+        return "lbfgs" if n1 <= int(opts["lbfgs_below"]) else "adam"
+    if method not in ("lbfgs", "adam"):
+        raise ValueError(f"fo-sdp: method must be 'auto', 'lbfgs' or 'adam', got {method!r}")
+    return method
 
 
 @dataclass(frozen=True, eq=False)
@@ -759,6 +773,162 @@ class _Solver:
                         int(self.opts["dense_check_limit"]))
 
 
+class _TimeUp(Exception):
+    """Raised inside the objective to end the run (time or evaluation limit, or the
+    target reached); its argument is the run's status."""
+
+
+class _StageDone(Exception):
+    """Raised inside the objective when a temperature stage stalls."""
+
+
+class _SpectralSolver:
+    r"""Smoothed dual ascent with dense eigendecompositions and L-BFGS-B
+    (``method="lbfgs"``; see "Spectral L-BFGS" in the module docstring).
+
+    Maximises ``F_tau = kappa_0 + sum_i d_i kappa_i + T smin_tau(0, lambda(D))`` over the
+    scaled duals with ``alpha, beta, theta >= 0`` and ``kappa_i <= 0`` (``i >= 1``),
+    ``T = 1 + sum d_i``, ``smin_tau(0, lambda) = -tau log(1 + sum_j exp(-lambda_j / tau))
+    <= min(0, lambda_min)``, for a decreasing sequence of temperatures ``tau``."""
+
+    def __init__(self, problem: LayeredReluProgram, options: SolveOptions, warm_start):
+        self.base = _Solver(problem, options, warm_start)
+        b = self.base
+        self.torch, self.op, self.layout, self.data = b.torch, b.op, b.layout, b.data
+        self.opts, self.time_limit = b.opts, b.time_limit
+        torch = self.torch
+        keep = np.concatenate([[True], self.data.d > 0])
+        self.idx = torch.as_tensor(np.flatnonzero(keep), device=self.op.keep.device)
+        m = self.idx.numel()
+        self.basis = torch.zeros((m, self.data.n + 1), dtype=self.op.keep.dtype,
+                                 device=self.op.keep.device)
+        self.basis[torch.arange(m), self.idx] = 1.0
+        self.trace = 1.0 + float(self.data.d.sum())
+        free = self.layout.free
+        self.free_idx = np.flatnonzero(free)
+        lower = np.where(self.layout.nonneg, 0.0, -np.inf)
+        upper = np.full(self.layout.size, np.inf)
+        upper[self.layout.kappa_start + 1:] = 0.0
+        self.bounds = list(zip(np.where(np.isinf(lower), None, lower)[self.free_idx],
+                               np.where(np.isinf(upper), None, upper)[self.free_idx]))
+        self.lower, self.upper = lower, upper
+
+    def _full(self, x: np.ndarray) -> np.ndarray:
+        p = np.zeros(self.layout.size)
+        p[self.free_idx] = x
+        return p
+
+    def _eigen(self, p):
+        """Eigenvalues (ascending) and eigenvectors (rows, in the full ``1 + n`` space) of
+        ``D`` restricted to the non-fixed coordinates."""
+        torch = self.torch
+        self.op.set_params(p)
+        D = self.op.apply(self.basis)[:, self.idx]
+        values, vectors = torch.linalg.eigh(0.5 * (D + D.T))
+        return values, vectors
+
+    def _evaluate(self, x: np.ndarray, tau: float, run: _Run):
+        torch, op = self.torch, self.op
+        if self.time_limit is not None and time.perf_counter() - self.start > self.time_limit:
+            raise _TimeUp(Status.TIME_LIMIT)
+        if run.iterations >= int(self.opts["max_iterations"]):
+            raise _TimeUp(Status.ITERATION_LIMIT)
+        self.last_x = np.array(x)
+        p = op.t(self._full(x))
+        values, vectors = self._eigen(p)
+        kappa, d = op.kappa, op.d
+        q = values[0]
+        exact = kappa[0] + q + d @ torch.clamp(kappa[1:] + q, max=0.0)
+        extended = torch.cat([values.new_zeros(1), values])
+        shifted = -extended / tau
+        smin = -tau * torch.logsumexp(shifted, dim=0)
+        weights = torch.softmax(shifted, dim=0)[1:]
+        value = kappa[0] + d @ kappa[1:] + self.trace * smin
+        sel = torch.nonzero(weights > 1e-13 * max(float(weights.max()), 1e-300)).ravel()
+        grad = torch.zeros_like(p)
+        if sel.numel():
+            rows = vectors[:, sel].T * weights[sel].sqrt()[:, None]
+            full = rows.new_zeros((rows.shape[0], self.data.n + 1))
+            full[:, self.idx] = rows
+            _, grads = op.rayleigh(full)
+            grad = self.trace * grads.sum(dim=0)
+        grad[self.layout.kappa_start] += 1.0
+        grad[self.layout.kappa_start + 1:] += d
+        exact, smooth = float(exact), float(value)
+        self.stage_values.append(max(smooth, self.stage_values[-1] if self.stage_values
+                                     else -math.inf))
+        run.history.append(exact)
+        run.iterations += 1
+        self.base._record(run, exact, p)
+        every = int(self.opts["check_every"] or 0)
+        if every and (run.iterations - 1) % every == 0:
+            run.checks.append((run.iterations - 1, self.base.certify(p)))
+        target = self.opts["target"]
+        if target is not None and run.best_value >= float(target):
+            raise _TimeUp(Status.OPTIMAL)
+        self.last_vector = vectors[:, 0]
+        window = int(self.opts["stage_patience"])
+        values = self.stage_values
+        if (len(values) > window and values[-1] - values[-1 - window]
+                <= max(float(self.opts["stage_tol"]) * self.base.scale,
+                       float(self.opts["stage_gap"]) * (exact - smooth))):
+            self.stage_x = x
+            raise _StageDone
+        g = grad.detach().cpu().double().numpy()[self.free_idx]
+        return -smooth, -g
+
+    def run(self) -> tuple[_Run, float]:
+        from scipy.optimize import minimize
+
+        b = self.base
+        run = b._start()
+        self.start = time.perf_counter()
+        p0 = np.clip(run.params.detach().cpu().double().numpy(), self.lower, self.upper)
+        x = p0[self.free_idx]
+        budget = int(self.opts["max_iterations"])
+        taus = self._temperatures()
+        status = Status.ITERATION_LIMIT
+        try:
+            for tau in taus:
+                left = budget - run.iterations
+                if left <= 0:
+                    break
+                self.stage_values = []
+                try:
+                    result = minimize(self._evaluate, x, args=(tau, run), jac=True,
+                                      method="L-BFGS-B", bounds=self.bounds,
+                                      options={"maxfun": left, "maxiter": left,
+                                               "maxcor": int(self.opts["memory"]),
+                                               "ftol": 1e-15, "gtol": 0.0})
+                    x, message = result.x, result.message
+                except _StageDone:
+                    x, message = self.stage_x, "stalled"
+                log.debug("fo-sdp lbfgs: tau %.3g, %d evaluations, smoothed %.8g, best %.8g "
+                          "(%s) %.1fs", tau, run.iterations, (self.stage_values or [math.nan])[-1], run.best_value,
+                          message, time.perf_counter() - self.start)
+            else:
+                status = Status.OPTIMAL
+        except _TimeUp as stop:
+            status = stop.args[0]
+        run.params = self.op.t(self._full(getattr(self, "last_x", x)))
+        if hasattr(self, "last_vector"):
+            full = self.last_vector.new_zeros(self.data.n + 1)
+            full[self.idx] = self.last_vector
+            run.vector = full
+        run.status = status
+        return run, time.perf_counter() - self.start
+
+    def _temperatures(self) -> list[float]:
+        """``tau_k = scale * 10^-k / T`` for ``k = first..last`` (``smooth_stages``)."""
+        first, last = (float(v) for v in self.opts["smooth_stages"])
+        warm = 2.0 if self.base.warm is not None else 0.0
+        ks = np.arange(first + warm, last + 0.5)
+        return [self.base.scale * 10.0 ** (-k) / self.trace for k in ks]
+
+    def certify(self, params) -> float:
+        return self.base.certify(params)
+
+
 class FoSdpBackend(Backend):
     """SDP-FO (Dathathri et al. 2020) on :class:`~solvers.program.LayeredReluProgram`."""
 
@@ -776,6 +946,8 @@ class FoSdpBackend(Backend):
     def _solve(self, problem: LayeredReluProgram, options: SolveOptions, warm_start) -> Solution:
         _check_shapes(problem)
         solver = _Solver(problem, options, warm_start)
+        if _method(solver.opts, solver.data.n + 1) == "lbfgs":
+            solver = _SpectralSolver(problem, options, warm_start)
         run, seconds = solver.run()
         final = [(run.iterations - 1, solver.certify(run.params))]
         if run.best_params is not None:

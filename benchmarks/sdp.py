@@ -1,0 +1,418 @@
+"""SDP solvers against network size: bound, time and peak memory of ``fo-sdp``,
+``cvxpy-scs``, ``cvxpy-clarabel`` (and ``cvxpy-mosek``, reported unavailable
+without a licence), plus the warm-start measurements of ``fo-sdp``.
+
+    python benchmarks/sdp.py [--quick] [--fo-limit 120] [--target-limit 600]
+        [--cvxpy-limit 120] [--only NAME,...] [--skip-warm]
+
+Problems: one margin row (the smallest CROWN margin of a robustness spec, or the
+first disjunct of a VNN-COMP spec) per network, the SDP of Raghunathan et al. (2018)
+without cuts over CROWN intermediate bounds.  Networks, by the size ``s = 1 + n`` of
+the SDP matrix: small random Gaussian nets (``s`` = 31 .. 171, where the cvxpy
+solvers finish and serve as the reference), MNIST ``784-50-10`` (trained here),
+the embedded ``784-100-100-10`` (``relax.data``), ``784-200-100-50-10`` (trained
+here: the 1135 x 1135 SDP of the paper), mnistfc ``256x2`` / ``256x4`` and eran
+``mnist_relu_9_200`` (2585 x 2585).  The trained networks (3 epochs of Adam on the
+MNIST training set, seeded) are cached in ``benchmarks/.cache/`` (gitignored).
+
+Each solve runs in its own process (``multiprocessing`` spawn), so its peak
+memory is that process's maximum resident set size (``ru_maxrss``; it includes the
+~0.3-0.5 GB of Python, torch and numpy: the import baseline is reported).  Bounds
+are the solvers' *sound* bounds (fo-sdp: float64 eigenvalue check with margin;
+cvxpy: ``conic_safe_bound`` from the duals), CROWN's bound is the baseline column,
+and ``gap`` is the bound's distance below the best bound any solver found for the
+problem.  The cvxpy solvers are skipped above sizes they cannot finish on this
+machine (``--cvxpy-max``, measured limits in ``relax.sdp``).
+
+Warm starts (on ``784-50-10``, ``fo-sdp`` L-BFGS unless stated): (1) the bound at
+evaluation 0 for each ``init`` (zeros / interval / linear = CROWN-like backward
+pass); (2) Lanczos (Adam path) started from the previous eigenvector versus a
+random vector: error of the Ritz value after 10 steps; (3) reuse of the duals
+across neighbouring problems: the next eps of a sweep and the next target class,
+as the number of evaluations to reach the cold run's bound minus 1e-3.
+
+Writes ``benchmarks/results/sdp.md``, ``sdp.csv`` and ``sdp_scaling.png`` (when
+matplotlib is importable: ``pip install -e .[bench]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe_machine  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+CACHE = REPO / "benchmarks" / ".cache"
+RESULTS = REPO / "benchmarks" / "results"
+DATA = Path(os.environ.get("RELAX_DATA", REPO.parent / "shared" / "data"))
+SOLVERS = ("fo-sdp", "cvxpy-scs", "cvxpy-clarabel", "cvxpy-mosek")
+
+
+# -- networks ---------------------------------------------------------------------------------
+
+def trained_network(widths: tuple[int, ...], epochs: int = 3, seed: int = 0):
+    """A ReLU MLP ``widths`` trained with Adam on MNIST (cached as .npz)."""
+    import torch
+    from torch import nn
+
+    from relax.torch_import import from_torch
+
+    name = "mlp_" + "-".join(map(str, widths)) + f"_e{epochs}_s{seed}"
+    path = CACHE / f"{name}.pt"
+    layers = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    model = nn.Sequential(*layers[:-1]).double()
+    if path.exists():
+        model.load_state_dict(torch.load(path))
+        return from_torch(model, widths[0])
+    from relax.mnist import load_mnist
+
+    torch.manual_seed(seed)
+    X, y = load_mnist(DATA / "mnist", "train")
+    X, y = torch.as_tensor(X), torch.as_tensor(y)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for batch in torch.randperm(len(X), generator=generator).split(128):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(X[batch]), y[batch]).backward()
+            opt.step()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return from_torch(model, widths[0])
+
+
+def random_problem(widths, seed: int = 0, eps: float = 0.05):
+    """A Gaussian random net (as in ``relax.sdp``'s size table) and a robustness spec."""
+    from relax import robustness
+    from relax.network import Affine, Network, ReLU
+
+    rng = np.random.default_rng(seed)
+    layers = []
+    for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(Affine(rng.normal(size=(b, a)) / math.sqrt(a), 0.1 * rng.normal(size=b)))
+        if k < len(widths) - 2:
+            layers.append(ReLU())
+    network = Network(tuple(layers))
+    x = rng.uniform(size=widths[0])
+    label = int(np.argmax(network.forward(x)))
+    return network, robustness(x, label, eps, num_classes=widths[-1])
+
+
+def mnist_problem(network, index: int = 0, eps: float = 0.02):
+    from relax import robustness
+    from relax.data import default_images
+
+    X, Y = default_images()
+    return network, robustness(X[index], int(Y[index]), eps, num_classes=10)
+
+
+def vnn_problem(onnx_path: Path, vnnlib_path: Path):
+    from relax import from_onnx
+    from relax.vnnlib import read_vnnlib
+
+    network = from_onnx(onnx_path)
+    specs = read_vnnlib(vnnlib_path, network.input_size, network.output_size)
+    return network, specs[0]
+
+
+def problems(quick: bool):
+    """``(name, thunk)`` pairs; a thunk returns ``(network, spec)``."""
+    out = [(f"random {'-'.join(map(str, w))}", lambda w=w: random_problem(w))
+           for w in ((10, 10, 10, 5), (20, 20, 20, 10), (60, 20, 20, 10), (100, 50, 20, 10))]
+    out.append(("mnist 784-50-10", lambda: mnist_problem(trained_network((784, 50, 10)))))
+    if not quick:
+        from relax import from_onnx
+        from relax.data import default_network_path
+
+        out.append(("mnist 784-100-100-10 (embedded)",
+                    lambda: mnist_problem(from_onnx(default_network_path()))))
+    out.append(("mnist 784-200-100-50-10",
+                lambda: mnist_problem(trained_network((784, 200, 100, 50, 10)))))
+    if not quick:
+        fc = DATA / "vnncomp2021" / "mnistfc"
+        out.append(("mnistfc 256x2", lambda: vnn_problem(fc / "mnist-net_256x2.onnx",
+                                                          fc / "prop_0_0.03.vnnlib")))
+        out.append(("mnistfc 256x4", lambda: vnn_problem(fc / "mnist-net_256x4.onnx",
+                                                          fc / "prop_0_0.03.vnnlib")))
+    eran = DATA / "vnncomp2021" / "eran"
+    out.append(("eran 9x200", lambda: vnn_problem(
+        eran / "nets" / "mnist_relu_9_200.onnx",
+        eran / "specs" / "mnist_spec_idx_8098_eps_0.01500.vnnlib")))
+    return out
+
+
+def hardest_row(network, spec):
+    """CROWN bounds and the disjunct row with the smallest CROWN margin."""
+    from relax.bounds import bound_specs
+
+    crown = bound_specs(network, [spec], "crown")[0]
+    j = int(np.argmin(crown.disjunct_bounds))
+    d = spec.disjuncts[j]
+    return crown, j, d.A[0], float(d.b[0])
+
+
+# -- one solve in a child process ---------------------------------------------------------------
+
+def _child(queue, name_index: int, quick: bool, solver: str, limit: float, extra: tuple):
+    import resource
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import torch
+
+    torch.set_num_threads(2)
+    from relax.sdp import solve_row
+    from solvers import SolveOptions
+
+    name, thunk = problems(quick)[name_index]
+    network, spec = thunk()
+    crown, j, row, offset = hardest_row(network, spec)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    try:
+        solution = solve_row(network, spec, crown.layers, row, offset, solver,
+                             options=SolveOptions(time_limit=limit, extra=extra))
+        bound, status, message = float(solution.bound), solution.status.value, solution.message
+        iterations = solution.stats.iterations
+    except Exception as exc:  # noqa: BLE001 - reported as the row's status
+        bound, status, message, iterations = -math.inf, "error", f"{type(exc).__name__}: {exc}", 0
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put(dict(problem=name, s=1 + network.input_size + sum(network.hidden_sizes),
+                   solver=solver, crown=float(crown.disjunct_bounds[j]), bound=bound,
+                   seconds=seconds, peak_mb=peak, import_mb=baseline, status=status,
+                   iterations=iterations, message=message[:160]))
+
+
+def run_isolated(index: int, quick: bool, solver: str, limit: float, extra=()) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, index, quick, solver, limit, tuple(extra)))
+    proc.start()
+    try:
+        result = queue.get(timeout=limit * 3 + 300)
+    except Exception:  # noqa: BLE001
+        result = None
+    proc.join(timeout=10)
+    if proc.is_alive():
+        proc.kill()
+    if result is None:
+        name = problems(quick)[index][0]
+        result = dict(problem=name, s=math.nan, solver=solver, crown=math.nan, bound=-math.inf,
+                      seconds=math.nan, peak_mb=math.nan, import_mb=math.nan,
+                      status=f"crashed (exit {proc.exitcode})", iterations=0, message="")
+    return result
+
+
+# -- warm starts --------------------------------------------------------------------------------
+
+def warm_start_study(limit: float) -> list[str]:
+    """The three warm-start measurements on 784-50-10 (markdown lines)."""
+    import torch
+
+    from relax import robustness
+    from relax.data import default_images
+    from relax.sdp import layered_program
+    from solvers import SolveOptions, get_solver
+    from solvers.backends import fo_sdp
+
+    torch.set_num_threads(2)
+    network = trained_network((784, 50, 10))
+    X, Y = default_images()
+    backend = get_solver("fo-sdp")
+    lines = ["## Warm starts (fo-sdp, mnist 784-50-10, image 0)", ""]
+
+    def program(eps, class_rank=0):
+        spec = robustness(X[0], int(Y[0]), eps, num_classes=10)
+        crown, *_ = hardest_row(network, spec)
+        order = np.argsort(crown.disjunct_bounds)
+        d = spec.disjuncts[int(order[class_rank])]
+        return (layered_program(network, spec.lower, spec.upper, crown.layers, d.A[0],
+                                float(d.b[0])), float(crown.disjunct_bounds[order[class_rank]]))
+
+    def solve(prog, warm=None, **extra):
+        extra = {"max_iterations": 4000, **extra}
+        return backend.solve(prog, SolveOptions(time_limit=limit, extra=tuple(extra.items())),
+                             warm)
+
+    prog, crown = program(0.02)
+    lines += ["(1) initial duals: the certified bound at evaluation 0 (CROWN's bound: "
+              f"{crown:.4f})", "", "| init | bound at evaluation 0 |", "|---|---|"]
+    for init in ("zeros", "interval", "linear"):
+        sol = solve(prog, init=init, max_iterations=1)
+        lines.append(f"| {init} | {sol.bound:.4f} |")
+    lines.append("")
+
+    cold = solve(prog)
+    lines.append(f"Cold L-BFGS run: bound {cold.bound:.5f} after {cold.stats.iterations} "
+                 f"evaluations ({cold.message}).")
+    lines.append("")
+
+    # (2) Lanczos from the previous eigenvector (Adam path)
+    data = fo_sdp._prepare(prog, False)
+    layout = fo_sdp._Layout(data)
+    op = fo_sdp._Operator(data, layout, "cpu", torch.float64)
+    p1 = torch.as_tensor(cold.warm_start.params)
+    rng = np.random.default_rng(0)
+    p0 = torch.as_tensor(layout.project(cold.warm_start.params
+                                        + 1e-3 * rng.normal(size=layout.size)))
+    errors = {"previous eigenvector": [], "random vector": []}
+    for steps in (10, 30):
+        op.set_params(p0)
+        previous = fo_sdp._dense_eigen(op, 1)[1][0]
+        op.set_params(p1)
+        exact = float(fo_sdp._dense_eigen(op, 1)[0][0])
+        for label, start in (("previous eigenvector", previous),
+                             ("random vector", torch.randn(data.n + 1, dtype=torch.float64))):
+            value = fo_sdp.lanczos(lambda v: op.apply(v[None])[0], start * op.keep, steps, 1,
+                                   op.keep)[0][0]
+            errors[label].append(float(value) - exact)
+    lines += ["(2) Lanczos start vector, at the cold run's duals after a small perturbation "
+              "of the duals (one Adam-like step): Ritz value minus the exact lambda_min", "",
+              "| start | 10 steps | 30 steps |", "|---|---|---|"]
+    lines += [f"| {k} | {v[0]:.3g} | {v[1]:.3g} |" for k, v in errors.items()]
+    lines.append("")
+
+    # (3) neighbouring problems
+    lines += ["(3) reuse across neighbouring problems: evaluations to reach (cold bound - 1e-3)",
+              "", "| next problem | cold evals | warm evals | cold bound | warm bound |",
+              "|---|---|---|---|---|"]
+    for label, nxt in (("next eps (0.02 -> 0.021)", program(0.021)[0]),
+                       ("next target class (2nd smallest CROWN margin)", program(0.02, 1)[0])):
+        ref = solve(nxt)
+        target = ref.bound - 1e-3
+        cold_t = solve(nxt, target=target)
+        warm_t = solve(nxt, cold.warm_start, target=target)
+        lines.append(f"| {label} | {cold_t.stats.iterations} | {warm_t.stats.iterations} | "
+                     f"{cold_t.bound:.5f} | {warm_t.bound:.5f} |")
+    lines.append("")
+    return lines
+
+
+# -- output -------------------------------------------------------------------------------------
+
+def plot(rows: list[dict], path: Path) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib not importable: no plot (pip install -e .[bench])"
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for solver in SOLVERS:
+        pts = [r for r in rows if r["solver"] == solver and math.isfinite(r["bound"])]
+        if not pts:
+            continue
+        pts.sort(key=lambda r: r["s"])
+        axes[0].loglog([r["s"] for r in pts], [r["seconds"] for r in pts], "o-", label=solver)
+        axes[1].loglog([r["s"] for r in pts], [r["peak_mb"] for r in pts], "o-", label=solver)
+    axes[0].set(xlabel="SDP size s = 1 + n", ylabel="wall time (s)", title="time")
+    axes[1].set(xlabel="SDP size s = 1 + n", ylabel="peak RSS (MB)", title="peak memory")
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle(describe_machine(), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return f"plot: {path.relative_to(REPO)}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--fo-limit", type=float, default=120.0)
+    p.add_argument("--target-limit", type=float, default=600.0,
+                   help="fo-sdp time limit on 784-200-100-50-10 and eran 9x200")
+    p.add_argument("--cvxpy-limit", type=float, default=120.0)
+    p.add_argument("--cvxpy-max", type=int, default=900, help="largest s given to SCS")
+    p.add_argument("--clarabel-max", type=int, default=110)
+    p.add_argument("--only", default="")
+    p.add_argument("--skip-warm", action="store_true")
+    args = p.parse_args()
+    from solvers.registry import get_solver
+
+    started = time.time()
+    rows = []
+    for index, (name, _) in enumerate(problems(args.quick)):
+        if args.only and not any(o.strip() in name for o in args.only.split(",")):
+            continue
+        for solver in SOLVERS:
+            ok, why = get_solver(solver).is_available() if solver != "fo-sdp" else (True, "")
+            if not ok:
+                rows.append(dict(problem=name, s=math.nan, solver=solver, crown=math.nan,
+                                 bound=math.nan, seconds=math.nan, peak_mb=math.nan,
+                                 import_mb=math.nan, status="unavailable", iterations=0,
+                                 message=why[:160]))
+                continue
+            big = name.startswith(("mnist 784-200", "eran"))
+            limit = (args.target_limit if big else args.fo_limit) if solver == "fo-sdp" \
+                else args.cvxpy_limit
+            rows.append(run_isolated(index, args.quick, solver, limit) if solver == "fo-sdp"
+                        else None)
+            if solver != "fo-sdp":
+                s = rows[-2]["s"] if rows[-2] else math.nan
+                cap = args.clarabel_max if solver == "cvxpy-clarabel" else args.cvxpy_max
+                if not s <= cap:
+                    rows[-1] = dict(problem=name, s=s, solver=solver, crown=math.nan,
+                                    bound=math.nan, seconds=math.nan, peak_mb=math.nan,
+                                    import_mb=math.nan, status=f"skipped (s > {cap})",
+                                    iterations=0, message="")
+                else:
+                    rows[-1] = run_isolated(index, args.quick, solver, limit)
+            r = rows[-1]
+            print(f"{name:34s} {solver:15s} s={r['s']} bound={r['bound']:.6g} "
+                  f"crown={r['crown']:.6g} {r['seconds']:.1f}s {r['peak_mb']:.0f}MB "
+                  f"{r['status']} {r['message'][:80]}", flush=True)
+    best = {}
+    for r in rows:
+        if math.isfinite(r["bound"]):
+            best[r["problem"]] = max(best.get(r["problem"], -math.inf), r["bound"])
+    for r in rows:
+        r["gap"] = best.get(r["problem"], math.nan) - r["bound"] if math.isfinite(
+            r["bound"]) else math.nan
+    RESULTS.mkdir(exist_ok=True)
+    suffix = "_quick" if args.quick else ""
+    with open(RESULTS / f"sdp{suffix}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["# SDP solvers against network size", "",
+             f"Machine: {describe_machine()}. Run: `python benchmarks/sdp.py "
+             f"{' '.join(sys.argv[1:])}` ({time.time() - started:.0f} s in all, while other "
+             "jobs shared the 2 cores: timings are pessimistic).", "",
+             "One margin row per network (the smallest CROWN margin), the SDP without cuts "
+             "over CROWN bounds. `bound`: the solver's sound bound; `CROWN`: the baseline; "
+             "`vs CROWN`: bound - CROWN; `gap`: best bound of any solver - bound; peak: "
+             "max RSS of the solve's process (import baseline in brackets).", "",
+             "| problem | s | solver | bound | CROWN | vs CROWN | gap | time (s) | peak MB | "
+             "evals/iters | status |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        fmt = lambda v, d=5: "-" if not math.isfinite(v) else f"{v:.{d}f}"  # noqa: E731
+        lines.append(f"| {r['problem']} | {r['s']} | {r['solver']} | {fmt(r['bound'])} | "
+                     f"{fmt(r['crown'], 4)} | {fmt(r['bound'] - r['crown'], 4)} | "
+                     f"{fmt(r['gap'], 6)} | {fmt(r['seconds'], 1)} | {fmt(r['peak_mb'], 0)} "
+                     f"({fmt(r['import_mb'], 0)}) | {r['iterations']} | {r['status']} |")
+    lines += ["", plot(rows, RESULTS / f"sdp_scaling{suffix}.png"), ""]
+    if not args.skip_warm:
+        lines += warm_start_study(args.fo_limit)
+    text = "\n".join(lines) + "\n"
+    (RESULTS / f"sdp{suffix}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
