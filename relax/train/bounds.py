@@ -79,9 +79,9 @@ def input_box(x: Tensor, eps: float, domain: tuple[float, float] | None = (0.0, 
     return lower, upper
 
 
-def margin_matrix(y: Tensor, num_classes: int) -> Tensor:
+def margin_matrix(y: Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """``C`` of shape (B, K, K): row ``j`` is ``e_y - e_j`` (row ``y`` is zero)."""
-    eye = torch.eye(num_classes, device=y.device)
+    eye = torch.eye(num_classes, device=y.device, dtype=dtype)
     return eye[y].unsqueeze(1) - eye.unsqueeze(0)
 
 

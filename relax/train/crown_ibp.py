@@ -29,7 +29,7 @@ def crown_ibp_margin(model: torch.nn.Module, x: Tensor, y: Tensor, eps: float, b
     """``beta * CROWN-IBP + (1 - beta) * IBP`` lower bound (B, K) on the margins."""
     layers = layers_of(model)
     lower, upper = input_box(x, eps)
-    C = margin_matrix(y, num_classes)
+    C = margin_matrix(y, num_classes, x.dtype)
     bounds = ibp_bounds(layers, lower, upper)
     parts = []
     if beta < 1:

@@ -44,6 +44,6 @@ class IBPLoss:
         kappa = self.kappa_at(progress)
         layers = layers_of(model)
         lower, upper = input_box(x, self.eps_at(progress))
-        margins = ibp_margin(layers, lower, upper, margin_matrix(y, logits.shape[-1]))
+        margins = ibp_margin(layers, lower, upper, margin_matrix(y, logits.shape[-1], x.dtype))
         loss = kappa * F.cross_entropy(logits, y) + (1 - kappa) * robust_ce(margins, y)
         return self.weight * loss

@@ -52,7 +52,7 @@ def singleprop_margin(model: torch.nn.Module, x: Tensor, y: Tensor, eps: float,
         chord = (act(zhat + rhat) - act(zhat - rhat)) / (2 * rhat).clamp(min=1e-12)
         centre, radius = act(zhat), chord * rhat
     logits = centre @ layers.weights[-1].T + layers.biases[-1]
-    C = margin_matrix(y, num_classes)
+    C = margin_matrix(y, num_classes, x.dtype)
     CW = C @ layers.weights[-1]
     margins = (C @ logits.unsqueeze(-1)).squeeze(-1) - (CW.abs() @ radius.unsqueeze(-1)).squeeze(-1)
     return margins, logits

@@ -40,6 +40,7 @@ class RelaxationOptimum:
     network_margin: Tensor
     off_graph: Tensor
     rows: Tensor  # (B, K) mask of the margin rows j != y
+    relaxed_margin: Tensor  # C z_L of the relaxed optimiser (equals ``bound`` up to rounding)
 
 
 def relaxation_optimum(model: torch.nn.Module, x: Tensor, y: Tensor, eps: float) -> RelaxationOptimum:
@@ -47,7 +48,7 @@ def relaxation_optimum(model: torch.nn.Module, x: Tensor, y: Tensor, eps: float)
     layers = layers_of(model)
     lower, upper = input_box(x, eps)
     num_classes = layers.weights[-1].shape[0]
-    C = margin_matrix(y, num_classes)
+    C = margin_matrix(y, num_classes, x.dtype)
     bounds = ibp_bounds(layers, lower, upper)
     relaxed = linear_margin(layers, lower, upper, C, bounds[:-1])
     x_opt = relaxed.x_opt                                     # (B, K, n0)
@@ -62,8 +63,9 @@ def relaxation_optimum(model: torch.nn.Module, x: Tensor, y: Tensor, eps: float)
         unstable = ((l < 0) & (u > 0)).unsqueeze(1)
         off = off + ((a - torch.relu(z)).abs() * unstable).sum(-1)
         h = a
+    relaxed_margin = (C * (h @ layers.weights[-1].T + layers.biases[-1])).sum(-1)
     rows = 1 - torch.nn.functional.one_hot(y, num_classes).to(p.dtype)
-    return RelaxationOptimum(relaxed.bound, p, off, rows)
+    return RelaxationOptimum(relaxed.bound, p, off, rows, relaxed_margin)
 
 
 def _row_mean(values: Tensor, rows: Tensor) -> Tensor:
