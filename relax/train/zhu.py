@@ -28,7 +28,7 @@ from torch import Tensor
 from relax.train.bounds import ibp_bounds, input_box, layers_of, linear_margin, margin_matrix
 from relax.train.schedule import Ramp
 
-__all__ = ["relaxation_optimum", "gap_penalty", "off_graph_penalty", "ZhuGapLoss", "ZhuOffGraphLoss"]
+__all__ = ["relaxation_optimum", "gap_penalty", "off_graph_penalty", "ZhuGapLoss", "ZhuOffGraphLoss", "ZhuLoss"]
 
 
 @dataclass
@@ -112,3 +112,21 @@ class ZhuOffGraphLoss:
         if eps <= 0:
             return x.new_zeros(())
         return self.weight * off_graph_penalty(relaxation_optimum(model, x, y, eps))
+
+
+@dataclass
+class ZhuLoss:
+    """Both regularisers from one relaxation solve: ``w_gap r_gap + w_graph r_graph``."""
+
+    eps: float
+    gap_weight: float = 0.1
+    graph_weight: float = 0.1
+    ramp_finish: float = 0.5
+    name: str = "zhu"
+
+    def __call__(self, model: torch.nn.Module, x: Tensor, y: Tensor, progress: float) -> Tensor:
+        eps = Ramp(0.0, self.eps, 0.0, self.ramp_finish)(progress)
+        if eps <= 0:
+            return x.new_zeros(())
+        opt = relaxation_optimum(model, x, y, eps)
+        return self.gap_weight * gap_penalty(opt) + self.graph_weight * off_graph_penalty(opt)
