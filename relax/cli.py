@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--timeout", type=float, default=None, help="seconds per property")
     verify.add_argument("--device", default="cpu", help="cpu or cuda")
     verify.add_argument("--json", action="store_true", help="print one JSON object")
+    verify.add_argument("--k", type=int, default=3, help="k-ReLU group size (method krelu)")
 
     commands.add_parser("solvers", help="list solver backends and whether they are usable here")
 
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="methods to run (default: ibp crown lp exact; also: sdp)")
     compare.add_argument("--timeout", type=float, default=5.0, help="seconds per property and method")
     compare.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    compare.add_argument("--k", type=int, default=3, help="k-ReLU group size (method krelu)")
     return parser
 
 
@@ -96,7 +98,7 @@ def _options(args):
         available, reason = get_solver(args.solver).is_available()
         if not available:
             raise SolverUnavailable(f"solver {args.solver!r} is not usable here: {reason}")
-    return VerifyOptions(solver=args.solver, device=args.device)
+    return VerifyOptions(solver=args.solver, device=args.device, extra=(("krelu_k", args.k),))
 
 
 def _solvers() -> int:
@@ -170,7 +172,7 @@ def _compare(args) -> int:
     bar = tqdm(total=len(images) * len(eps_values), desc="compare", unit="prop", file=sys.stderr)
     start = time.monotonic()
     rows = compare(network, images, labels, eps_values, methods, args.timeout,
-                   VerifyOptions(), progress=bar.update)
+                   VerifyOptions(extra=(("krelu_k", args.k),)), progress=bar.update)
     bar.close()
     if args.json:
         for row in rows:

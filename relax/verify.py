@@ -68,6 +68,7 @@ BOUND_METHODS: dict[str, BoundMethod] = {
     "exact": _lazy("relax.exact", "exact_method"),
     "milp": _lazy("relax.exact", "milp_method"),
     "sdp": _lazy("relax.sdp", "sdp_method"),
+    "krelu": _lazy("relax.krelu.method", "krelu_method"),
 }
 
 

@@ -1,0 +1,131 @@
+"""k-ReLU relaxation: hull soundness (sampling), groups, octahedra, and LP bounds
+against the triangle LP and the exact MILP value."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from relax.bounds import bound_specs
+from relax.exact import lp_disjunct_bounds, milp_margin
+from relax.krelu import (KreluConfig, OctahedronBounder, directions, exact_hull, fast_hull,
+                         graph_points, krelu_disjunct_bounds, krelu_tighten, select_groups)
+from relax.spec import robustness
+from relax.verify import BOUND_METHODS, VerifyOptions, verify
+from tests.helpers import random_network
+
+
+def _octahedron(rng, k, n_cloud=30, pin=None):
+    """Random bounds and the octahedral hull of a random point cloud inside them."""
+    l, u = -rng.uniform(0.3, 2, k), rng.uniform(0.3, 2, k)
+    cloud = rng.uniform(l, u, (n_cloud, k))
+    if pin is not None:  # a neuron that is stable (negative) over the polytope
+        cloud[:, pin] = -rng.uniform(0.1, 0.3, n_cloud)
+    C = directions(k)
+    d = (cloud @ C.T).min(axis=0)
+    return l, u, -C, -d, cloud
+
+
+def _graph_samples(rng, l, u, H, h, cloud, n=40000):
+    x = rng.uniform(l, u, (n, len(l)))
+    x = x[(x @ H.T <= h).all(axis=1)]
+    w = rng.dirichlet(np.ones(len(cloud)), 2000)             # convex combinations: inside P
+    x = np.vstack([x, cloud, w @ cloud, graph_points(H, h)[:, :len(l)]])
+    return x, np.maximum(x, 0)
+
+
+def _max_violation(rows, x, y):
+    return float((x @ rows.A_x.T + y @ rows.A_y.T - rows.b).max()) if rows.count else -np.inf
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.sampled_from([2, 3]), pin=st.booleans())
+def test_hulls_contain_sampled_graph_points(seed, k, pin):
+    rng = np.random.default_rng(seed)
+    l, u, H, h, cloud = _octahedron(rng, k, pin=0 if pin else None)
+    x, y = _graph_samples(rng, l, u, H, h, cloud)
+    for hull in (exact_hull, fast_hull):
+        assert _max_violation(hull(H, h, l, u), x, y) <= 0.0
+
+
+def test_fast_hull_k4_sound_and_exact_hull_is_tighter_than_fast():
+    rng = np.random.default_rng(3)
+    l, u, H, h, cloud = _octahedron(rng, 4)
+    x, y = _graph_samples(rng, l, u, H, h, cloud)
+    assert _max_violation(fast_hull(H, h, l, u), x, y) <= 0.0
+    # the exact hull of a k=3 graph implies every template row (it is the tightest convex set)
+    l, u, H, h, _ = _octahedron(rng, 3)
+    exact, fast = exact_hull(H, h, l, u), fast_hull(H, h, l, u)
+    from scipy.optimize import linprog
+    for a_x, a_y, b in zip(fast.A_x, fast.A_y, fast.b):
+        res = linprog(-np.r_[a_x, a_y], A_ub=np.hstack([exact.A_x, exact.A_y]), b_ub=exact.b,
+                      A_eq=None, bounds=[(li, ui) for li, ui in zip(l, u)] + [(0, max(ui, 0)) for ui in u],
+                      method="highs")
+        assert -res.fun <= b + 1e-6
+
+
+def test_groups_respect_size_overlap_and_instability():
+    rng = np.random.default_rng(0)
+    lower, upper = rng.normal(size=50), rng.normal(size=50) + 1.0
+    lower = np.minimum(lower, upper - 0.1)
+    groups = select_groups(lower, upper, k=3, ns=10, s=1)
+    unstable = set(np.flatnonzero((lower < 0) & (upper > 0)))
+    assert groups and all(len(g) == 3 and set(g) <= unstable for g in groups)
+    for g1, g2 in itertools.combinations(groups, 2):
+        assert len(set(g1) & set(g2)) <= 1
+    assert len(select_groups(lower, upper, k=3, ns=10, s=1, max_groups=4)) == 4
+
+
+def _instance(seed=1, widths=(6, 12, 12, 3), eps=0.3):
+    rng = np.random.default_rng(seed)
+    net = random_network(rng, list(widths))
+    x = rng.normal(size=widths[0])
+    label = int(np.argmax(net.forward(x)))
+    return net, robustness(x, label, eps, num_classes=widths[-1]), rng
+
+
+def test_octahedral_bounds_hold_on_samples():
+    net, spec, rng = _instance()
+    bounds = bound_specs(net, [spec])[0].layers
+    bounder = OctahedronBounder(net, spec.lower, spec.upper, bounds)
+    xs = rng.uniform(spec.lower, spec.upper, (3000, len(spec.lower)))
+    for layer in range(2):
+        groups = select_groups(bounds.lower[layer], bounds.upper[layer], 3, 8, 1)
+        z = np.array([net.pre_activations(x)[layer] for x in xs])
+        for g, (H, h) in zip(groups, bounder.polytopes(layer, groups, 3)):
+            assert np.all(z[:, list(g)] @ H.T <= h + 1e-9)
+
+
+@pytest.mark.parametrize("hull", ["fast", "exact"])
+def test_krelu_never_looser_than_triangle_and_below_exact(hull):
+    for seed in (1, 2, 4):
+        net, spec, _ = _instance(seed)
+        bounds = bound_specs(net, [spec])[0].layers
+        triangle = lp_disjunct_bounds(net, spec, bounds, None)
+        _, layers = krelu_tighten(net, spec, bounds, KreluConfig(k=3, ns=8, hull=hull), tighten=False)
+        krelu = krelu_disjunct_bounds(net, spec, bounds, layers)
+        assert np.all(krelu >= triangle - 1e-7)
+        exact = milp_margin(net, spec, bounds, time_limit=20)
+        assert exact is not None and krelu.min() <= exact + 1e-6
+
+
+def test_krelu_strictly_tighter_than_triangle_on_an_instance():
+    net, spec, _ = _instance(1)
+    bounds = bound_specs(net, [spec])[0].layers
+    triangle = lp_disjunct_bounds(net, spec, bounds, None)
+    _, layers = krelu_tighten(net, spec, bounds, KreluConfig(k=2, ns=8, hull="exact"), tighten=False)
+    krelu = krelu_disjunct_bounds(net, spec, bounds, layers)
+    assert krelu.min() > triangle.min() + 1e-3
+
+
+def test_verify_with_krelu_method_is_registered_and_sound():
+    assert "krelu" in BOUND_METHODS
+    net, spec, rng = _instance(1)
+    options = VerifyOptions(extra=(("krelu_k", 2), ("krelu_ns", 8)))
+    result = verify(net, spec, "krelu", timeout=30, options=options)
+    exact = milp_margin(net, spec, bound_specs(net, [spec])[0].layers, time_limit=20)
+    assert result.bound <= exact + 1e-6
+    assert result.verdict.value == "holds"  # its margin bound is positive on this instance
