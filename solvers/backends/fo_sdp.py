@@ -824,7 +824,11 @@ class _SpectralSolver:
         torch = self.torch
         self.op.set_params(p)
         D = self.op.apply(self.basis)[:, self.idx]
-        values, vectors = torch.linalg.eigh(0.5 * (D + D.T))
+        D = 0.5 * (D + D.T)
+        if D.device.type == "cpu":        # numpy's LAPACK eigh is ~2x faster here than torch's
+            values, vectors = np.linalg.eigh(D.numpy())
+            return torch.from_numpy(values).to(D), torch.from_numpy(vectors).to(D)
+        values, vectors = torch.linalg.eigh(D)
         return values, vectors
 
     def _evaluate(self, x: np.ndarray, tau: float, run: _Run):
