@@ -5,6 +5,14 @@
 Writes ``benchmarks/results/vnncomp_<benchmark>_<method>.csv`` (one row per
 instance) and ``.md`` (per network: holds, violated, unknown, time), with the
 machine in the header.  Data is read from ``$RELAX_DATA`` or ``../shared/data``.
+
+``--compare earlier.csv`` adds solved counts against an earlier run (with the ratio)
+and lists every holds/violated disagreement; ``--report-only`` rebuilds the .md
+from the existing .csv without running anything.  ``--pipeline lp`` selects the
+LP-based exact path instead of the torch alpha/beta-CROWN branch and bound.
+
+    python benchmarks/vnncomp.py --network 256x4 --timeout 100 --tag _100s \
+        --compare benchmarks/results/vnncomp_mnistfc_256x4_exact_60s.csv
 """
 
 from __future__ import annotations
@@ -45,6 +53,11 @@ def main() -> None:
                         help="torch threads (1 is fastest on a shared 2-core machine)")
     parser.add_argument("--properties", default=None,
                         help="comma-separated property names (e.g. prop_0_0.03) to run only those")
+    parser.add_argument("--compare", action="append", default=[],
+                        help="earlier results csv to compare verdicts with (repeatable); "
+                             "a holds/violated disagreement is reported as a wrong verdict")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rebuild the .md from this run's existing .csv (e.g. to add --compare)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = Path(os.environ.get("RELAX_DATA", REPO.parent / "shared" / "data"))
@@ -57,9 +70,12 @@ def main() -> None:
     instances = instances[: args.limit]
     net_tag = f"_{args.network}" if args.network else ""
     stem = f"vnncomp_{args.benchmark}{net_tag}_{args.method}{args.tag}"
-    rows = run_all(instances, args)
-    write_csv(RESULTS / f"{stem}.csv", rows)
-    table = summary(rows, args)
+    if args.report_only:
+        rows = read_csv(RESULTS / f"{stem}.csv")
+    else:
+        rows = run_all(instances, args)
+        write_csv(RESULTS / f"{stem}.csv", rows)
+    table = summary(rows, args) + "".join(comparison(rows, Path(p)) for p in args.compare)
     (RESULTS / f"{stem}.md").write_text(table)
     print(table)
 
@@ -86,6 +102,16 @@ def write_csv(path: Path, rows) -> None:
                              result.verdict, result.bound, f"{seconds:.2f}", result.reason])
 
 
+def read_csv(path: Path):
+    """Rows of an earlier run in the shape :func:`run_all` returns."""
+    from types import SimpleNamespace
+
+    with path.open(newline="") as handle:
+        return [(SimpleNamespace(network=Path(r["network"]), property=Path(r["property"])),
+                 SimpleNamespace(verdict=r["verdict"]), float(r["seconds"]))
+                for r in csv.DictReader(handle)]
+
+
 def summary(rows, args) -> str:
     per_net = defaultdict(lambda: defaultdict(int))
     times = defaultdict(float)
@@ -106,6 +132,41 @@ def summary(rows, args) -> str:
         lines.append(f"| {net} | {total} | {counts['holds']} | {counts['violated']} | "
                      f"{counts['unknown']} | {solved} | {times[net]:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def comparison(rows, path: Path) -> str:
+    """Solved counts against an earlier csv and every holds/violated disagreement."""
+    with path.open(newline="") as handle:
+        earlier = {(r["network"], r["property"]): r for r in csv.DictReader(handle)}
+    solved_now = solved_then = both = 0
+    conflicts, gained, lost = [], [], []
+    for instance, result, seconds in rows:
+        old = earlier.get((instance.network.name, instance.property.name))
+        if old is None:
+            continue
+        both += 1
+        now_solved = result.verdict in ("holds", "violated")
+        then_solved = old["verdict"] in ("holds", "violated")
+        solved_now += now_solved
+        solved_then += then_solved
+        if now_solved and then_solved and result.verdict != old["verdict"]:
+            conflicts.append(f"{instance.property.name}: {result.verdict} now, {old['verdict']} then")
+        elif now_solved and not then_solved:
+            gained.append(f"{instance.property.name} ({result.verdict}, {seconds:.0f} s)")
+        elif then_solved and not now_solved:
+            lost.append(instance.property.name)
+    ratio = f"{solved_now / solved_then:.2f}x" if solved_then else "n/a"
+    try:
+        shown = path.relative_to(REPO)
+    except ValueError:
+        shown = path
+    return "\n".join([
+        "", f"## Against `{shown}` ({both} common instances)", "",
+        f"Solved: {solved_now} now vs {solved_then} then ({ratio}).  "
+        f"Holds/violated disagreements (wrong verdicts): {len(conflicts)}.", "",
+        "Newly solved: " + (", ".join(gained) or "none"), "",
+        "No longer solved: " + (", ".join(lost) or "none"), "",
+        *(f"- CONFLICT {c}" for c in conflicts), ""])
 
 
 if __name__ == "__main__":

@@ -192,8 +192,9 @@ def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadlin
         if leaves.any():
             outcome = _decide_leaves(network, spec, disjuncts, root_bounds, trees, batch, leaves,
                                      common_lower, common_upper)
-            if outcome is not None:
+            if isinstance(outcome, tuple):
                 return BabOutcome(outcome[0], outcome[1], nodes, outcome[1] is not None, outcome[2])
+            closed_min = min(closed_min, outcome)
             keep = ~leaves
             batch = {k: ([t[keep] for t in v] if isinstance(v, list) else v[keep]) for k, v in batch.items()}
             best = scores[keep].max(1)
@@ -246,7 +247,9 @@ def _decide_leaves(network, spec, disjuncts, root_bounds, trees, batch, leaves, 
                    common_upper):
     """LP with every ReLU phase fixed for domains without unstable ReLUs.
 
-    Returns ``None`` when all those leaves close, else (bound, counterexample, reason)."""
+    Returns the least LP bound when all those leaves close (all positive), else
+    (bound, counterexample, reason)."""
+    least = math.inf
     for r in torch.nonzero(leaves).flatten().tolist():
         j = disjuncts[int(batch["disjunct"][r])]
         if j not in trees:
@@ -261,9 +264,10 @@ def _decide_leaves(network, spec, disjuncts, root_bounds, trees, batch, leaves, 
                 fixed[b] = 0.0
         bound, x = tree.solve(fixed)
         if bound > 0:
+            least = min(least, bound)
             continue
         cex = tree.counterexample(x)
         if cex is not None:
             return -math.inf, cex, ""
         return bound, None, "a fully split domain has a non-positive LP bound and no checked counterexample"
-    return None
+    return least
