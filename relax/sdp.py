@@ -353,7 +353,8 @@ def default_sdp_solver(network: Network) -> str:
     return "cvxpy-scs" if s <= SCS_MAX_SIZE else "fo-sdp"
 
 
-_FO_SDP_KEYS = ("max_iterations", "lr", "patience", "eig", "lanczos_steps", "init", "dtype")
+_FO_SDP_KEYS = ("max_iterations", "lr", "patience", "eig", "lanczos_steps", "init", "dtype",
+                "method")
 
 
 def _method_options(solver: str, options: VerifyOptions) -> SolveOptions:
