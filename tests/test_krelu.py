@@ -41,7 +41,7 @@ def _max_violation(rows, x, y):
     return float((x @ rows.A_x.T + y @ rows.A_y.T - rows.b).max()) if rows.count else -np.inf
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 10_000), k=st.sampled_from([2, 3]), pin=st.booleans())
 def test_hulls_contain_sampled_graph_points(seed, k, pin):
     rng = np.random.default_rng(seed)

@@ -1,13 +1,11 @@
 r"""k-ReLU rows for the triangle LP (:mod:`relax.lp`).
 
-A hull row ``a_x^T z_G + a_y^T a_G <= b`` of a group ``G`` of layer ``j`` becomes,
-with ``z_j = M_j v + g_j`` (the encoding's expression) and ``a_G`` columns of ``v``,
-
-    (a_x^T M_j[G]) v + a_y^T v[a_G]  <=  b - a_x^T g_j[G] + margin,
-
-the margin (``1e-9`` times the size of the terms) covering the rounding of the
-product.  The rows are appended to the program (the variable box is unchanged,
-so safe dual bounds still apply).
+A hull row ``a_x^T z_G + a_y^T a_G <= b`` of a group ``G`` of layer ``j`` is
+added on new variables ``z_S`` for the neurons ``S`` of layer ``j`` that belong to
+some group, tied to the pre-activation expressions ``z_j = M_j v + g_j`` by
+equality rows and boxed by the valid bounds ``[l_S, u_S]``; each hull row then has
+``2k`` entries (a dense row over the previous layer would have hundreds).  Every
+variable stays bounded, so safe dual bounds still apply (see :func:`add_rows`).
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ from relax.krelu.hull import hull_rows
 from relax.krelu.octahedron import OctahedronBounder
 from relax.lp import LpEncoding
 from relax.network import Network
-from solvers.program import LinearProgram
+from solvers.program import LinearProgram, VariableBlock
 
 __all__ = ["KreluConfig", "LayerRows", "group_rows", "layer_rows", "add_rows"]
 
@@ -38,7 +36,8 @@ log = logging.getLogger(__name__)
 class KreluConfig:
     """Group size ``k``, window ``ns``, overlap ``s``, hull ``exact``/``fast``/``auto``
     (auto: exact for ``k <= 3``; default fast: exact k=3 hulls have ~300 facets per group), at most ``max_groups`` per layer, ``refine``: use the rows of
-    earlier layers when LP-tightening later layers' bounds."""
+    earlier layers when LP-tightening later layers' bounds; ``first_layer``: rows for hidden
+    layer 0 too (they are dense over the input, costly for wide inputs)."""
 
     k: int = 3
     ns: int = 20
@@ -46,6 +45,7 @@ class KreluConfig:
     hull: str = "fast"
     max_groups: int | None = None
     refine: bool = True
+    first_layer: bool = True
 
     def __post_init__(self):
         if self.hull not in ("auto", "exact", "fast"):
@@ -69,6 +69,8 @@ class LayerRows:
     b: np.ndarray
     groups: int
     seconds: float
+    lower: np.ndarray
+    upper: np.ndarray
 
 
 def group_rows(H, h, lower, upper, method: str):
@@ -100,49 +102,65 @@ def layer_rows(network: Network, lower: np.ndarray, upper: np.ndarray, bounds: B
     k = config.k
     cat = (lambda xs, shape: np.concatenate(xs) if xs else np.zeros(shape))  # noqa: E731
     out = LayerRows(layer, cat(index, (0, k)).astype(int), cat(A_x, (0, k)), cat(A_y, (0, k)),
-                    cat(b, (0,)), len(groups), time.monotonic() - start)
+                    cat(b, (0,)), len(groups), time.monotonic() - start, l, u)
     log.info("k-ReLU layer %d: %d groups -> %d rows (%.2f s)", layer, len(groups), out.b.size, out.seconds)
     return out
 
 
-def _rows_matrix(encoding: LpEncoding, rows: LayerRows):
-    M, g = encoding.expressions[rows.layer]
-    M = sp.csr_matrix(M)
-    m, k = rows.index.shape
-    n = M.shape[1]
-    # a_x^T M[G]: sum over the k members
-    data_rows = np.repeat(np.arange(m), k)
-    X = sp.csr_matrix((rows.A_x.ravel(), (data_rows, rows.index.ravel())), shape=(m, M.shape[0]))
-    linear = X @ M
-    cols = np.array([encoding.post_activation_index(rows.layer, 0)]) + rows.index.ravel()
-    Y = sp.csr_matrix((rows.A_y.ravel(), (data_rows, cols)), shape=(m, n))
-    offset = (rows.A_x * g[rows.index]).sum(axis=1)
-    size = np.abs(rows.b) + (np.abs(rows.A_x) * np.abs(g[rows.index])).sum(axis=1)
-    return (linear + Y).tocsr(), rows.b - offset, size, abs(X) @ abs(M) + abs(Y)
-
-
 def add_rows(encoding: LpEncoding, layers: list[LayerRows]) -> LpEncoding:
-    """The encoding with every layer's hull rows appended (layers beyond its depth ignored)."""
+    """The encoding with every layer's hull rows appended (layers beyond its depth ignored).
+
+    For the neurons ``S`` of layer ``j`` that appear in some group, new variables
+    ``z_S`` (boxed by the valid bounds the rows were built with) are tied to the
+    pre-activations by ``M_j[S] v - z_S = -g_j[S]``; a hull row is then sparse
+    (``2k`` entries): ``a_x^T z_G + a_y^T a_G <= b + 1e-9 (1 + |b|)``.  The margin
+    covers the rounding of ``b`` itself; the encoding's expressions get zero columns.
+    """
     program = encoding.program
     depth = len(encoding.expressions) - 1
-    mats, his = [], []
-    vmax = np.maximum(np.abs(program.lower), np.abs(program.upper))
-    for rows in layers:
-        if rows.layer >= depth or rows.b.size == 0:
-            continue
-        A, hi, size, absA = _rows_matrix(encoding, rows)
-        margin = 1e-9 * (1.0 + size + absA @ vmax)
-        mats.append(A)
-        his.append(hi + margin)
-    if not mats:
+    used = [r for r in layers if r.layer < depth and r.b.size]
+    if not used:
         return encoding
-    extra = sp.vstack(mats, format="csr")
-    hi = np.concatenate(his)
+    n = program.num_variables
+    blocks, eq_rows, eq_rhs, hull_rows_, hull_hi, z_lo, z_hi = [], [], [], [], [], [], []
+    offset = n
+    for rows in used:
+        M, g = encoding.expressions[rows.layer]
+        neurons = np.unique(rows.index)
+        position = {int(i): offset + p for p, i in enumerate(neurons)}
+        m_s = sp.csr_matrix(M)[neurons]
+        eq_rows.append((m_s, offset, len(neurons)))
+        eq_rhs.append(-g[neurons])
+        z_lo.append(rows.lower[neurons])
+        z_hi.append(rows.upper[neurons])
+        m, k = rows.index.shape
+        r_idx = np.repeat(np.arange(m), 2 * k)
+        cols = np.empty((m, 2 * k), int)
+        cols[:, :k] = np.vectorize(position.__getitem__)(rows.index)
+        cols[:, k:] = encoding.post_activation_index(rows.layer, 0) + rows.index
+        vals = np.hstack([rows.A_x, rows.A_y])
+        hull_rows_.append((r_idx, cols.ravel(), vals.ravel(), m))
+        hull_hi.append(rows.b + 1e-9 * (1.0 + np.abs(rows.b)))
+        blocks.append(VariableBlock(f"krelu_pre{rows.layer}", offset, offset + len(neurons)))
+        offset += len(neurons)
+    total = offset
+    pieces = []
+    for m_s, start, count in eq_rows:
+        tie = sp.csr_matrix((-np.ones(count), (np.arange(count), start + np.arange(count))),
+                            shape=(count, total))
+        pieces.append(sp.hstack([m_s, sp.csr_matrix((count, total - n))], format="csr") + tie)
+    for r_idx, cols, vals, m in hull_rows_:
+        pieces.append(sp.csr_matrix((vals, (r_idx, cols)), shape=(m, total)))
+    A_old = sp.hstack([program.A, sp.csr_matrix((program.num_rows, total - n))], format="csr")
+    eq = np.concatenate(eq_rhs)
+    hi = np.concatenate(hull_hi)
+    integer = np.concatenate([program.integer, np.zeros(total - n, bool)])
     new = LinearProgram(
-        program.c, sp.vstack([program.A, extra], format="csr"),
-        np.concatenate([program.row_lower, np.full(extra.shape[0], -np.inf)]),
-        np.concatenate([program.row_upper, hi]),
-        program.lower, program.upper,
-        program.integer if program.integer is not None and program.integer.any() else None,
-        program.c0, program.blocks)
-    return dataclasses.replace(encoding, program=new)
+        np.concatenate([program.c, np.zeros(total - n)]), sp.vstack([A_old] + pieces, format="csr"),
+        np.concatenate([program.row_lower, eq, np.full(hi.size, -np.inf)]),
+        np.concatenate([program.row_upper, eq, hi]),
+        np.concatenate([program.lower] + z_lo), np.concatenate([program.upper] + z_hi),
+        integer if integer.any() else None, program.c0, program.blocks + tuple(blocks))
+    expressions = tuple((sp.hstack([sp.csr_matrix(M), sp.csr_matrix((M.shape[0], total - n))],
+                                   format="csr"), g) for M, g in encoding.expressions)
+    return dataclasses.replace(encoding, program=new, expressions=expressions)

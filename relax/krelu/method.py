@@ -27,23 +27,31 @@ from relax.network import Network
 from relax.objectives import disjunct_objective
 from relax.spec import Spec
 from relax.verify_types import BoundOutcome, VerifyOptions
+from solvers.backend import SolveOptions
 
 __all__ = ["krelu_method", "krelu_tighten", "krelu_disjunct_bounds", "config_from_options"]
 
 log = logging.getLogger(__name__)
 
 
+def _flag(value) -> bool:
+    return str(value).lower() not in ("0", "false", "no", "off")
+
+
 def config_from_options(options: VerifyOptions) -> KreluConfig:
+    """Options ``krelu_k``, ``krelu_ns``, ``krelu_s``, ``krelu_hull``, ``krelu_max_groups``,
+    ``krelu_refine``, ``krelu_first_layer``."""
     g = options.get
     max_groups = g("krelu_max_groups")
     return KreluConfig(k=int(g("krelu_k", 3) or 3), ns=int(g("krelu_ns", 20)), s=int(g("krelu_s", 1)),
                        hull=str(g("krelu_hull", "fast")),
                        max_groups=None if max_groups is None else int(max_groups),
-                       refine=bool(g("krelu_refine", True)))
+                       refine=_flag(g("krelu_refine", True)),
+                       first_layer=_flag(g("krelu_first_layer", True)))
 
 
 def _tighten_layer(encoding, layer: int, bounds: Bounds, solver, deadline) -> Bounds:
-    runner = LpRunner(encoding.program, solver)
+    runner = LpRunner(encoding.program, solver, _remaining(deadline))
     M, g = encoding.expressions[layer]
     M = M.tocsr()
     l_k, u_k = np.array(bounds.lower[layer]), np.array(bounds.upper[layer])
@@ -80,20 +88,37 @@ def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluCon
                      time.monotonic() - start)
         if deadline is not None and time.monotonic() > deadline:
             break
-        layers.append(layer_rows(network, lower, upper, bounds, k, config, deadline))
+        if k > 0 or config.first_layer:
+            layers.append(layer_rows(network, lower, upper, bounds, k, config, deadline))
     return bounds, layers
 
 
+def _remaining(deadline: float | None, parts: int = 1) -> SolveOptions:
+    if deadline is None:
+        return SolveOptions()
+    return SolveOptions(time_limit=max(deadline - time.monotonic(), 0.5) / max(parts, 1))
+
+
 def krelu_disjunct_bounds(network: Network, spec: Spec, bounds: Bounds, layers: list[LayerRows],
-                          solver: str | None = None, deadline: float | None = None) -> np.ndarray:
-    """Safe lower bounds on every disjunct's margin over the triangle LP plus the rows."""
+                          solver: str | None = None, deadline: float | None = None,
+                          known: np.ndarray | None = None) -> np.ndarray:
+    """Safe lower bounds on every disjunct's margin over the triangle LP plus the rows.
+
+    With ``known`` (valid bounds, e.g. CROWN's) disjuncts already above zero are skipped
+    and the rest are solved weakest first, stopping at the first that stays <= 0 (the
+    property cannot be proved then); skipped disjuncts keep ``known`` (or ``-inf``)."""
     encoding = add_rows(encode_triangle(network, spec.lower, spec.upper, bounds), layers)
-    out = np.full(len(spec.disjuncts), -np.inf)
-    for j, disjunct in enumerate(spec.disjuncts):
+    out = np.full(len(spec.disjuncts), -np.inf) if known is None else np.array(known, float)
+    order = range(len(spec.disjuncts)) if known is None else np.argsort(known)
+    todo = [j for j in order if known is None or known[j] <= 0]
+    for n, j in enumerate(todo):
         if deadline is not None and time.monotonic() > deadline:
             break
-        objective = disjunct_objective(encoding, disjunct)
-        out[j] = LpRunner(objective.program, solver).lower_bound(objective.c, objective.c0)
+        objective = disjunct_objective(encoding, spec.disjuncts[j])
+        runner = LpRunner(objective.program, solver, _remaining(deadline, len(todo) - n))
+        out[j] = max(out[j], runner.lower_bound(objective.c, objective.c0))
+        if known is not None and out[j] <= 0:
+            break
     return out
 
 
@@ -114,10 +139,10 @@ def krelu_method(network: Network, specs: Sequence[Spec], deadline, options: Ver
             continue
         bounds, layers = krelu_tighten(network, spec, crown.layers, config, solver,
                                        _share(deadline, 0.8), tighten)
-        per_disjunct = np.maximum(crown.disjunct_bounds,
-                                  krelu_disjunct_bounds(network, spec, bounds, layers, solver, deadline))
+        per_disjunct = krelu_disjunct_bounds(network, spec, bounds, layers, solver, deadline,
+                                             known=crown.disjunct_bounds)
         rows = sum(r.b.size for r in layers)
-        reason = "time limit reached" if np.isinf(per_disjunct).any() else None
+        reason = "time limit reached" if deadline is not None and time.monotonic() > deadline else None
         log.info("k-ReLU (k=%d): %d rows over %d layers, bound %.4g", config.k, rows, len(layers),
                  per_disjunct.min())
         outcomes.append(BoundOutcome(float(per_disjunct.min()), solver, reason=reason))
