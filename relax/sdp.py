@@ -211,9 +211,12 @@ def _psd_constraint(I: np.ndarray, J: np.ndarray, s: int) -> PsdConstraint:
     return PsdConstraint(s, G, constant)
 
 
-def encode_sdp(network: Network, lower, upper, bounds: Bounds, cuts: bool = False) -> SdpEncoding:
+def encode_sdp(network: Network, lower, upper, bounds: Bounds, cuts: bool = False,
+               extra_cuts=None) -> SdpEncoding:
     """The SDP of the module docstring over the input box ``[lower, upper]`` with hidden
-    pre-activation ``bounds`` (zero objective; see :meth:`SdpEncoding.with_objective`)."""
+    pre-activation ``bounds`` (zero objective; see :meth:`SdpEncoding.with_objective`).
+    ``extra_cuts = (A, hi)``: more rows ``A x <= hi`` over the triangle LP's variables,
+    put on the first row of ``P`` like the cuts (e.g. :func:`relax.krelu.encode.dense_rows`)."""
     _require_relu(network)
     boxes = _boxes(network, lower, upper, bounds)
     lo, hi = np.concatenate([b[0] for b in boxes]), np.concatenate([b[1] for b in boxes])
@@ -235,6 +238,10 @@ def encode_sdp(network: Network, lower, upper, bounds: Bounds, cuts: bool = Fals
     blocks.append(box), row_lo.append(np.full(n, -np.inf)), row_hi.append(box_hi)
     if cuts:
         _add_cuts(network, lower, upper, bounds, n_vars, blocks, row_lo, row_hi)
+    if extra_cuts is not None:
+        extra, extra_hi = extra_cuts
+        blocks.append(sp.hstack([extra, sp.csr_matrix((extra.shape[0], n_vars - extra.shape[1]))], format="csr"))
+        row_lo.append(np.full(extra.shape[0], -np.inf)), row_hi.append(np.asarray(extra_hi, float))
     var_lo, var_hi = _variable_bounds(lo, hi, I, J)
     A = sp.vstack(blocks, format="csr")
     linear = LinearProgram(np.zeros(n_vars), A, np.concatenate(row_lo), np.concatenate(row_hi),

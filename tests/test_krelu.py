@@ -129,3 +129,27 @@ def test_verify_with_krelu_method_is_registered_and_sound():
     exact = milp_margin(net, spec, bound_specs(net, [spec])[0].layers, time_limit=20)
     assert result.bound <= exact + 1e-6
     assert result.verdict.value == "holds"  # its margin bound is positive on this instance
+
+
+def test_sdp_with_krelu_cuts_is_never_looser_and_sound():
+    from relax.krelu.encode import dense_rows
+    from relax.lp import encode_triangle
+    from relax.sdp import encode_sdp, solve_row
+
+    net, spec, _ = _instance(1, widths=(4, 6, 6, 3), eps=0.4)
+    bounds = bound_specs(net, [spec])[0].layers
+    _, layers = krelu_tighten(net, spec, bounds, KreluConfig(k=2, ns=6, hull="exact"), tighten=False)
+    extra = dense_rows(encode_triangle(net, spec.lower, spec.upper, bounds), layers)
+    assert extra[0].shape[0] > 0
+    row, offset = spec.disjuncts[0].A[0], spec.disjuncts[0].b[0]
+    plain = encode_sdp(net, spec.lower, spec.upper, bounds, cuts=True)
+    with_krelu = encode_sdp(net, spec.lower, spec.upper, bounds, cuts=True, extra_cuts=extra)
+    b_plain = solve_row(net, spec, bounds, row, offset, encoding=plain).bound
+    b_krelu = solve_row(net, spec, bounds, row, offset, encoding=with_krelu).bound
+    xs = np.random.default_rng(0).uniform(spec.lower, spec.upper, (20000, len(spec.lower)))
+    values = net.forward(xs) @ row - offset   # this row's margin on samples
+    assert b_krelu >= b_plain - 1e-5
+    assert b_krelu <= values.min() + 1e-6
+    # the LP with the same rows (sparse form) agrees that they are valid and tighten
+    lp = krelu_disjunct_bounds(net, spec, bounds, layers)
+    assert lp[0] <= values.min() + 1e-6

@@ -27,7 +27,7 @@ from relax.lp import LpEncoding
 from relax.network import Network
 from solvers.program import LinearProgram, VariableBlock
 
-__all__ = ["KreluConfig", "LayerRows", "group_rows", "layer_rows", "add_rows"]
+__all__ = ["KreluConfig", "LayerRows", "group_rows", "layer_rows", "add_rows", "dense_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -164,3 +164,33 @@ def add_rows(encoding: LpEncoding, layers: list[LayerRows]) -> LpEncoding:
     expressions = tuple((sp.hstack([sp.csr_matrix(M), sp.csr_matrix((M.shape[0], total - n))],
                                    format="csr"), g) for M, g in encoding.expressions)
     return dataclasses.replace(encoding, program=new, expressions=expressions)
+
+
+def dense_rows(encoding: LpEncoding, layers: list[LayerRows]):
+    """The hull rows over the encoding's own variables ``v`` (no new variables):
+    ``(a_x^T M_j[G]) v + a_y^T v[a_G] <= b - a_x^T g_j[G] + margin``, as ``(A, hi)``.
+
+    For relaxations that cannot take extra variables (SDP cuts on the first row of
+    ``P``).  The margin, ``1e-9`` times the size of the terms (including
+    ``|a_x^T M| |v|_max`` over the variable box), covers the rounding of the product."""
+    program = encoding.program
+    n = program.num_variables
+    vmax = np.maximum(np.abs(program.lower), np.abs(program.upper))
+    mats, his = [], []
+    for rows in layers:
+        if rows.layer >= len(encoding.expressions) - 1 or rows.b.size == 0:
+            continue
+        M, g = encoding.expressions[rows.layer]
+        M = sp.csr_matrix(M)
+        m, k = rows.index.shape
+        r_idx = np.repeat(np.arange(m), k)
+        X = sp.csr_matrix((rows.A_x.ravel(), (r_idx, rows.index.ravel())), shape=(m, M.shape[0]))
+        cols = encoding.post_activation_index(rows.layer, 0) + rows.index.ravel()
+        Y = sp.csr_matrix((rows.A_y.ravel(), (r_idx, cols)), shape=(m, n))
+        size = (np.abs(rows.b) + (np.abs(rows.A_x) * np.abs(g[rows.index])).sum(axis=1)
+                + (abs(X) @ abs(M) + abs(Y)) @ vmax)
+        mats.append((X @ M + Y).tocsr())
+        his.append(rows.b - (rows.A_x * g[rows.index]).sum(axis=1) + 1e-9 * (1.0 + size))
+    if not mats:
+        return sp.csr_matrix((0, n)), np.zeros(0)
+    return sp.vstack(mats, format="csr"), np.concatenate(his)
