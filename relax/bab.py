@@ -67,8 +67,10 @@ class _Tree:
     """The LP, the binary bookkeeping and the candidate check for one disjunct."""
 
     def __init__(self, network: Network, spec: Spec, disjunct: Conjunction, bounds: Bounds,
-                 solver: str | None, options):
+                 solver: str | None, options, augment=None):
         encoding = encode_milp(network, spec.lower, spec.upper, bounds)
+        if augment is not None:  # extra rows valid at every node (e.g. k-ReLU hull rows)
+            encoding = augment(encoding)
         objective = disjunct_objective(encoding, disjunct)
         self.network, self.spec = network, spec
         self.c, self.c0 = objective.c, objective.c0
@@ -130,9 +132,13 @@ def branch_and_bound(
     solver: str | None = None,
     deadline: float | None = None,
     options=None,
+    augment=None,
 ) -> BabOutcome:
-    """Decide whether ``disjunct`` is empty over ``spec``'s box (see module docstring)."""
-    tree = _Tree(network, spec, disjunct, bounds, solver, options)
+    """Decide whether ``disjunct`` is empty over ``spec``'s box (see module docstring).
+
+    ``augment`` (optional) maps the MILP encoding to one with extra rows that are valid
+    for the whole box, e.g. ``lambda e: relax.krelu.add_rows(e, layers)``."""
+    tree = _Tree(network, spec, disjunct, bounds, solver, options, augment)
     counter = itertools.count()
     bound, x = tree.solve({})
     heap = [_Node(bound, next(counter), {}, x)]

@@ -6,6 +6,8 @@ rows of every earlier layer) tightens the bounds of the unstable neurons of the
 next layer (safe dual bounds), CROWN re-propagates, and the k-ReLU rows of the
 newly bounded layer are computed (groups, CROWN octahedra, hulls).  Finally each
 disjunct's LP with all rows gives a safe margin bound (intersected with CROWN's).
+With option ``krelu_bab``, LP branch and bound with the rows at every node runs on
+the disjuncts still open, until the deadline.
 Every bound that can make a verdict *holds* comes from
 :meth:`relax.lp_runner.LpRunner.lower_bound` (recomputed from the dual vector over
 the variable box), so hull or solver round-off cannot make it unsound.
@@ -40,7 +42,8 @@ def _flag(value) -> bool:
 
 def config_from_options(options: VerifyOptions) -> KreluConfig:
     """Options ``krelu_k``, ``krelu_ns``, ``krelu_s``, ``krelu_hull``, ``krelu_max_groups``,
-    ``krelu_refine``, ``krelu_first_layer``."""
+    ``krelu_refine``, ``krelu_first_layer`` (``krelu_bab``: branch and bound with the rows
+    afterwards, read by :func:`krelu_method`)."""
     g = options.get
     max_groups = g("krelu_max_groups")
     return KreluConfig(k=int(g("krelu_k", 3) or 3), ns=int(g("krelu_ns", 20)), s=int(g("krelu_s", 1)),
@@ -122,6 +125,26 @@ def krelu_disjunct_bounds(network: Network, spec: Spec, bounds: Bounds, layers: 
     return out
 
 
+def _branch(network, spec, bounds, layers, per_disjunct, solver, deadline):
+    """LP branch and bound (:mod:`relax.bab`) with the k-ReLU rows at every node, on the
+    disjuncts the LP left open, weakest first, until the deadline."""
+    from relax.bab import branch_and_bound
+    from relax.krelu.encode import add_rows
+
+    per_disjunct = per_disjunct.copy()
+    for j in np.argsort(per_disjunct):
+        if per_disjunct[j] > 0 or (deadline is not None and time.monotonic() > deadline):
+            continue
+        outcome = branch_and_bound(network, spec, spec.disjuncts[j], bounds, solver, deadline,
+                                   augment=lambda e: add_rows(e, layers))
+        if outcome.counterexample is not None:
+            return per_disjunct, outcome.counterexample
+        per_disjunct[j] = max(per_disjunct[j], outcome.bound)
+        if per_disjunct[j] <= 0:
+            break
+    return per_disjunct, None
+
+
 def _share(deadline: float | None, fraction: float) -> float | None:
     return None if deadline is None else time.monotonic() + fraction * (deadline - time.monotonic())
 
@@ -141,9 +164,13 @@ def krelu_method(network: Network, specs: Sequence[Spec], deadline, options: Ver
                                        _share(deadline, 0.8), tighten)
         per_disjunct = krelu_disjunct_bounds(network, spec, bounds, layers, solver, deadline,
                                              known=crown.disjunct_bounds)
+        counterexample = None
+        if _flag(options.get("krelu_bab", False)):
+            per_disjunct, counterexample = _branch(network, spec, bounds, layers, per_disjunct,
+                                                   solver, deadline)
         rows = sum(r.b.size for r in layers)
         reason = "time limit reached" if deadline is not None and time.monotonic() > deadline else None
         log.info("k-ReLU (k=%d): %d rows over %d layers, bound %.4g", config.k, rows, len(layers),
                  per_disjunct.min())
-        outcomes.append(BoundOutcome(float(per_disjunct.min()), solver, reason=reason))
+        outcomes.append(BoundOutcome(float(per_disjunct.min()), solver, counterexample, reason))
     return outcomes
