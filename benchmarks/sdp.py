@@ -173,7 +173,7 @@ def _child(queue, name_index: int, quick: bool, solver: str, limit: float, extra
     warnings.filterwarnings("ignore")
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     from relax.sdp import solve_row
     from solvers import SolveOptions
 
@@ -229,7 +229,7 @@ def warm_start_study(limit: float) -> list[str]:
     from solvers import SolveOptions, get_solver
     from solvers.backends import fo_sdp
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     network = trained_network((784, 50, 10))
     X, Y = default_images()
     backend = get_solver("fo-sdp")
@@ -393,7 +393,8 @@ def main() -> None:
     lines = ["# SDP solvers against network size", "",
              f"Machine: {describe_machine()}. Run: `python benchmarks/sdp.py "
              f"{' '.join(sys.argv[1:])}` ({time.time() - started:.0f} s in all, while other "
-             "jobs shared the 2 cores: timings are pessimistic).", "",
+             "jobs shared the 2 cores: timings are pessimistic; BLAS/torch threads: "
+             f"{os.environ.get('OMP_NUM_THREADS', 'default')}).", "",
              "One margin row per network (the smallest CROWN margin), the SDP without cuts "
              "over CROWN bounds. `bound`: the solver's sound bound; `CROWN`: the baseline; "
              "`vs CROWN`: bound - CROWN; `gap`: best bound of any solver - bound; peak: "

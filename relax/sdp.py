@@ -57,16 +57,19 @@ hidden`` is the size of ``P``; times are rough):
   still above CROWN), 784-20-10 (``s = 805``, 324k variables) hits 300 s after 1550
   iterations with a safe bound far below CROWN's.  Largest practical ``s ~ 200``.
 * ``cvxpy-mosek``: not licensed on this machine, not measured.
-* ``fo-sdp`` (:mod:`solvers.backends.fo_sdp`): memory O(n + weights);
-  784-20-10 / 784-100-100-10 (``s = 805 / 985``) take ~5 / 8 ms per iteration with
-  Lanczos on CPU and < 1 s for the final float64 check.  It matches Clarabel on
-  small networks (``s = 14``: within 1e-3 relative after 3000 iterations, ~3 s, on
-  5 of 6 random instances, the sixth needs ~4000; ``s = 61``: 1e-4 after 2000
-  iterations, ~30 s), but on the 784-input networks its Adam iterations, started
-  from the CROWN-like dual point, did not improve on it within a few thousand
-  iterations (the paper runs 10^4-10^5 GPU steps); the reported bound is still the
-  certified value of the best iterate.  Its hard limit is the dense final check
-  (``dense_check_limit``, 6000).
+* ``fo-sdp`` (:mod:`solvers.backends.fo_sdp`).  Its matrix-free Adam method (memory
+  O(n + weights), 5-8 ms per iteration at ``s = 805 / 985``) did not move from its
+  CROWN-like start on 784-input networks (a degenerate zero eigenvalue at the start;
+  see the solver's docstring).  The default below 4000 rows is now the spectral
+  L-BFGS method (dense ``eigh`` of ``D`` per evaluation, smoothed ``lambda_min`` with a
+  decreasing temperature, L-BFGS-B on the sign-constrained duals; O(s^2) memory):
+  ``benchmarks/sdp.py`` (results in ``benchmarks/results/sdp.md``) measures it
+  against SCS and Clarabel: it reaches Clarabel's optimum to ~1e-6 at ``s = 61``
+  in ~3 s and beats SCS's inaccurate bounds at ``s = 101, 171`` in 10-25 s (one
+  thread); on the MNIST networks it improves steadily but has not converged within
+  the minutes available on this loaded machine (its bound at ``s = 835`` after 60 s
+  is below CROWN's without cuts; with cuts it never drops below its CROWN-like start).
+  Its hard limit is the dense final check (``dense_check_limit``, 6000).
 
 :func:`default_sdp_solver` follows these numbers.
 """
