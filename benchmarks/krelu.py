@@ -11,7 +11,8 @@ plus a micro-benchmark of the hull computations (rows produced, milliseconds).
 
 Methods: ``lp`` (triangle LP, LP-tightened bounds), ``kreluK`` (k-ReLU, group size K,
 fast template hull), ``kreluK-exact`` (Qhull hull), ``kreluK-norefine`` (k-ReLU rows
-only in the final LP), ``exact`` (the complete method), ``crown``.
+only in the final LP), ``-gN`` (at most N groups per layer), ``-nsN`` (window N),
+``exact`` (the complete method), ``crown``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ def method_options(name: str) -> tuple[str, VerifyOptions]:
             extra.append(("krelu_refine", False))
         elif flag == "nofirst":
             extra.append(("krelu_first_layer", False))
+        elif flag.startswith("g") and flag[1:].isdigit():
+            extra.append(("krelu_max_groups", int(flag[1:])))
+        elif flag.startswith("ns") and flag[2:].isdigit():
+            extra.append(("krelu_ns", int(flag[2:])))
         else:
             raise SystemExit(f"unknown k-ReLU flag {flag!r}")
     return "krelu", VerifyOptions(extra=tuple(extra))
