@@ -102,6 +102,19 @@ def write_csv(path: Path, rows) -> None:
                              result.verdict, result.bound, f"{seconds:.2f}", result.reason])
 
 
+def _run_arguments(argv: list[str]) -> list[str]:
+    """The arguments that produced the csv (without --report-only and --compare)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--compare":
+            skip = True
+        elif arg != "--report-only" and not arg.startswith("--compare="):
+            out.append(arg)
+    return out
+
+
 def read_csv(path: Path):
     """Rows of an earlier run in the shape :func:`run_all` returns."""
     from types import SimpleNamespace
@@ -120,7 +133,7 @@ def summary(rows, args) -> str:
         times[instance.network.name] += seconds
     lines = [f"# VNN-COMP 2021 {args.benchmark}, method `{args.method}`",
              "", f"Machine: {describe_machine()}", "",
-             f"Command: `python benchmarks/vnncomp.py {' '.join(sys.argv[1:])}`", "",
+             f"Command: `python benchmarks/vnncomp.py {' '.join(_run_arguments(sys.argv[1:]))}`", "",
              f"Time limit per instance: {args.timeout or 'competition'} s; "
              f"pipeline: {args.pipeline or 'default (torch)'}; torch threads: {args.threads}. "
              "The machine was shared with other jobs, so times are pessimistic.", "",
