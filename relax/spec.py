@@ -18,7 +18,7 @@ import numpy as np
 
 from relax.errors import SpecError
 
-__all__ = ["Conjunction", "Spec", "robustness"]
+__all__ = ["Conjunction", "L2Ball", "Spec", "robustness"]
 
 
 def _readonly(array, ndim: int, what: str) -> np.ndarray:
@@ -54,12 +54,36 @@ class Conjunction:
 
 
 @dataclass(frozen=True, eq=False)
+class L2Ball:
+    """``{x : ||x - center||_2 <= radius}``."""
+
+    center: np.ndarray
+    radius: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "center", _readonly(np.ravel(self.center), 1, "ball centre"))
+        if not (np.isfinite(self.radius) and self.radius >= 0):
+            raise SpecError(f"ball radius must be finite and non-negative, got {self.radius}")
+        object.__setattr__(self, "radius", float(self.radius))
+
+    def contains(self, x: np.ndarray) -> bool:
+        x = np.ravel(x)
+        return x.shape == self.center.shape and bool(
+            np.linalg.norm(x - self.center) <= self.radius)
+
+
+@dataclass(frozen=True, eq=False)
 class Spec:
-    """An input box ``lower <= x <= upper`` and the unsafe disjuncts."""
+    """An input box ``lower <= x <= upper`` and the unsafe disjuncts.
+
+    With ``ball`` set the input set is the box intersected with the l2 ball; the box
+    then encloses the ball, so every box-based method stays sound (only looser).
+    """
 
     lower: np.ndarray
     upper: np.ndarray
     disjuncts: tuple[Conjunction, ...]
+    ball: L2Ball | None = None
 
     def __post_init__(self) -> None:
         lower = _readonly(np.ravel(self.lower), 1, "input lower bound")
@@ -113,10 +137,11 @@ class Spec:
 
     def contains(self, x: np.ndarray) -> bool:
         x = np.ravel(x)
-        return x.shape == self.lower.shape and bool(np.all((self.lower <= x) & (x <= self.upper)))
+        in_box = x.shape == self.lower.shape and bool(np.all((self.lower <= x) & (x <= self.upper)))
+        return in_box and (self.ball is None or self.ball.contains(x))
 
     def is_violated_by(self, x: np.ndarray, y: np.ndarray) -> bool:
-        """``x`` lies in the box and ``y`` in some unsafe disjunct (non-strict)."""
+        """``x`` lies in the input set and ``y`` in some unsafe disjunct (non-strict)."""
         return self.contains(x) and bool(self.margin(np.ravel(y))[0] <= 0.0)
 
     def check_fits(self, input_size: int, output_size: int) -> None:
@@ -136,10 +161,15 @@ def robustness(
     eps: float,
     domain: tuple[float, float] | None = (0.0, 1.0),
     num_classes: int = 10,
+    norm: str = "linf",
 ) -> Spec:
     """L-infinity robustness: every ``x'`` with ``|x' - x| <= eps`` (clipped to ``domain``)
     keeps ``label`` strictly on top.  Unsafe disjunct for class ``j``: ``y_label - y_j <= 0``.
+    With ``norm="l2"`` the set is ``||x' - x||_2 <= eps`` (within ``domain``): the spec's
+    box is the enclosing l-inf box and ``ball`` holds the l2 ball.
     """
+    if norm not in ("linf", "l2"):
+        raise SpecError(f"norm must be 'linf' or 'l2', got {norm!r}")
     x = np.ravel(np.asarray(x, dtype=np.float64))
     if not 0 <= label < num_classes:
         raise SpecError(f"label {label} is not in 0..{num_classes - 1}")
@@ -154,4 +184,5 @@ def robustness(
             row = np.zeros((1, num_classes))
             row[0, label], row[0, j] = 1.0, -1.0
             disjuncts.append(Conjunction(row, np.zeros(1)))
-    return Spec(lower, upper, tuple(disjuncts))
+    ball = L2Ball(x, eps) if norm == "l2" else None
+    return Spec(lower, upper, tuple(disjuncts), ball)

@@ -68,6 +68,8 @@ BOUND_METHODS: dict[str, BoundMethod] = {
     "exact": _lazy("relax.exact", "exact_method"),
     "milp": _lazy("relax.exact", "milp_method"),
     "sdp": _lazy("relax.sdp", "sdp_method"),
+    "sdp-dual1": _lazy("relax.sdp_dual1", "sdp_dual1_method"),
+    "crc": _lazy("relax.crc", "crc_method"),
     "krelu": _lazy("relax.krelu.method", "krelu_method"),
 }
 
