@@ -55,8 +55,10 @@ from relax.train.pgd import PGDLoss  # noqa: E402
 from relax.train.standard import CrossEntropy  # noqa: E402
 from relax.verify import VerifyOptions  # noqa: E402
 
-# relaxations compared when registered (part B adds sdp-dual1 and crc)
-OPTIONAL_METHODS = ("sdp", "sdp-dual1", "crc")
+# relaxations compared by default when registered; part B's sdp-dual1 (slow here: over 6 min
+# on one 784-100-10 property, deadline not honoured at the time of writing) and crc (smooth
+# activations only; these networks are ReLU) run only when named with --methods
+OPTIONAL_METHODS = ("sdp",)
 
 
 def sdp_terms(eps: float):
@@ -97,7 +99,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--sdp-images", type=int, default=3840,
+    p.add_argument("--sdp-images", type=int, default=1280,
                    help="SDP-cert fine-tunes the standard network on this many images (one pass)")
     p.add_argument("--networks", nargs="+", default=None)
     p.add_argument("--eps", type=float, nargs="+", default=[0.05, 0.1], help="radii compared")
@@ -111,6 +113,16 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def load_onnx_weights(model: torch.nn.Module, path: Path) -> None:
+    """Copy an exported network's affine layers (read by relax) into ``model``."""
+    affine = [layer for layer in from_onnx(path).layers if hasattr(layer, "weight")]
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for layer, linear in zip(affine, linears, strict=True):
+            linear.weight.copy_(torch.tensor(np.array(layer.weight)))
+            linear.bias.copy_(torch.tensor(np.array(layer.bias)))
+
+
 def build(name, terms, args, data, X, y, init=None) -> tuple[Path, float, float, object]:
     """Train one network (or reuse its ONNX file); returns (path, clean error, s/epoch, model).
 
@@ -119,10 +131,11 @@ def build(name, terms, args, data, X, y, init=None) -> tuple[Path, float, float,
     this CPU for full epochs: about 12 s per batch of 128 for 784-100-10).
     """
     path = args.out / f"{name}_784-{args.hidden}-10.onnx"
-    if args.reuse and path.is_file():
-        return path, float("nan"), float("nan"), None
     torch.manual_seed(0)
     model = mlp([784, args.hidden, 10])
+    if args.reuse and path.is_file():
+        load_onnx_weights(model, path)
+        return path, clean_error(model, X, y), float("nan"), model
     if init is not None:
         model.load_state_dict(init.state_dict())
         config = TrainConfig(epochs=1, limit=args.sdp_images, threads=args.threads)
@@ -153,7 +166,7 @@ def main() -> None:
             print(f"{name}: skipped: {reason}", flush=True)
             continue
         init = models.get("standard") if name == "sdp-cert" else None
-        if name == "sdp-cert" and init is None and not args.reuse:
+        if name == "sdp-cert" and init is None:
             notes.append("- **sdp-cert**: skipped: it fine-tunes the standard network, which was not trained.")
             continue
         print(f"{name}: training", flush=True)
@@ -203,7 +216,8 @@ def write(args, command, methods, trained, rows, notes, wall) -> None:
         "|---|---|---|---|",
     ]
     for name, path, err, spe in trained:
-        lines.append(f"| {name} | {err:.3f} | {spe:.2f} | `{path.name}` |")
+        seconds = "reused" if spe != spe else f"{spe:.2f}"  # NaN: an ONNX file from an earlier run
+        lines.append(f"| {name} | {err:.3f} | {seconds} | `{path.name}` |")
     if notes:
         lines += ["", *notes]
     lines += ["", "## Margin bounds per relaxation", "",
