@@ -90,6 +90,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--reuse", action="store_true", help="evaluate cached weights instead of training")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--name", default="training")
+    p.add_argument("--timing-rounds", type=int, default=20,
+                   help="round-robin training steps per method for the interleaved timing table")
     return p.parse_args()
 
 
@@ -150,6 +152,29 @@ def evaluate(name, model, seconds, args, X, y) -> list[dict]:
     return rows
 
 
+def interleaved_timing(models: dict, table: dict, data, args, rounds: int) -> dict[str, float]:
+    """Median seconds of one training step (terms at full eps, backward, Adam step) per method,
+    measured round-robin over the methods so that machine-load drift hits all of them alike."""
+    X, y = data
+    torch.manual_seed(args.seed)
+    optimisers = {n: torch.optim.Adam(m.parameters(), lr=0.0) for n, m in models.items()}
+    samples: dict[str, list[float]] = {n: [] for n in models}
+    for r in range(rounds + 1):
+        index = torch.randint(0, len(X), (args.batch,))
+        xb, yb = X[index], y[index]
+        for name, model in models.items():
+            model.train()
+            start = time.perf_counter()
+            loss = sum(term(model, xb, yb, 1.0) for term in table[name])
+            optimisers[name].zero_grad()
+            loss.backward()
+            optimisers[name].step()
+            if r:  # round 0 warms up
+                samples[name].append(time.perf_counter() - start)
+            model.eval()
+    return {n: float(sorted(v)[len(v) // 2]) for n, v in samples.items()}
+
+
 def fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
@@ -164,7 +189,7 @@ def part_b_rows(out: Path) -> list[dict]:
         return [{c: row.get(c, "") for c in COLUMNS} for row in csv.DictReader(handle)]
 
 
-def write(rows: list[dict], args, command: str, wall: float) -> None:
+def write(rows: list[dict], args, command: str, wall: float, timing: dict | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     merged = part_b_rows(args.out)
     with open(args.out / f"{args.name}.csv", "w", newline="") as handle:
@@ -176,7 +201,9 @@ def write(rows: list[dict], args, command: str, wall: float) -> None:
         "",
         f"Machine: {describe_machine()}",
         "",
-        f"Command: `{command}` ({wall / 60:.1f} min wall, training with {args.threads} torch thread(s)).",
+        f"Command: `{command}` ({wall / 60:.1f} min wall, training with {args.threads} torch thread(s))"
+        + ("; --reuse: the weights and s / epoch come from an earlier run of the same command without "
+           "--reuse (cached in --cache)." if args.reuse else "."),
         "",
         f"Every method: {args.arch} ReLU MLP, Adam lr {args.lr}, batch {args.batch}, {args.epochs} epochs "
         f"on {args.limit or 60000} training images, eps {args.eps} ramped from 0 over the first half; "
@@ -187,8 +214,10 @@ def write(rows: list[dict], args, command: str, wall: float) -> None:
         "on points CROWN left open and PGD did not break) and are upper bounds on the robust error. "
         "SingleProp's training estimate is not a sound bound; its networks are certified like the others.",
         "",
-        "Timings were taken on a shared 2-core machine with other jobs running: they are pessimistic "
-        "and noisy, compare them within this table only.",
+        "Timings were taken on a shared 2-core machine with other jobs running (up to 5 processes "
+        "on 2 cores): they are pessimistic and noisy. The s / epoch column is the wall time of the actual "
+        "training epochs, which ran one method after another under changing load; the interleaved "
+        "step-cost table below is the fairer speed comparison.",
         "",
         "## SingleProp against IBP and CROWN-IBP (same architecture and schedule)",
         "",
@@ -211,6 +240,18 @@ def write(rows: list[dict], args, command: str, wall: float) -> None:
         lines.append(f"| {name} | {fmt(crown['clean_error'])} | {fmt(crown['pgd_error'])} | "
                      f"{fmt(crown['certified_error'])} | {fmt(ibp['certified_error']) if ibp else '-'} | "
                      f"{crown['seconds_per_epoch']:.2f} | {ratio_t} | {ratio_c} |")
+    if timing:
+        batches = -(-(args.limit or 60000) // args.batch)
+        base = timing.get(BASELINE)
+        lines += ["", "## Training step cost, measured interleaved (load-robust)", "",
+                  f"Median over {args.timing_rounds} round-robin steps (batch {args.batch}, eps at its final "
+                  "value, forward + bounds + backward + Adam step), one method after the other in each round so "
+                  "that load changes affect all methods alike; the epoch estimate is the median times "
+                  f"{batches} batches.", "",
+                  "| method | ms / step | est. s / epoch | vs IBP |", "|---|---|---|---|"]
+        for name, seconds in timing.items():
+            ratio = f"{seconds / base:.2f}x" if base else "-"
+            lines.append(f"| {name} | {seconds * 1000:.1f} | {seconds * batches:.1f} | {ratio} |")
     lines += ["", "## All rows" + (" (with part B's SDP-cert / CRT rows from training_certified.csv)"
                                    if merged else ""), "",
               "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
@@ -236,14 +277,20 @@ def main() -> None:
     X, y = mnist_tensors("test", max(args.test, args.lp_test), args.data)
     table = methods(args.eps)
     chosen = args.methods or list(table)
-    rows = []
+    rows, models = [], {}
     print(f"Machine: {describe_machine()}", flush=True)
     for name in chosen:
         print(f"{name}:", flush=True)
         model, seconds = train_or_load(name, table[name], sizes, args, data)
+        models[name] = model
         torch.set_num_threads(args.threads)
         rows += evaluate(name, model, seconds, args, X, y)
         write(rows, args, command, time.perf_counter() - start)
+    timing = None
+    if args.timing_rounds > 0:
+        print("interleaved timing", flush=True)
+        timing = interleaved_timing(models, table, data, args, args.timing_rounds)
+    write(rows, args, command, time.perf_counter() - start, timing)
     print((args.out / f"{args.name}.md").read_text())
 
 
