@@ -196,15 +196,17 @@ def test_certified_never_contradicts_pgd():
     X = torch.rand(60, 6, generator=torch.Generator().manual_seed(5))
     y = model(X).argmax(1)
     y[:5] = (y[:5] + 1) % 3  # a few misclassified points: never certified
-    for eps in (0.01, 0.05):
+    network = as_network(model)
+    certified_counts, broken_counts = [], []
+    for eps in (0.05, 0.3):
         broken = pgd_broken(model, X, y, eps, steps=30).numpy()
+        broken_counts.append(broken.sum())
         for method in ("ibp", "crown"):
-            cert = certified(model, X, y, eps, method)
+            cert = certified(network, X, y, eps, method)
             assert not (cert & broken).any()
             assert not cert[:5].any()
-    cert_small = certified(model, X, y, 0.01, "crown")
-    assert cert_small.sum() > 10  # the test is not vacuous
-    assert broken.sum() > 0
+            certified_counts.append(cert.sum())
+    assert max(certified_counts) > 10 and max(broken_counts) > 5  # the test is not vacuous
 
 
 def test_ibp_training_improves_ibp_certified_accuracy():
