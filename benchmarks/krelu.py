@@ -12,7 +12,10 @@ plus a micro-benchmark of the hull computations (rows produced, milliseconds).
 Methods: ``lp`` (triangle LP, LP-tightened bounds), ``kreluK`` (k-ReLU, group size K,
 fast template hull), ``kreluK-exact`` (Qhull hull), ``kreluK-norefine`` (k-ReLU rows
 only in the final LP), ``-gN`` (at most N groups per layer), ``-nsN`` (window N),
-``exact`` (the complete method), ``crown``.
+``-alpha`` (alpha-CROWN intermediate bounds, ``krelu_bounds=alpha``), ``-tN`` (with
+``-alpha``: LP-tighten only the last N hidden layers; default all), ``exact`` (the complete
+method), ``crown``.  A ``kreluK`` name without ``-alpha`` runs with ``krelu_bounds=lp``
+(LP-tightened bounds on every layer), so earlier rows keep their meaning.
 """
 
 from __future__ import annotations
@@ -44,9 +47,14 @@ def method_options(name: str) -> tuple[str, VerifyOptions]:
     if not name.startswith("krelu"):
         return name, VerifyOptions()
     head, *flags = name.split("-")
-    extra = [("krelu_k", int(head[5:] or 3))]
+    extra = [("krelu_k", int(head[5:] or 3)),
+             ("krelu_bounds", "alpha" if "alpha" in flags else "lp")]
     for flag in flags:
-        if flag in ("exact", "fast", "auto"):
+        if flag == "alpha":
+            continue
+        elif flag.startswith("t") and flag[1:].isdigit():
+            extra.append(("krelu_lp_layers", int(flag[1:])))
+        elif flag in ("exact", "fast", "auto"):
             extra.append(("krelu_hull", flag))
         elif flag == "norefine":
             extra.append(("krelu_refine", False))

@@ -169,3 +169,32 @@ def test_branch_and_bound_with_krelu_rows_agrees_with_the_milp():
     bound = min(o.bound for o in outcomes)
     assert bound <= exact + 1e-6
     assert (bound > 0) == (exact > 0) or any(o.counterexample is not None for o in outcomes)
+
+
+def test_alpha_bounds_contain_samples_and_krelu_over_them_is_between_triangle_and_milp():
+    from relax.krelu.method import alpha_layer_bounds
+
+    net, spec, rng = _instance(4)
+    crown = bound_specs(net, [spec])[0]
+    bounds, alpha = alpha_layer_bounds(net, spec, crown.layers, range(len(spec.disjuncts)), 10)
+    xs = rng.uniform(spec.lower, spec.upper, (2000, len(spec.lower)))
+    z = [np.array(layer) for layer in zip(*(net.pre_activations(x) for x in xs))]
+    for k, (l, u) in enumerate(zip(bounds.lower, bounds.upper)):
+        assert np.all(l >= crown.layers.lower[k]) and np.all(u <= crown.layers.upper[k])
+        assert np.all(z[k] >= l - 1e-9) and np.all(z[k] <= u + 1e-9)
+    triangle = lp_disjunct_bounds(net, spec, bounds, None)
+    _, layers = krelu_tighten(net, spec, bounds, KreluConfig(k=3, ns=8), tighten=False)
+    krelu = krelu_disjunct_bounds(net, spec, bounds, layers)
+    assert np.all(krelu >= triangle - 1e-7)
+    exact = milp_margin(net, spec, bounds, time_limit=20)
+    assert exact is not None and krelu.min() <= exact + 1e-6 and alpha.min() <= exact + 1e-6
+
+
+def test_verify_krelu_with_lp_bound_source_is_sound():
+    """The default source (alpha) runs in test_verify_with_krelu_method_is_registered_and_sound."""
+    net, spec, _ = _instance(4)
+    options = VerifyOptions(extra=(("krelu_k", 2), ("krelu_ns", 8), ("krelu_bounds", "lp")))
+    result = verify(net, spec, "krelu", timeout=30, options=options)
+    exact = milp_margin(net, spec, bound_specs(net, [spec])[0].layers, time_limit=20)
+    assert exact is not None and result.bound <= exact + 1e-6
+    assert result.verdict.value != "violated" or exact <= 0

@@ -1,16 +1,28 @@
 """The ``krelu`` verification method: triangle LP plus k-ReLU hull rows.
 
-Pipeline per property: CROWN (stop if it proves the property); then layer by
-layer, the LP of the layers below (triangle rows plus, with ``refine``, the k-ReLU
-rows of every earlier layer) tightens the bounds of the unstable neurons of the
-next layer (safe dual bounds), CROWN re-propagates, and the k-ReLU rows of the
-newly bounded layer are computed (groups, CROWN octahedra, hulls).  Finally each
+Pipeline per property: CROWN (stop if it proves the property); then the
+intermediate layer bounds, from one of two sources (option ``krelu_bounds``):
+
+- ``"alpha"`` (default): alpha-CROWN (:func:`relax.bab_torch.root_alpha_bounds`,
+  slopes optimised for the open disjuncts, intermediate bounds recomputed under the
+  slopes, float64).  Every disjunct's layer bounds are valid over the whole box, so
+  their intersection (and with CROWN's) is valid.  Then the last ``krelu_lp_layers``
+  hidden layers (default: all of them, as in ``"lp"``, until 80 % of the time) are
+  LP-tightened with the k-ReLU rows of the layers below; starting from the tighter
+  alpha-CROWN bounds leaves fewer unstable neurons, so the LPs are smaller and faster.
+  alpha-CROWN's final per-disjunct bounds are sound lower bounds too and join CROWN's
+  as ``known`` bounds (a disjunct they prove needs no LP).
+- ``"lp"``: layer by layer, the LP of the layers below (triangle rows plus, with
+  ``refine``, the k-ReLU rows of every earlier layer) tightens the bounds of the
+  unstable neurons of the next layer (safe dual bounds), CROWN re-propagates, and
+  the k-ReLU rows of the newly bounded layer are computed (groups, CROWN octahedra
+  over the current layer bounds, hulls).  Finally each
 disjunct's LP with all rows gives a safe margin bound (intersected with CROWN's).
 With option ``krelu_bab``, LP branch and bound with the rows at every node runs on
 the disjuncts still open, until the deadline.
-Every bound that can make a verdict *holds* comes from
-:meth:`relax.lp_runner.LpRunner.lower_bound` (recomputed from the dual vector over
-the variable box), so hull or solver round-off cannot make it unsound.
+Every bound that can make a verdict *holds* is a float64 (alpha-)CROWN bound or comes
+from :meth:`relax.lp_runner.LpRunner.lower_bound` (recomputed from the dual vector
+over the variable box), so hull or solver round-off cannot make it unsound.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from relax.bounds import Bounds, bound_specs, refine_bounds
+from relax.errors import UsageError
 from relax.krelu.encode import KreluConfig, LayerRows, add_rows, layer_rows
 from relax.lp import encode_triangle
 from relax.lp_runner import DEFAULT_LP_SOLVER, LpRunner
@@ -72,14 +85,15 @@ def _tighten_layer(encoding, layer: int, bounds: Bounds, solver, deadline) -> Bo
 
 def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluConfig,
                   solver: str | None = None, deadline: float | None = None,
-                  tighten: bool = True) -> tuple[Bounds, list[LayerRows]]:
+                  tighten: bool = True, tighten_from: int = 1) -> tuple[Bounds, list[LayerRows]]:
     """Layer bounds (LP-tightened with k-ReLU rows when ``config.refine``) and every layer's rows.
 
-    With ``tighten=False`` the given bounds are kept and only the rows are computed."""
+    Layers ``k >= max(tighten_from, 1)`` are LP-tightened; with ``tighten=False`` the given
+    bounds are kept and only the rows are computed."""
     lower, upper = spec.lower, spec.upper
     layers: list[LayerRows] = []
     for k in range(len(network.activations)):
-        if tighten and k > 0 and (deadline is None or time.monotonic() < deadline):
+        if tighten and k > 0 and k >= tighten_from and (deadline is None or time.monotonic() < deadline):
             start = time.monotonic()
             encoding = encode_triangle(network, lower, upper, bounds, depth=k)
             if config.refine:
@@ -145,25 +159,71 @@ def _branch(network, spec, bounds, layers, per_disjunct, solver, deadline):
     return per_disjunct, None
 
 
+def alpha_layer_bounds(network: Network, spec: Spec, bounds: Bounds, disjuncts,
+                       iterations: int = 20, deadline: float | None = None) -> tuple[Bounds, np.ndarray]:
+    """alpha-CROWN layer bounds intersected with ``bounds``, and the alpha-CROWN lower bound
+    of every disjunct (``-inf`` for those not in ``disjuncts``).
+
+    Sound: each domain's layer bounds are float64 CROWN bounds for some slopes in
+    ``[0, 1]`` over the whole box, so their intersection with valid bounds is valid."""
+    from relax.bab_torch import BabSettings, root_alpha_bounds
+
+    disjuncts = list(disjuncts)
+    out = np.full(len(spec.disjuncts), -np.inf)
+    if not disjuncts:
+        return bounds, out
+    root, _, _ = root_alpha_bounds(network, spec, disjuncts, BabSettings(root_iterations=iterations),
+                                   deadline)
+    out[disjuncts] = root.bound.numpy()
+    lowers = tuple(np.maximum(l, a.max(0).values.numpy()) for l, a in zip(bounds.lower, root.lower))
+    uppers = tuple(np.minimum(u, a.min(0).values.numpy()) for u, a in zip(bounds.upper, root.upper))
+    return Bounds(lowers, uppers, "alpha-crown"), out
+
+
 def _share(deadline: float | None, fraction: float) -> float | None:
     return None if deadline is None else time.monotonic() + fraction * (deadline - time.monotonic())
 
 
 def krelu_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
-    """CROWN, then LP tightening with k-ReLU rows, then the k-ReLU LP per disjunct."""
+    """CROWN, then intermediate bounds (alpha-CROWN plus LP on the last layers, or LP on
+    every layer) with k-ReLU rows, then the k-ReLU LP per disjunct.
+
+    Options (``options.extra``): ``krelu_bounds`` ("alpha" default, or "lp"),
+    ``krelu_lp_layers`` (with "alpha": how many last hidden layers to LP-tighten, default
+    all), ``krelu_alpha_iterations`` (default 20), ``krelu_bab`` and those of
+    :func:`config_from_options`."""
     config = config_from_options(options)
     solver = options.solver or DEFAULT_LP_SOLVER
     tighten = options.get("intermediate", "lp") == "lp"
+    source = str(options.get("krelu_bounds", "alpha"))
+    if source not in ("alpha", "lp"):
+        raise UsageError(f"krelu_bounds must be 'alpha' or 'lp', not {source!r}")
+    lp_layers = options.get("krelu_lp_layers")
+    lp_layers = len(network.activations) if lp_layers is None else int(lp_layers)
     outcomes = []
     for spec in specs:
         crown = bound_specs(network, [spec], "crown")[0]
         if crown.bound > 0:
             outcomes.append(BoundOutcome(crown.bound, solver))
             continue
-        bounds, layers = krelu_tighten(network, spec, crown.layers, config, solver,
-                                       _share(deadline, 0.8), tighten)
+        known = np.array(crown.disjunct_bounds, float)
+        bounds, tighten_from = crown.layers, 1
+        if source == "alpha":
+            start = time.monotonic()
+            bounds, alpha = alpha_layer_bounds(network, spec, bounds, np.flatnonzero(known <= 0),
+                                               int(options.get("krelu_alpha_iterations", 20)),
+                                               _share(deadline, 0.3))
+            known = np.maximum(known, alpha)
+            tighten_from = len(network.activations) - lp_layers
+            log.info("alpha-CROWN bounds %.2f s, disjunct bounds %s", time.monotonic() - start,
+                     np.round(alpha, 3))
+            if known.min() > 0:
+                outcomes.append(BoundOutcome(float(known.min()), solver))
+                continue
+        bounds, layers = krelu_tighten(network, spec, bounds, config, solver,
+                                       _share(deadline, 0.8), tighten, tighten_from)
         per_disjunct = krelu_disjunct_bounds(network, spec, bounds, layers, solver, deadline,
-                                             known=crown.disjunct_bounds)
+                                             known=known)
         counterexample = None
         if _flag(options.get("krelu_bab", False)):
             per_disjunct, counterexample = _branch(network, spec, bounds, layers, per_disjunct,
