@@ -68,7 +68,8 @@ def run_sdp(args, Xtr, ytr, Xte, yte, rows):
         torch.manual_seed(0)
         model = mlp([784, 500, 10], "relu")
         if name == "SDP-cert":
-            term = SDPCertLoss(eps, weight=1.0, ramp=0.5, refresh=args.refresh, power_steps=10)
+            term = SDPCertLoss(eps, weight=1.0, ramp=0.5, refresh=args.refresh,
+                                power_steps=args.power_steps)
             terms = [term]
         else:
             term, terms = None, [CrossEntropy()]
@@ -121,8 +122,8 @@ def run_crt(args, Xtr, ytr, Xte, yte, rows):
         radii = crc_radii(W, b, V, c0, "sigmoid", Xte[:n].numpy().astype(np.float64),
                           yte[:n].numpy(), K, stop_at=rho, eta_steps=6, inner_steps=15)
         crc_s = time.perf_counter() - start
+        adv = pgd_l2(model, Xte[:n], yte[:n], rho, steps=20)
         with torch.no_grad():
-            adv = pgd_l2(model, Xte[:n], yte[:n], rho, steps=20)
             pgd = float((model(adv).argmax(1) != yte[:n]).float().mean())
         rows.append(dict(method=name, architecture=arch, norm="l2", radius=rho,
                          clean_error=clean_error(model, Xte, yte), pgd_error=pgd,
@@ -171,6 +172,7 @@ def main() -> None:
     parser.add_argument("--crt-hidden", type=int, default=256)
     parser.add_argument("--gamma", type=float, default=0.01)
     parser.add_argument("--refresh", type=int, default=4)
+    parser.add_argument("--power-steps", type=int, default=10)
     parser.add_argument("--train-limit", type=int, default=None, help="CRT training images")
     parser.add_argument("--sdp-limit", type=int, default=10000, help="SDP-cert training images")
     parser.add_argument("--pgd-n", type=int, default=1000)

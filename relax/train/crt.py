@@ -45,8 +45,9 @@ def pgd_l2(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int = 10,
         delta = delta / delta.norm(dim=1, keepdim=True) * eps * torch.rand(len(x), 1)
     for _ in range(steps):
         delta.requires_grad_(True)
-        loss = nn.functional.cross_entropy(model((x + delta).clamp(0, 1)), y)
-        (grad,) = torch.autograd.grad(loss, delta)
+        with torch.enable_grad():
+            loss = nn.functional.cross_entropy(model((x + delta).clamp(0, 1)), y)
+            (grad,) = torch.autograd.grad(loss, delta)
         with torch.no_grad():
             delta = delta + step_size * grad / grad.norm(dim=1, keepdim=True).clamp(min=1e-12)
             norm = delta.norm(dim=1, keepdim=True)
