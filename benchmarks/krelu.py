@@ -125,6 +125,13 @@ def report(args) -> None:
              "time), then the final LP per disjunct (weakest first, stop at the first that stays "
              "<= 0). `lp` has no CROWN shortcut, so it spends ~25 s even on CROWN-easy instances. "
              "A run may overshoot its limit by about a second (the LP in flight finishes).", "",
+             "`kreluK` rows without `-alpha` use `krelu_bounds=lp` (CROWN, then LP tightening of "
+             "every layer). `kreluK-alpha` (`krelu_bounds=alpha`, the method's default since this "
+             "change): CROWN, then alpha-CROWN (20 Adam steps, float64-sound, intermediate bounds "
+             "recomputed under the slopes, at most 30 % of the time) for the open disjuncts; its "
+             "layer bounds, intersected over the disjuncts and with CROWN's, start the same LP "
+             "tightening (`-tN`: only the last N layers; default all) and its disjunct bounds join "
+             "CROWN's. Every holds is a float64 (alpha-)CROWN bound or a safe LP dual bound.", "",
              "| method | limit s | instances | holds | violated | unknown | total s | "
              "lp holds (same instances) | lp total s (same) | time ratio vs lp |",
              "|---|---|---|---|---|---|---|---|---|---|"]
