@@ -41,9 +41,11 @@ and the final value is always re-evaluated rigorously.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Sequence
 
 import numpy as np
+import scipy.linalg
 
 from relax.errors import UsageError
 from relax.network import Network, ReLU
@@ -109,13 +111,14 @@ def shifted_certificate(M: np.ndarray, c: np.ndarray) -> float:
 
 
 def optimise_c(M: np.ndarray, c0: np.ndarray | None = None, iterations: int = 60,
-               lr: float = 0.05) -> np.ndarray:
+               lr: float = 0.05, deadline: float | None = None) -> np.ndarray:
     """Subgradient (Adam) descent on ``D lambda_max(M - diag c) + 1^T c``.
 
     Starts from ``c0`` or the Gershgorin point (``c_k = sum_l |M_kl|``, where the
     certificate equals the elementwise l1 bound).  The subgradient is ``1 - D u^2``
     with ``u`` the top unit eigenvector (dense float64 ``eigh``).  Returns the best ``c``
-    seen after the shift that zeroes the eigenvalue term.
+    seen after the shift that zeroes the eigenvalue term; past ``deadline`` (a
+    ``time.monotonic()`` value) it stops early (any ``c`` is valid, only looser).
     """
     D = M.shape[0]
     c = np.abs(M).sum(axis=1) if c0 is None else np.array(c0, dtype=np.float64)
@@ -124,7 +127,9 @@ def optimise_c(M: np.ndarray, c0: np.ndarray | None = None, iterations: int = 60
     m2 = np.zeros(D)
     best_c, best = None, np.inf
     for it in range(1, iterations + 1):
-        w, Q = np.linalg.eigh(M - np.diag(c))
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        w, Q = scipy.linalg.eigh(M - np.diag(c), subset_by_index=[D - 1, D - 1])
         lam, u = float(w[-1]), Q[:, -1]
         value = D * lam + c.sum()
         if value < best:
@@ -134,11 +139,11 @@ def optimise_c(M: np.ndarray, c0: np.ndarray | None = None, iterations: int = 60
         m2 = 0.999 * m2 + 0.001 * grad * grad
         step = lr * scale * (m1 / (1 - 0.9 ** it)) / (np.sqrt(m2 / (1 - 0.999 ** it)) + 1e-12)
         c = c - step
-    return best_c
+    return c if best_c is None else best_c
 
 
 def pair_gains(W: np.ndarray, V: np.ndarray, eps: float, c: dict | None = None,
-               iterations: int = 60) -> np.ndarray:
+               iterations: int = 60, deadline: float | None = None) -> np.ndarray:
     """``G[i, j]``: sound bound on ``max (f_j - f_i)(x') - (f_j - f_i)(x0)`` over the
     l-inf ball of radius ``eps`` (symmetric; zero diagonal).  ``c[(i, j)]`` (i < j) is an
     optional dual start, in the units of ``M(v, eps W)``."""
@@ -151,7 +156,7 @@ def pair_gains(W: np.ndarray, V: np.ndarray, eps: float, c: dict | None = None,
             if start is not None and not np.all(np.isfinite(start)):
                 start = None
             if iterations:
-                start = optimise_c(M, start, iterations)
+                start = optimise_c(M, start, iterations, deadline=deadline)
             elif start is None:
                 start = np.abs(M).sum(axis=1)
             G[i, j] = G[j, i] = shifted_certificate(M, start)
@@ -161,14 +166,20 @@ def pair_gains(W: np.ndarray, V: np.ndarray, eps: float, c: dict | None = None,
 _CACHE: list = []  # [(network, key, gains)]: holds the network so its id stays unique
 
 
-def _gains_for(network: Network, eps: float, options: VerifyOptions) -> np.ndarray:
-    """Gains for (network, eps), computed once; the last few are kept."""
+def _gains_for(network: Network, eps: float, options: VerifyOptions,
+               deadline: float | None = None) -> np.ndarray:
+    """Gains for (network, eps), computed once; the last few are kept.  Gains whose
+    optimisation of ``c`` was cut short by the deadline are valid but not cached."""
     key = (float(eps), options.get("sdp_iterations", 60), id(options.get("sdp_c")))
     for net, k, gains in _CACHE:
         if net is network and k == key:
             return gains
     W, _, V, _ = one_hidden_relu(network)
-    gains = pair_gains(W, V, eps, options.get("sdp_c"), options.get("sdp_iterations", 60))
+    gains = pair_gains(W, V, eps, options.get("sdp_c"), options.get("sdp_iterations", 60),
+                       deadline=deadline)
+    if deadline is not None and time.monotonic() > deadline:
+        log.info("sdp-dual1: time limit reached while optimising the duals; bounds are looser")
+        return gains
     _CACHE.append((network, key, gains))
     del _CACHE[:-4]
     return gains
@@ -201,6 +212,6 @@ def sdp_dual1_method(network: Network, specs: Sequence[Spec], deadline, options:
     outcomes = []
     for spec in specs:
         eps = float(np.max(0.5 * (spec.upper - spec.lower)))
-        gains = _gains_for(network, eps, options)
+        gains = _gains_for(network, eps, options, deadline)
         outcomes.append(BoundOutcome(sdp_dual1_bounds(network, spec, gains, eps)))
     return outcomes
