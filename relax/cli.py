@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--methods", nargs="+", default=None,
                          help="methods to run (default: ibp crown lp exact; also: sdp)")
     compare.add_argument("--timeout", type=float, default=5.0, help="seconds per property and method")
+    compare.add_argument("--norm", choices=("linf", "l2"), default="linf",
+                         help="perturbation norm of --eps (l2: crc uses the ball, others its box)")
     compare.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     compare.add_argument("--k", type=int, default=3, help="k-ReLU group size (method krelu)")
     return parser
@@ -172,7 +174,7 @@ def _compare(args) -> int:
     bar = tqdm(total=len(images) * len(eps_values), desc="compare", unit="prop", file=sys.stderr)
     start = time.monotonic()
     rows = compare(network, images, labels, eps_values, methods, args.timeout,
-                   VerifyOptions(extra=(("krelu_k", args.k),)), progress=bar.update)
+                   VerifyOptions(extra=(("krelu_k", args.k),)), progress=bar.update, norm=args.norm)
     bar.close()
     if args.json:
         for row in rows:

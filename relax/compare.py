@@ -56,8 +56,12 @@ def compare(
     options: VerifyOptions = VerifyOptions(),
     progress: Callable[[], None] | None = None,
     exact_values: bool = True,
+    norm: str = "linf",
 ) -> list[Comparison]:
     """Run every method on every (image, eps) robustness property.
+
+    ``norm`` is ``"linf"`` or ``"l2"`` (then eps is an l2 radius: ``crc`` uses the
+    ball, box-based methods its enclosing box, which is sound but looser).
 
     With ``exact_values`` (ReLU networks only) each row also gets the exact minimum
     margin from the MILP, a reference value that rests on the MILP solver's
@@ -68,9 +72,10 @@ def compare(
     for index, (image, label) in enumerate(zip(images, labels)):
         predicted = int(np.argmax(network.forward(image)))
         for eps in eps_values:
-            spec = robustness(image, int(label), eps, num_classes=network.output_size)
+            spec = robustness(image, int(label), eps, num_classes=network.output_size, norm=norm)
             results = {m: verify(network, spec, m, timeout, options) for m in methods}
-            value = _exact_value(network, spec, timeout) if exact_values else None
+            # the MILP's exact value is over the box, so only an l-inf row gets one
+            value = _exact_value(network, spec, timeout) if exact_values and spec.ball is None else None
             rows.append(Comparison(index, int(label), predicted, float(eps), results, value))
             if progress is not None:
                 progress()

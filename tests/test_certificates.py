@@ -153,6 +153,26 @@ def test_crc_method_on_l2_spec_is_sound():
         verify(random_network(rng, [4, 6, 3]), spec, "crc")
 
 
+def test_compare_with_l2_norm_uses_the_ball():
+    from relax.compare import compare
+
+    rng = np.random.default_rng(7)
+    net = random_network(rng, [4, 6, 3], "sigmoid", scale=2.0)
+    X = rng.uniform(0.3, 0.7, size=(2, 4))
+    labels = net.forward(X).argmax(1)
+    rows = compare(net, X, labels, [0.15], ["crown", "crc"], norm="l2")
+    for row, x in zip(rows, X):
+        assert row.exact_value is None  # the MILP would answer for the box, not the ball
+        d = rng.normal(size=(20000, 4))
+        d *= (0.15 * rng.random((20000, 1)) ** 0.25) / np.linalg.norm(d, axis=1, keepdims=True)
+        spec = robustness(x, row.label, 0.15, num_classes=3, norm="l2")
+        sampled = spec.margin(net.forward(np.clip(x + d, 0, 1))).min()
+        box_bound = verify(net, robustness(x, row.label, 0.15, num_classes=3), "crown").bound
+        assert row.results["crc"].bound <= sampled + 1e-9
+        # box-based methods answer for the enclosing box of the ball
+        assert row.results["crown"].bound == pytest.approx(box_bound)
+
+
 def test_l2_spec_rejects_points_outside_the_ball():
     x = np.full(4, 0.5)
     spec = robustness(x, 0, 0.1, num_classes=2, norm="l2")
