@@ -14,11 +14,14 @@ __all__ = ["mnist_tensors", "default_mnist_root"]
 
 
 def default_mnist_root() -> Path:
-    """``$RELAX_DATA/mnist`` when set, else ``../shared/data/mnist`` (relative to the cwd)."""
+    """``$RELAX_DATA/mnist`` when set, else ``../shared/data/mnist`` relative to the cwd
+    or, failing that, next to this checkout (``<checkout>/../shared/data/mnist``)."""
     env = os.environ.get("RELAX_DATA")
     if env:
         return Path(env) / "mnist"
-    return Path("../shared/data/mnist")
+    here = Path("../shared/data/mnist")
+    beside_checkout = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
+    return here if here.is_dir() or not beside_checkout.is_dir() else beside_checkout
 
 
 def mnist_tensors(
