@@ -1,17 +1,23 @@
 """Certified training with dual certificates: SDP-cert (l-inf) and CRT/CRC (l2) on MNIST.
 
 * SDP-cert (Raghunathan et al. 2018) on 784-500-10 ReLU at l-inf eps 0.1, certified
-  by ``sdp-dual1`` on the whole test set (eigenvalue part once per class pair, then
-  one forward pass per point) and, for comparison, by CROWN on a subset.  Baseline
-  in the same run: the same network trained with plain cross-entropy.
+  by ``sdp-dual1`` on the whole test set with the trained duals (eigenvalue part once
+  per class pair, then one forward pass per point) and, for comparison, by CROWN on a
+  subset.  Baseline in the same run: the same network trained with plain
+  cross-entropy (certified the same two ways, ``sdp-dual1`` from Gershgorin duals).
+  The certificate does not depend on the input, so SDP-cert trains with large batches
+  (``--sdp-batch``) to amortise its per-step Lanczos work.
 * CRT (Singla & Feizi 2020) on a two-layer sigmoid network at l2 radius 0.5,
   certified by CRC against every class (Taylor form first, dual search for the rest).
 
 Usage::
 
-    python benchmarks/training_certified.py [--quick] [--sdp-epochs N] [--crt-epochs N]
+    python benchmarks/training_certified.py [--quick] [--only sdp|crt] [--sdp-epochs N]
+        [--crt-epochs N] [--out DIR] ...   (see --help)
 
-Writes ``benchmarks/results/training_certified.{md,csv}``.
+Writes ``benchmarks/results/training_certified.{md,csv}``; with ``--only`` the saved
+rows of the other norm are kept (merged by norm).  Heavy runs use ``--threads``
+(default 1) torch threads.
 """
 
 from __future__ import annotations
@@ -44,6 +50,18 @@ from relax.train.standard import CrossEntropy  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["method", "architecture", "norm", "radius", "clean_error", "pgd_error",
            "certified_error", "certifier", "epochs", "seconds_per_epoch"]
+CSV_COLUMNS = COLUMNS + ["command"]
+NUMERIC = ("radius", "clean_error", "pgd_error", "certified_error", "epochs", "seconds_per_epoch")
+STATUS_NOTES = {  # explanations that the figures alone do not carry
+    "linf": "SDP-cert training tracks lambda_max(M - diag c) per class pair by batched float64 "
+            "Lanczos (full reorthogonalisation, warm started; relax/train/lanczos.py) and trains on "
+            "the shift-invariant dual (1/4)[D lambda_max + 1^T c].  The earlier tracker (10 shifted "
+            "power steps every 4 steps) was confirmed wrong: on a model trained 2 epochs its Rayleigh "
+            "quotients were ~1e-4 while dense eigvalsh gave lambda_max 0.15-0.32, i.e. certificates "
+            "50-100 logits looser than the loss believed (100% certified error).",
+    "l2": "CRT: CE + l2-PGD(5 steps) + gamma x mean curvature bound; CRC certifies against every "
+          "class (the paper reports the runner-up class only).",
+}
 log = logging.getLogger("training_certified")
 
 
@@ -64,41 +82,37 @@ def run_sdp(args, Xtr, ytr, Xte, yte, rows):
     eps = 0.1
     arch = "784-500-10 relu"
     Xn, yn = Xte.numpy().astype(np.float64), yte.numpy()
+    command = f"python benchmarks/training_certified.py {' '.join(sys.argv[1:])}"
     for name in ("CE baseline", "SDP-cert"):
         torch.manual_seed(0)
         model = mlp([784, 500, 10], "relu")
         if name == "SDP-cert":
-            term = SDPCertLoss(eps, weight=1.0, ramp=0.5, refresh=args.refresh,
-                                power_steps=args.power_steps)
+            term = SDPCertLoss(eps, weight=args.sdp_weight, ramp=args.sdp_ramp,
+                               lr_c=args.lr_c, lanczos_steps=args.lanczos_steps)
             terms = [term]
+            epochs, batch, lr = args.sdp_epochs, args.sdp_batch, args.sdp_lr
         else:
             term, terms = None, [CrossEntropy()]
-        epochs = args.sdp_epochs
-        config = TrainConfig(epochs=epochs, batch_size=128, lr=1e-3, limit=args.sdp_limit,
+            epochs, batch, lr = args.sdp_base_epochs, 128, 1e-3
+        config = TrainConfig(epochs=epochs, batch_size=batch, lr=lr, limit=args.sdp_limit,
                              progress_bar=False, seed=0)
         logd = train(model, terms, config, data=(Xtr, ytr))
         network = from_torch(model, input_shape=(784,))
-        c = None
-        if term is not None:
-            c = {tuple(p): term.c[k].detach().double().numpy()
-                 for k, p in enumerate(term.pairs.tolist())}
+        c = None if term is None else term.duals()
         pgd = pgd_error(model, Xte[: args.pgd_n], yte[: args.pgd_n], eps)
         clean = clean_error(model, Xte, yte)
         n = args.crown_n
         crown = certified(network, Xn[:n], yn[:n], eps, "crown")
-        extra = ""
-        if term is not None:  # the baseline is certified by CROWN only (eigvalsh budget)
-            mask, eig_s = sdp_certified(network, Xn, yn, eps, c)
-            rows.append(dict(method=name, architecture=arch, norm="linf", radius=eps,
-                             clean_error=clean, pgd_error=pgd, certified_error=1 - mask.mean(),
-                             certifier=f"sdp-dual1 (n={len(yn)}, eig part {eig_s:.0f} s)",
-                             epochs=epochs, seconds_per_epoch=logd.seconds_per_epoch))
-            extra = f"; sdp-dual1 on same n: {1 - mask[:n].mean():.4f}"
-        rows.append(dict(method=name, architecture=arch, norm="linf", radius=eps, clean_error=clean,
-                         pgd_error=pgd, certified_error=1 - crown.mean(),
-                         certifier=f"crown (n={n}){extra}",
-                         epochs=epochs, seconds_per_epoch=logd.seconds_per_epoch))
-        log.info("%s: %s", name, rows[-1])
+        mask, eig_s = sdp_certified(network, Xn, yn, eps, c)
+        how = "trained duals" if c is not None else "Gershgorin duals"
+        common = dict(method=name, architecture=arch, norm="linf", radius=eps, clean_error=clean,
+                      pgd_error=pgd, epochs=epochs, seconds_per_epoch=logd.seconds_per_epoch,
+                      command=command)
+        rows.append(dict(common, certified_error=1 - mask.mean(),
+                         certifier=f"sdp-dual1 (n={len(yn)}, {how}, eig part {eig_s:.0f} s)"))
+        rows.append(dict(common, certified_error=1 - crown.mean(),
+                         certifier=f"crown (n={n}); sdp-dual1 on same n: {1 - mask[:n].mean():.4f}"))
+        log.info("%s: %s", name, rows[-2])
         write(rows, args, time.perf_counter() - args.start)
 
 
@@ -129,39 +143,79 @@ def run_crt(args, Xtr, ytr, Xte, yte, rows):
                          clean_error=clean_error(model, Xte, yte), pgd_error=pgd,
                          certified_error=float((radii < rho).mean()),
                          certifier=f"crc all classes (n={n}, {crc_s:.0f} s; max K {K.max():.3g})",
-                         epochs=args.crt_epochs, seconds_per_epoch=logd.seconds_per_epoch))
+                         epochs=args.crt_epochs, seconds_per_epoch=logd.seconds_per_epoch,
+                         command=f"python benchmarks/training_certified.py {' '.join(sys.argv[1:])}"))
         log.info("%s: %s", name, rows[-1])
         write(rows, args, time.perf_counter() - args.start)
 
 
+def merged(rows, args) -> list[dict]:
+    """This run's rows plus, with ``--only``, the saved rows of the other norm."""
+    path = args.out / "training_certified.csv"
+    if args.only is None or not path.exists():
+        return rows
+    mine = {"sdp": "linf", "crt": "l2"}[args.only]
+    with open(path, newline="") as handle:
+        kept = [r for r in csv.DictReader(handle) if r["norm"] != mine]
+    for r in kept:
+        for key in NUMERIC:
+            r[key] = float(r[key])
+        r.setdefault("command", "")
+    return kept + rows
+
+
+def status_lines(rows) -> list[str]:
+    """Measured figure against each target, reached or not."""
+    lines = ["", "## Targets and honest status", ""]
+    sdp = [r for r in rows if r["method"] == "SDP-cert" and r["certifier"].startswith("sdp-dual1")]
+    crt = [r for r in rows if r["method"] == "CRT"]
+    for r in sdp:
+        err = r["certified_error"]
+        lines.append(f"- SDP-cert (target <= 30% certified error at l-inf 0.1 by sdp-dual1; paper 35% "
+                     f"with 4.2% clean error): **{'reached' if err <= 0.30 else 'not reached'}** -- "
+                     f"{100 * err:.1f}% certified error, {100 * r['clean_error']:.1f}% clean error after "
+                     f"{int(r['epochs'])} epochs ({r['seconds_per_epoch']:.0f} s/epoch on one core).")
+    for r in crt:
+        acc = 1 - r["certified_error"]
+        lines.append(f"- CRT (target >= 95% certified accuracy at l2 0.5 against every class; paper "
+                     f"95.59% against the runner-up): **{'reached' if acc >= 0.95 else 'not reached'}** "
+                     f"-- {100 * acc:.1f}% ({r['certifier']}) after {int(r['epochs'])} epochs.")
+    lines += [""] + [f"- {note}" for norm, note in STATUS_NOTES.items()
+                     if any(r["norm"] == norm for r in rows)]
+    return lines
+
+
 def write(rows, args, wall):
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "training_certified.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = merged(rows, args)
+    with open(args.out / "training_certified.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for r in rows:
-            writer.writerow(r)
-    lines = ["# Certified training with dual certificates (SDP-cert, CRT/CRC)", "",
-             f"Machine: {describe_machine()}.  Total wall {wall / 60:.1f} min, CPU only, "
-             "shared with other jobs (load ~5-10 on 2 cores): timings are pessimistic.", "",
-             f"Command: `python benchmarks/training_certified.py {' '.join(sys.argv[1:])}`", "",
+            writer.writerow({k: r.get(k, "") for k in CSV_COLUMNS})
+    commands = []
+    for r in rows:
+        entry = f"- {r['norm']} rows: `{r.get('command') or 'see git history'}`"
+        if entry not in commands:
+            commands.append(entry)
+    lines = ["# Certified training with dual certificates (SDP-cert, CRT/CRC) on MNIST", "",
+             f"Machine: {describe_machine()}.  This run's wall {wall / 60:.1f} min.  CPU only; heavy "
+             "runs use one core (torch.set_num_threads(1)) while other jobs share the machine: "
+             "timings are pessimistic and noisy.", "",
+             "Commands (rows of separate runs merged by norm):", *commands, "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
         lines.append("| " + " | ".join(
             f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in COLUMNS) + " |")
     base = {(r["method"], r["norm"], r["certifier"].split(" ")[0]): r for r in rows}
-    lines += ["", "Ratios (trained / CE baseline, certified error):"]
+    lines += ["", "Ratios (trained / CE baseline of the same run, certified error):"]
     for (m, norm, cert), r in base.items():
         if m != "CE baseline" and ("CE baseline", norm, cert) in base:
             b = base[("CE baseline", norm, cert)]["certified_error"]
             lines.append(f"- {m} {norm} {cert}: {r['certified_error']:.4f} vs {b:.4f} "
                          f"(ratio {r['certified_error'] / max(b, 1e-12):.3f})")
-    lines += ["", "Targets: SDP-cert certified error <= 30% (paper: 35%); CRT certified accuracy",
-              ">= 95% against every class (paper: 95.59% against the runner-up).",
-              f"Budget used here: CRT on {args.train_limit or 60000} training images, "
-              f"SDP-cert on {args.sdp_limit or 60000}, "
-              f"SDP-cert {args.sdp_epochs} epochs, CRT {args.crt_epochs} epochs."]
-    (RESULTS / "training_certified.md").write_text("\n".join(lines) + "\n")
+    lines += status_lines(rows)
+    (args.out / "training_certified.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
 
 
@@ -171,22 +225,29 @@ def main() -> None:
     parser.add_argument("--crt-epochs", type=int, default=4)
     parser.add_argument("--crt-hidden", type=int, default=256)
     parser.add_argument("--gamma", type=float, default=0.01)
-    parser.add_argument("--refresh", type=int, default=4)
-    parser.add_argument("--power-steps", type=int, default=10)
+    parser.add_argument("--sdp-base-epochs", type=int, default=3, help="CE baseline (l-inf) epochs")
+    parser.add_argument("--sdp-batch", type=int, default=500, help="SDP-cert batch size")
+    parser.add_argument("--sdp-lr", type=float, default=1e-3)
+    parser.add_argument("--sdp-weight", type=float, default=1.0, help="robust CE weight")
+    parser.add_argument("--sdp-ramp", type=float, default=0.5, help="fraction of training ramping eps")
+    parser.add_argument("--lr-c", type=float, default=1e-2, help="Adam step on the duals (relative)")
+    parser.add_argument("--lanczos-steps", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--train-limit", type=int, default=None, help="CRT training images")
-    parser.add_argument("--sdp-limit", type=int, default=10000, help="SDP-cert training images")
+    parser.add_argument("--sdp-limit", type=int, default=None, help="l-inf training images")
     parser.add_argument("--pgd-n", type=int, default=1000)
     parser.add_argument("--crown-n", type=int, default=500)
     parser.add_argument("--crc-n", type=int, default=500)
     parser.add_argument("--only", choices=["sdp", "crt"], default=None)
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args()
     if args.quick:
-        args.sdp_epochs = args.crt_epochs = 1
+        args.sdp_epochs = args.crt_epochs = args.sdp_base_epochs = 1
         args.train_limit = args.sdp_limit = 512
-        args.pgd_n, args.crown_n, args.crc_n = 512, 50, 20, 50
+        args.pgd_n, args.crown_n, args.crc_n = 512, 50, 20
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     start = args.start = time.perf_counter()
     Xtr, ytr = mnist_tensors("train")
     Xte, yte = mnist_tensors("test")

@@ -187,13 +187,29 @@ def test_l2_spec_rejects_points_outside_the_ball():
         robustness(x, 0, 0.1, num_classes=2, norm="l1")
 
 
-def test_sdp_cert_term_matches_certificate_and_trains():
+def test_lanczos_top_matches_eigvalsh_including_breakdown():
+    from relax.train.lanczos import lanczos_top
+
+    rng = np.random.default_rng(3)
+    B = rng.normal(size=(3, 40, 40))
+    A = B + B.transpose(0, 2, 1)
+    low = rng.normal(size=(40, 2))
+    A[2] = low @ low.T  # rank 2: the Krylov space is invariant after 2 steps (breakdown path)
+    At = torch.as_tensor(A)
+    theta, u = lanczos_top(lambda q: torch.einsum("pij,pj->pi", At, q), torch.zeros(3, 40, dtype=torch.float64), 40)
+    top = np.linalg.eigvalsh(A)[:, -1]
+    assert np.allclose(theta.numpy(), top, rtol=1e-9, atol=1e-9)
+    residual = torch.einsum("pij,pj->pi", At, u) - theta[:, None] * u
+    assert float(residual.norm(dim=1).max()) < 1e-6 * float(np.abs(top).max())
+
+
+def test_sdp_cert_term_tracks_lambda_max_and_matches_certificate():
     from relax.train.sdp_cert import SDPCertLoss, two_layer_weights
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
-    X, y = torch.rand(64, 6), torch.randint(0, 3, (64,))
-    term = SDPCertLoss(0.1, num_classes=3, ramp=0.0, lr_c=1e-2)
+    model = torch.nn.Sequential(torch.nn.Linear(30, 20), torch.nn.ReLU(), torch.nn.Linear(20, 3))
+    X, y = torch.rand(64, 30), torch.randint(0, 3, (64,))
+    term = SDPCertLoss(0.1, num_classes=3, ramp=0.0, lr_c=1e-2, lanczos_steps=25)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(25):
@@ -204,12 +220,26 @@ def test_sdp_cert_term_matches_certificate_and_trains():
         losses.append(loss.item())
     assert losses[-1] < 0.95 * losses[0]
     first, last = two_layer_weights(model)
-    term.refresh_eigenvectors(first, last, steps=3000)
-    G = term.gains(first, last).detach().numpy()
     W, V = first.weight.detach().double().numpy(), last.weight.detach().double().numpy()
+    c_before = term.c.detach().double().numpy().copy()
+    lam = term.refresh_eigenvectors(first, last).numpy()  # the tracker's estimate (D = 51)
+    G = term.gains(first, last).detach().numpy()
+    c = term.c.detach().double().numpy()
     for k, (i, j) in enumerate(term.pairs.tolist()):
-        exact = certificate_value(pair_matrix(W, V[j] - V[i], 0.1), term.c[k].detach().double().numpy())
-        assert G[i, j] == pytest.approx(exact, rel=1e-3, abs=1e-5)
+        M = pair_matrix(W, V[j] - V[i], 0.1)
+        spectrum = np.linalg.eigvalsh(M - np.diag(c_before[k]))
+        exact, spread = spectrum[-1], spectrum[-1] - spectrum[0]
+        assert exact - 1e-4 * spread <= lam[k] <= exact + 1e-12  # Ritz value: from below
+        assert np.all(c[k] >= -1e-6 * np.abs(c[k]).max())  # shifted duals are nonnegative
+        sound = certificate_value(M, c[k])  # dense float64 eigvalsh + margin
+        assert sound - 0.25 * 51 * 1e-4 * spread <= G[i, j] <= sound + 1e-6
+    # tightening the duals alone lowers the sound certificate of the fixed model
+    tightened = term.tighten_duals(model, 30).numpy()
+    c = term.c.detach().double().numpy()
+    for k, (i, j) in enumerate(term.pairs.tolist()):
+        sound = certificate_value(pair_matrix(W, V[j] - V[i], 0.1), c[k])
+        assert sound == pytest.approx(tightened[i, j], rel=1e-3, abs=1e-6)
+    assert tightened.sum() < G.sum()
 
 
 def test_crt_terms_differentiable_and_decrease():

@@ -37,6 +37,21 @@ def test_loop_decreases_loss_on_separable_problem():
     assert (model(X).argmax(1) == y).float().mean() > 0.95
 
 
+def test_lr_decay_schedule_freezes_after_milestone():
+    X, y = separable()
+    torch.manual_seed(0)
+    model = mlp([4, 8, 2])
+    before = [p.detach().clone() for p in model.parameters()]
+    frozen = TrainConfig(epochs=2, batch_size=32, lr=3e-2, progress_bar=False, lr_decay_at=(0.0,),
+                         lr_decay=0.0)
+    train(model, [CrossEntropy()], frozen, (X, y))  # lr 0 from the first step: nothing moves
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    half = TrainConfig(epochs=2, batch_size=32, lr=3e-2, progress_bar=False, lr_decay_at=(0.5,),
+                       lr_decay=0.0)
+    train(model, [CrossEntropy()], half, (X, y))  # moves during the first half only
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
 def test_onnx_export_round_trips(tmp_path):
     torch.manual_seed(0)
     model = mlp([6, 5, 4, 3], "relu")

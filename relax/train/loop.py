@@ -4,6 +4,7 @@ A :class:`LossTerm` maps ``(model, x, y, progress)`` to a scalar, already
 weighted loss; ``progress`` in [0, 1] is the fraction of the run done (at the
 start of the batch), which terms use for eps and weight ramps.  :func:`train`
 minimises ``sum_t term_t(model, x, y, progress)`` with Adam over mini-batches
+(learning rate ``lr``, times ``lr_decay`` after each fraction in ``lr_decay_at``)
 and records, per epoch, the mean of every term and the seconds taken.
 """
 
@@ -49,6 +50,8 @@ class TrainConfig:
     limit: int | None = None  # number of training images (None: all)
     progress_bar: bool = True
     threads: int | None = None  # torch CPU threads during training (None: leave as is)
+    lr_decay_at: tuple[float, ...] = ()  # fractions of training after which lr *= lr_decay
+    lr_decay: float = 0.1
 
 
 @dataclass
@@ -140,6 +143,9 @@ def _run(model, terms, config: TrainConfig, X: Tensor, y: Tensor) -> TrainLog:
             index = order[first:first + config.batch_size]
             xb, yb = X[index].to(device), y[index].to(device)
             progress = step / total_steps
+            lr = config.lr * config.lr_decay ** sum(progress >= f for f in config.lr_decay_at)
+            for group in optimiser.param_groups:
+                group["lr"] = lr
             values = [term(model, xb, yb, progress) for term in terms]
             loss = torch.stack([v.reshape(()) for v in values]).sum()
             if not torch.isfinite(loss):
