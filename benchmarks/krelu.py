@@ -13,7 +13,11 @@ Methods: ``lp`` (triangle LP, LP-tightened bounds), ``kreluK`` (k-ReLU, group si
 fast template hull), ``kreluK-exact`` (Qhull hull), ``kreluK-norefine`` (k-ReLU rows
 only in the final LP), ``-gN`` (at most N groups per layer), ``-nsN`` (window N),
 ``-alpha`` (alpha-CROWN intermediate bounds, ``krelu_bounds=alpha``), ``-tN`` (with
-``-alpha``: LP-tighten only the last N hidden layers; default all), ``exact`` (the complete
+``-alpha``: LP-tighten only the last N hidden layers; default all), ``-fbN`` (with
+``-alpha``: N alpha-CROWN steps over the LP-tightened bounds after each layer,
+``krelu_feedback``), ``-shNN`` (LP tightening gets NN % of the time, default 80),
+``-babt`` / ``-bablp`` (alpha/beta-CROWN branch and bound from the LP-tightened bounds /
+LP branch and bound with the rows, on the disjuncts left open), ``exact`` (the complete
 method), ``crown``.  A ``kreluK`` name without ``-alpha`` runs with ``krelu_bounds=lp``
 (LP-tightened bounds on every layer), so earlier rows keep their meaning.
 """
@@ -49,6 +53,8 @@ def method_options(name: str) -> tuple[str, VerifyOptions]:
     head, *flags = name.split("-")
     extra = [("krelu_k", int(head[5:] or 3)),
              ("krelu_bounds", "alpha" if "alpha" in flags else "lp")]
+    if not any(f.startswith("fb") for f in flags):
+        extra.append(("krelu_feedback", 0))  # names without -fbN keep their earlier meaning
     for flag in flags:
         if flag == "alpha":
             continue
@@ -64,6 +70,12 @@ def method_options(name: str) -> tuple[str, VerifyOptions]:
             extra.append(("krelu_max_groups", int(flag[1:])))
         elif flag.startswith("ns") and flag[2:].isdigit():
             extra.append(("krelu_ns", int(flag[2:])))
+        elif flag.startswith("fb") and flag[2:].isdigit():
+            extra.append(("krelu_feedback", int(flag[2:])))
+        elif flag.startswith("sh") and flag[2:].isdigit():
+            extra.append(("krelu_tighten_share", int(flag[2:]) / 100))
+        elif flag in ("babt", "bablp"):
+            extra.append(("krelu_bab", "torch" if flag == "babt" else "lp"))
         else:
             raise SystemExit(f"unknown k-ReLU flag {flag!r}")
     return "krelu", VerifyOptions(extra=tuple(extra))
@@ -81,13 +93,23 @@ def instances_for(benchmark: str, network: str | None, indices: str | None):
 
 def run(args) -> None:
     torch.set_num_threads(1)
+    if args.verbose:
+        import logging
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     method, options = method_options(args.method)
     instances = instances_for(args.benchmark, args.network, args.indices)
     RUNS.mkdir(parents=True, exist_ok=True)
     path = RUNS / f"{args.benchmark}{args.network and '_' + args.network or ''}_{args.method}_{args.timeout:g}s.csv"
+    names = {i.property.name for i in instances}
+    kept = []  # rows of earlier runs of this method and limit on other instances are kept
+    if path.exists():
+        with path.open(newline="") as handle:
+            kept = [r for r in csv.reader(handle)][1:]
+        kept = [r for r in kept if r and r[1] not in names]
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["network", "property", "method", "time_limit", "verdict", "bound", "seconds", "reason"])
+        writer.writerows(kept)
         for instance in instances:
             start = time.monotonic()
             result = run_instance(instance, method, options, args.timeout)
@@ -225,6 +247,7 @@ def main() -> None:
             p.add_argument("--method", default="krelu3")
             p.add_argument("--timeout", type=float, default=60.0)
             p.add_argument("--indices", default=None, help="comma-separated instance indices")
+            p.add_argument("--verbose", action="store_true", help="log the library's INFO messages")
     sub.add_parser("hulls")
     args = parser.parse_args()
     {"run": run, "report": report, "hulls": hulls}[args.command](args)

@@ -75,18 +75,25 @@ def _objectives(spec: Spec, disjuncts, net: TorchNetwork):
 
 
 def root_alpha_bounds(network: Network, spec: Spec, disjuncts, settings: BabSettings = BabSettings(),
-                      deadline: float | None = None, net: TorchNetwork | None = None):
-    """alpha-CROWN per disjunct at the root: (DomainBounds, objective, offsets)."""
+                      deadline: float | None = None, net: TorchNetwork | None = None,
+                      prior: Bounds | None = None, alpha=None):
+    """alpha-CROWN per disjunct at the root: (DomainBounds, objective, offsets).
+
+    ``prior``: valid layer bounds over the whole box (e.g. LP-tightened), intersected
+    with CROWN's before the slopes are optimised; ``alpha``: initial slopes."""
     net = net or TorchNetwork.from_network(network)
     n = len(disjuncts)
     lower = net.tensor(spec.lower)[None].expand(n, -1)
     upper = net.tensor(spec.upper)[None].expand(n, -1)
     with torch.no_grad():
         layers, _ = crown_layer_bounds(net, lower[:1], upper[:1])
+    if prior is not None:
+        layers = [(torch.maximum(l, net.tensor(pl)), torch.minimum(u, net.tensor(pu)))
+                  for (l, u), pl, pu in zip(layers, prior.lower, prior.upper)]
     pl = [l.expand(n, -1).clone() for l, _ in layers]
     pu = [u.expand(n, -1).clone() for _, u in layers]
     C, d = _objectives(spec, disjuncts, net)
-    result = alpha_crown(net, lower, upper, C, pl, pu, iterations=settings.root_iterations,
+    result = alpha_crown(net, lower, upper, C, pl, pu, alpha=alpha, iterations=settings.root_iterations,
                          lr=settings.lr_alpha, deadline=deadline, offsets=d)
     return result, C, d
 
@@ -137,17 +144,19 @@ def _check(network, spec, xs: torch.Tensor, net: TorchNetwork, C, d):
 
 
 def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadline: float | None = None,
-                           settings: BabSettings = BabSettings()) -> BabOutcome:
+                           settings: BabSettings = BabSettings(),
+                           prior: Bounds | None = None) -> BabOutcome:
     """Decide the disjuncts ``disjuncts`` (default all) of ``spec`` (module docstring).
 
-    ``bound`` is a lower bound on the minimum margin over these disjuncts.
+    ``bound`` is a lower bound on the minimum margin over these disjuncts.  ``prior``:
+    valid layer bounds over the whole box (e.g. LP-tightened) that the root starts from.
     """
     if any(a.name != "relu" for a in network.activations):
         raise ValueError("torch branch and bound handles ReLU networks only")
     disjuncts = list(range(len(spec.disjuncts))) if disjuncts is None else list(disjuncts)
     net = TorchNetwork.from_network(network)
     fast_net = TorchNetwork.from_network(network, dtype=torch.float32) if settings.float32_steps else None
-    root, C, d = root_alpha_bounds(network, spec, disjuncts, settings, deadline, net)
+    root, C, d = root_alpha_bounds(network, spec, disjuncts, settings, deadline, net, prior)
     nodes = len(disjuncts)
     C_all, d_all = _objectives(spec, range(len(spec.disjuncts)), net)
     cex = _check(network, spec, root.x, net, C_all, d_all)

@@ -10,6 +10,10 @@ intermediate layer bounds, from one of two sources (option ``krelu_bounds``):
   hidden layers (default: all of them, as in ``"lp"``, until 80 % of the time) are
   LP-tightened with the k-ReLU rows of the layers below; starting from the tighter
   alpha-CROWN bounds leaves fewer unstable neurons, so the LPs are smaller and faster.
+  After each LP-tightened layer alpha-CROWN runs again (``krelu_feedback`` Adam steps,
+  warm slopes) *from* the tightened bounds: the tighter relaxation of that layer tightens
+  every later layer's bounds and the disjunct bounds at the cost of a few CROWN passes
+  (much cheaper than LP-tightening them), and it stops as soon as every disjunct is proved.
   alpha-CROWN's final per-disjunct bounds are sound lower bounds too and join CROWN's
   as ``known`` bounds (a disjunct they prove needs no LP).
 - ``"lp"``: layer by layer, the LP of the layers below (triangle rows plus, with
@@ -18,8 +22,11 @@ intermediate layer bounds, from one of two sources (option ``krelu_bounds``):
   the k-ReLU rows of the newly bounded layer are computed (groups, CROWN octahedra
   over the current layer bounds, hulls).  Finally each
 disjunct's LP with all rows gives a safe margin bound (intersected with CROWN's).
-With option ``krelu_bab``, LP branch and bound with the rows at every node runs on
-the disjuncts still open, until the deadline.
+With option ``krelu_bab`` (true or "lp"), LP branch and bound with the rows at every node
+runs on the disjuncts still open, until the deadline; with ``krelu_bab="torch"``
+alpha/beta-CROWN branch and bound (:func:`relax.bab_torch.torch_branch_and_bound`) starts
+from the LP-tightened layer bounds instead (valid over the whole box, hence in every
+sub-domain).
 Every bound that can make a verdict *holds* is a float64 (alpha-)CROWN bound or comes
 from :meth:`relax.lp_runner.LpRunner.lower_bound` (recomputed from the dual vector
 over the variable box), so hull or solver round-off cannot make it unsound.
@@ -29,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -85,11 +92,16 @@ def _tighten_layer(encoding, layer: int, bounds: Bounds, solver, deadline) -> Bo
 
 def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluConfig,
                   solver: str | None = None, deadline: float | None = None,
-                  tighten: bool = True, tighten_from: int = 1) -> tuple[Bounds, list[LayerRows]]:
+                  tighten: bool = True, tighten_from: int = 1,
+                  feedback: Callable[[int, Bounds], Bounds | None] | None = None
+                  ) -> tuple[Bounds, list[LayerRows]]:
     """Layer bounds (LP-tightened with k-ReLU rows when ``config.refine``) and every layer's rows.
 
     Layers ``k >= max(tighten_from, 1)`` are LP-tightened; with ``tighten=False`` the given
-    bounds are kept and only the rows are computed."""
+    bounds are kept and only the rows are computed.  ``feedback(k, bounds)``, called after
+    layer ``k`` was LP-tightened, may return valid bounds that are at least as tight (e.g.
+    alpha-CROWN over the tightened layers, which tightens the later layers cheaply), or
+    ``None`` to stop tightening (the property is already decided)."""
     lower, upper = spec.lower, spec.upper
     layers: list[LayerRows] = []
     for k in range(len(network.activations)):
@@ -103,6 +115,11 @@ def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluCon
             bounds = refine_bounds(network, lower, upper, bounds)
             log.info("layer %d: %d -> %d unstable (%.2f s)", k, before, len(bounds.unstable(k)),
                      time.monotonic() - start)
+            if feedback is not None and k + 1 < len(network.activations):
+                fed = feedback(k, bounds)
+                if fed is None:
+                    break
+                bounds = fed
         if deadline is not None and time.monotonic() > deadline:
             break
         if k > 0 or config.first_layer:
@@ -160,24 +177,80 @@ def _branch(network, spec, bounds, layers, per_disjunct, solver, deadline):
 
 
 def alpha_layer_bounds(network: Network, spec: Spec, bounds: Bounds, disjuncts,
-                       iterations: int = 20, deadline: float | None = None) -> tuple[Bounds, np.ndarray]:
+                       iterations: int = 20, deadline: float | None = None,
+                       use_prior: bool = False, alpha=None, return_alpha: bool = False):
     """alpha-CROWN layer bounds intersected with ``bounds``, and the alpha-CROWN lower bound
-    of every disjunct (``-inf`` for those not in ``disjuncts``).
+    of every disjunct (``-inf`` for those not in ``disjuncts``); with ``return_alpha`` also
+    the optimised slopes (to warm-start a later call, ``alpha``).
 
+    With ``use_prior`` alpha-CROWN starts from ``bounds`` (valid bounds, e.g. LP-tightened
+    ones, intersected with CROWN's): the relaxations of the tightened layers are then
+    tighter, and so are the recomputed bounds of every later layer and the final bound.
     Sound: each domain's layer bounds are float64 CROWN bounds for some slopes in
-    ``[0, 1]`` over the whole box, so their intersection with valid bounds is valid."""
+    ``[0, 1]`` over the whole box, given valid bounds of the layers below, so their
+    intersection with valid bounds is valid."""
     from relax.bab_torch import BabSettings, root_alpha_bounds
 
     disjuncts = list(disjuncts)
     out = np.full(len(spec.disjuncts), -np.inf)
     if not disjuncts:
-        return bounds, out
+        return (bounds, out, alpha) if return_alpha else (bounds, out)
     root, _, _ = root_alpha_bounds(network, spec, disjuncts, BabSettings(root_iterations=iterations),
-                                   deadline)
+                                   deadline, prior=bounds if use_prior else None, alpha=alpha)
     out[disjuncts] = root.bound.numpy()
     lowers = tuple(np.maximum(l, a.max(0).values.numpy()) for l, a in zip(bounds.lower, root.lower))
     uppers = tuple(np.minimum(u, a.min(0).values.numpy()) for u, a in zip(bounds.upper, root.upper))
-    return Bounds(lowers, uppers, "alpha-crown"), out
+    result = Bounds(lowers, uppers, "alpha-crown")
+    return (result, out, root.alpha) if return_alpha else (result, out)
+
+
+class _AlphaFeedback:
+    """After LP tightening of layer ``k``: alpha-CROWN (``iterations`` Adam steps, slopes
+    warm-started from the previous call) over the tightened bounds, for the disjuncts still
+    open; tightens the later layers' bounds and the disjuncts' ``known`` bounds.  Returns
+    ``None`` (stop tightening) once every disjunct is proved."""
+
+    def __init__(self, network, spec, known, iterations, alpha, disjuncts, deadline):
+        self.network, self.spec, self.known = network, spec, known
+        self.iterations, self.alpha, self.deadline = iterations, alpha, deadline
+        self.disjuncts = np.asarray(disjuncts)  # the rows of ``alpha``
+
+    def __call__(self, k: int, bounds: Bounds) -> Bounds | None:
+        start = time.monotonic()
+        open_now = np.flatnonzero(self.known <= 0)
+        alpha = self.alpha
+        if alpha is not None and len(open_now) != len(self.disjuncts):
+            keep = np.isin(self.disjuncts, open_now)
+            alpha = [a[np.flatnonzero(keep)] for a in alpha]
+        before = sum(len(bounds.unstable(j)) for j in range(k + 1, len(bounds.lower)))
+        fed, values, self.alpha = alpha_layer_bounds(
+            self.network, self.spec, bounds, open_now, self.iterations, self.deadline,
+            use_prior=True, alpha=alpha, return_alpha=True)
+        self.disjuncts = open_now
+        np.maximum(self.known, values, out=self.known)
+        after = sum(len(fed.unstable(j)) for j in range(k + 1, len(fed.lower)))
+        log.info("alpha feedback after layer %d: later unstable %d -> %d, disjunct bounds min %.4g "
+                 "(%.2f s)", k, before, after, self.known.min(), time.monotonic() - start)
+        return None if self.known.min() > 0 else fed
+
+
+def _torch_branch(network, spec, bounds, per_disjunct, deadline):
+    """alpha/beta-CROWN branch and bound (:func:`relax.bab_torch.torch_branch_and_bound`) on
+    the disjuncts still open, from the (LP-tightened) layer bounds: they are valid over the
+    whole box, so they bound every sub-domain's intermediate layers too."""
+    from relax.bab_torch import torch_branch_and_bound
+
+    per_disjunct = per_disjunct.copy()
+    todo = np.flatnonzero(per_disjunct <= 0)
+    if len(todo) == 0 or (deadline is not None and time.monotonic() > deadline):
+        return per_disjunct, None
+    outcome = torch_branch_and_bound(network, spec, todo, deadline, prior=bounds)
+    log.info("torch branch and bound over LP-tightened bounds: bound %.4g (%s)", outcome.bound,
+             outcome.reason or "complete")
+    if outcome.counterexample is not None:
+        return per_disjunct, outcome.counterexample
+    per_disjunct[todo] = np.maximum(per_disjunct[todo], outcome.bound)
+    return per_disjunct, None
 
 
 def _share(deadline: float | None, fraction: float) -> float | None:
@@ -190,7 +263,11 @@ def krelu_method(network: Network, specs: Sequence[Spec], deadline, options: Ver
 
     Options (``options.extra``): ``krelu_bounds`` ("alpha" default, or "lp"),
     ``krelu_lp_layers`` (with "alpha": how many last hidden layers to LP-tighten, default
-    all), ``krelu_alpha_iterations`` (default 20), ``krelu_bab`` and those of
+    all), ``krelu_alpha_iterations`` (default 20), ``krelu_feedback`` (with "alpha": Adam
+    steps of alpha-CROWN re-run over the LP-tightened bounds after each layer, slopes
+    warm-started; default 5, 0 turns it off), ``krelu_tighten_share`` (fraction of the remaining time for LP tightening,
+    default 0.8), ``krelu_bab`` (true or "lp": LP branch and bound with the rows; "torch":
+    alpha/beta-CROWN branch and bound from the LP-tightened layer bounds) and those of
     :func:`config_from_options`."""
     config = config_from_options(options)
     solver = options.solver or DEFAULT_LP_SOLVER
@@ -207,25 +284,38 @@ def krelu_method(network: Network, specs: Sequence[Spec], deadline, options: Ver
             outcomes.append(BoundOutcome(crown.bound, solver))
             continue
         known = np.array(crown.disjunct_bounds, float)
-        bounds, tighten_from = crown.layers, 1
+        bounds, tighten_from, feedback = crown.layers, 1, None
         if source == "alpha":
             start = time.monotonic()
-            bounds, alpha = alpha_layer_bounds(network, spec, bounds, np.flatnonzero(known <= 0),
-                                               int(options.get("krelu_alpha_iterations", 20)),
-                                               _share(deadline, 0.3))
+            open_disjuncts = np.flatnonzero(known <= 0)
+            bounds, alpha, slopes = alpha_layer_bounds(
+                network, spec, bounds, open_disjuncts,
+                int(options.get("krelu_alpha_iterations", 20)), _share(deadline, 0.3),
+                return_alpha=True)
             known = np.maximum(known, alpha)
+            steps = int(options.get("krelu_feedback", 5) or 0)
+            if steps > 0:
+                feedback = _AlphaFeedback(network, spec, known, steps, slopes, open_disjuncts, deadline)
             tighten_from = len(network.activations) - lp_layers
             log.info("alpha-CROWN bounds %.2f s, disjunct bounds %s", time.monotonic() - start,
                      np.round(alpha, 3))
             if known.min() > 0:
                 outcomes.append(BoundOutcome(float(known.min()), solver))
                 continue
+        share = float(options.get("krelu_tighten_share", 0.8))
         bounds, layers = krelu_tighten(network, spec, bounds, config, solver,
-                                       _share(deadline, 0.8), tighten, tighten_from)
+                                       _share(deadline, share), tighten, tighten_from, feedback)
+        if known.min() > 0:  # the alpha feedback proved every disjunct
+            outcomes.append(BoundOutcome(float(known.min()), solver))
+            continue
         per_disjunct = krelu_disjunct_bounds(network, spec, bounds, layers, solver, deadline,
                                              known=known)
         counterexample = None
-        if _flag(options.get("krelu_bab", False)):
+        bab = str(options.get("krelu_bab", False)).lower()
+        if bab == "torch":
+            per_disjunct, counterexample = _torch_branch(network, spec, bounds, per_disjunct,
+                                                         deadline)
+        elif _flag(bab):
             per_disjunct, counterexample = _branch(network, spec, bounds, layers, per_disjunct,
                                                    solver, deadline)
         rows = sum(r.b.size for r in layers)
