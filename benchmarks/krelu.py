@@ -154,6 +154,13 @@ def report(args) -> None:
              "layer bounds, intersected over the disjuncts and with CROWN's, start the same LP "
              "tightening (`-tN`: only the last N layers; default all) and its disjunct bounds join "
              "CROWN's. Every holds is a float64 (alpha-)CROWN bound or a safe LP dual bound.", "",
+             "`-fbN` (`krelu_feedback=N`, the method's default with N = 5 since this change; rows "
+             "without `-fbN` ran with it off): after each LP-tightened layer, N more alpha-CROWN Adam "
+             "steps (warm slopes) *from* the tightened bounds, for the disjuncts still open; they "
+             "tighten every later layer and the disjunct bounds, and stop the tightening once all "
+             "disjuncts are proved. `-babt`: alpha/beta-CROWN branch and bound from the LP-tightened "
+             "bounds on what the final LP leaves open (it never ran in the `-fb5-babt` rows: every "
+             "proof came before it, every unknown ran out of time before it).", "",
              "| method | limit s | instances | holds | violated | unknown | total s | "
              "lp holds (same instances) | lp total s (same) | time ratio vs lp |",
              "|---|---|---|---|---|---|---|---|---|---|"]
