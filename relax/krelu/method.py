@@ -265,8 +265,8 @@ def krelu_method(network: Network, specs: Sequence[Spec], deadline, options: Ver
     ``krelu_lp_layers`` (with "alpha": how many last hidden layers to LP-tighten, default
     all), ``krelu_alpha_iterations`` (default 20), ``krelu_feedback`` (with "alpha": Adam
     steps of alpha-CROWN re-run over the LP-tightened bounds after each layer, slopes
-    warm-started; default 5, 0 turns it off), ``krelu_tighten_share`` (fraction of the remaining time for LP tightening,
-    default 0.8), ``krelu_bab`` (true or "lp": LP branch and bound with the rows; "torch":
+    warm-started; default 5, 0 turns it off), ``krelu_tighten_share`` (fraction of the
+    remaining time for LP tightening, default 0.8), ``krelu_bab`` (true or "lp": LP branch and bound with the rows; "torch":
     alpha/beta-CROWN branch and bound from the LP-tightened layer bounds) and those of
     :func:`config_from_options`."""
     config = config_from_options(options)
