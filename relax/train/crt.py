@@ -75,8 +75,9 @@ class CurvaturePenalty:
         ys, ts = torch.triu_indices(n, n, 1)
         ys, ts = torch.cat([ys, ts]), torch.cat([ts, ys])
         v = V[ts] - V[ys]
-        p = torch.maximum(v * lo, v * hi)
-        S = p.clamp(min=0).sqrt()  # (P, m); rows of diag(sqrt p) W are S[:, k] W[k]
+        p = torch.maximum(v * lo, v * hi).clamp(min=0)  # (P, m)
+        # ||diag(sqrt p) W w||^2 = sum_k p_k (W w)_k^2: no sqrt (its gradient is infinite at
+        # p_k = 0, which made training produce NaN)
         with torch.no_grad():
             if self._w is None or self._w.shape != (len(v), W.shape[1]):
                 self._w = torch.randn(len(v), W.shape[1])
@@ -84,12 +85,12 @@ class CurvaturePenalty:
             else:
                 steps = self.power_steps
             w = self._w
-            Wd, Sd = W.detach(), S.detach()
+            Wd, pd = W.detach(), p.detach()
             for _ in range(steps):
-                w = ((Sd ** 2) * (w @ Wd.T)) @ Wd
+                w = (pd * (w @ Wd.T)) @ Wd
                 w = w / w.norm(dim=1, keepdim=True).clamp(min=1e-30)
             self._w = w
-        return ((S * (w @ W.T)) ** 2).sum(1)
+        return (p * (w @ W.T) ** 2).sum(1)
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, progress: float) -> Tensor:
         return self.gamma * self.bounds(model).mean()
