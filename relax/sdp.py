@@ -94,7 +94,7 @@ from solvers.backend import SolveOptions
 from solvers.program import ConicProgram, LayeredReluProgram, LinearProgram, PsdConstraint
 from solvers.solution import Solution
 
-__all__ = ["SdpEncoding", "encode_sdp", "layered_program", "solve_row", "sdp_bound",
+__all__ = ["SdpEncoding", "encode_sdp", "layered_program", "solve_row", "sdp_bound", "sdp_bounds",
            "sdp_method", "default_sdp_solver", "SDP_SOLVERS", "CLARABEL_MAX_SIZE", "SCS_MAX_SIZE"]
 
 log = logging.getLogger(__name__)
@@ -330,12 +330,17 @@ def _sound(solution: Solution) -> float:
 
 def sdp_bound(network: Network, spec: Spec, bounds: Bounds, solver: str = "cvxpy-clarabel",
               cuts: bool = False, deadline: float | None = None,
-              options: SolveOptions | None = None) -> np.ndarray:
-    """Sound lower bounds on every disjunct's margin from the SDP (max over its rows)."""
+              options: SolveOptions | None = None, batch: bool = True) -> np.ndarray:
+    """Sound lower bounds on every disjunct's margin from the SDP (max over its rows).
+
+    With ``fo-sdp`` and ``batch`` (default) all rows are solved as one batch
+    (:func:`sdp_bounds`); otherwise row by row."""
     _require_relu(network)
     if solver not in SDP_SOLVERS:
         raise UsageError(f"unknown SDP solver {solver!r}; choose from {', '.join(SDP_SOLVERS)}")
     spec.check_fits(network.input_size, network.output_size)
+    if solver == "fo-sdp" and batch:
+        return sdp_bounds(network, [spec], [bounds], cuts, deadline, options)[0]
     encoding = None if solver == "fo-sdp" else encode_sdp(network, spec.lower, spec.upper,
                                                           bounds, cuts)
     out = np.full(len(spec.disjuncts), -np.inf)
@@ -349,6 +354,38 @@ def sdp_bound(network: Network, spec: Spec, bounds: Bounds, solver: str = "cvxpy
             log.debug("disjunct %d row: %s bound %.6g (%s)", j, solver, solution.bound,
                       solution.message)
             out[j] = max(out[j], _sound(solution))
+    return out
+
+
+def sdp_bounds(network: Network, specs: Sequence[Spec], bounds: Sequence[Bounds],
+               cuts: bool = False, deadline: float | None = None,
+               options: SolveOptions | None = None) -> list[np.ndarray]:
+    """:func:`sdp_bound` with ``fo-sdp`` for several specs (e.g. images) at once: every row of
+    every spec's disjuncts (with that spec's box and hidden ``bounds``) is one problem of
+    a single :func:`solvers.backends.fo_sdp.solve_batch` call (the time limit applies to
+    each problem; they run side by side).  One array of disjunct bounds per spec."""
+    from solvers.backends.fo_sdp import solve_batch
+
+    _require_relu(network)
+    if len(specs) != len(bounds):
+        raise UsageError(f"sdp_bounds: {len(specs)} specs but {len(bounds)} bound sets")
+    programs, owners = [], []
+    for i, (spec, layers) in enumerate(zip(specs, bounds)):
+        spec.check_fits(network.input_size, network.output_size)
+        for j, disjunct in enumerate(spec.disjuncts):
+            for row, offset in zip(disjunct.A, disjunct.b):
+                programs.append(layered_program(network, spec.lower, spec.upper, layers, row,
+                                                offset))
+                owners.append((i, j))
+    out = [np.full(len(spec.disjuncts), -np.inf) for spec in specs]
+    left = _time_left(deadline)
+    if not programs or (left is not None and left <= 0):
+        return out
+    solutions = solve_batch(programs, _options_for("fo-sdp", options, cuts, deadline))
+    for (i, j), solution in zip(owners, solutions):
+        log.debug("spec %d disjunct %d row: fo-sdp bound %.6g (%s)", i, j, solution.bound,
+                  solution.message)
+        out[i][j] = max(out[i][j], _sound(solution))
     return out
 
 

@@ -134,6 +134,7 @@ one is ignored.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -148,7 +149,8 @@ from solvers.backend import Backend, SolveOptions
 from solvers.program import LayeredReluProgram, ProblemKind
 from solvers.solution import Solution, SolveStats, Status
 
-__all__ = ["FoSdpBackend", "FoSdpState", "certified_bound", "lanczos", "lanczos_min"]
+__all__ = ["FoSdpBackend", "FoSdpState", "certified_bound", "lanczos", "lanczos_batch",
+           "lanczos_min", "solve_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -722,29 +724,45 @@ class _Solver:
         return _Run(self.op.t(self.layout.project(params)),
                     self.op.t(start.numpy()) * self.op.keep)
 
-    def _eigen(self, run: _Run, count: int):
-        """The ``count`` smallest (Ritz) pairs of ``D``: Lanczos, or for ``eig="dense"`` (and
-        ``"auto"`` below ``dense_below`` rows) ``eigh`` of ``D`` formed by one batched product."""
-        eig, n1 = self.opts["eig"], self.data.n + 1
-        if eig == "dense" or (eig == "auto" and n1 <= int(self.opts["dense_below"])):
-            return _dense_eigen(self.op, count)
+    @property
+    def dense(self) -> bool:
+        """Whether eigenpairs come from a dense ``eigh`` (``eig="dense"``, or ``"auto"`` below
+        ``dense_below`` rows) rather than Lanczos."""
+        eig = self.opts["eig"]
+        return eig == "dense" or (eig == "auto" and self.data.n + 1 <= int(self.opts["dense_below"]))
+
+    def _lanczos_start(self, run: _Run):
+        """Lanczos' start: the last eigenvector plus a little noise."""
         noise = self.torch.randn(run.vector.shape, generator=self.generator,
                                  dtype=self.torch.float64).to(run.vector)
-        start = (run.vector + 1e-3 * noise / math.sqrt(run.vector.numel())) * self.op.keep
-        return lanczos(lambda v: self.op.apply(v[None])[0], start,
+        return (run.vector + 1e-3 * noise / math.sqrt(run.vector.numel())) * self.op.keep
+
+    def _pairs(self, run: _Run):
+        """Rayleigh quotients, their gradients and the rows of the ``ritz`` smallest (Ritz)
+        pairs of ``D(run.params)``: Lanczos, or ``eigh`` of ``D`` formed by one batched product
+        (:attr:`dense`).  :class:`_LockstepAdam` replaces this by a batched call."""
+        self.op.set_params(run.params)
+        _, vectors = self._eigen(run, int(self.opts["ritz"]))
+        quotients, gradients = self.op.rayleigh(vectors)
+        return quotients, gradients, vectors
+
+    def _eigen(self, run: _Run, count: int):
+        """The ``count`` smallest (Ritz) pairs of ``D`` (set by ``op.set_params``)."""
+        if self.dense:
+            return _dense_eigen(self.op, count)
+        return lanczos(lambda v: self.op.apply(v[None])[0], self._lanczos_start(run),
                        int(self.opts["lanczos_steps"]), count, self.op.keep)
 
     def _step(self, run: _Run, adam: dict, lr: float) -> float:
         """One projected Adam ascent step; returns the estimated dual value."""
         op, torch = self.op, self.torch
-        op.set_params(run.params)
-        _, vectors = self._eigen(run, int(self.opts["ritz"]))
+        quotients, gradients, vectors = self._pairs(run)
         run.vector = vectors[0]
-        quotients, gradients = op.rayleigh(vectors)
         order = torch.argsort(quotients)
         _, weights = _soft_min(quotients[order], self.tau_eig)
         dq = weights @ gradients[order]
-        value, dF_dq, dkappa = _dual_value(op, quotients[order[0]], op.kappa)
+        value, dF_dq, dkappa = _dual_value(op, quotients[order[0]],
+                                           run.params[self.layout.kappa_start:])
         grad = dF_dq * dq
         grad[self.layout.kappa_start:] += dkappa
         run.params = op.project(run.params + _adam_step(adam, grad, lr))
@@ -862,6 +880,26 @@ class _SpectralSolver:
         values, vectors = torch.linalg.eigh(D)
         return values, vectors
 
+    def _spectrum(self, p, tau: float):
+        """Eigenvalues of ``D(p)`` (ascending, non-fixed coordinates), the gradient
+        ``T sum_j w_j dlambda_j/dp`` of the smoothed minimum (``w = softmax`` of
+        ``(0, -lambda) / tau`` without its first entry) and the lowest eigenvector (full
+        ``1 + n`` space).  :class:`_LockstepSpectral` replaces this by a batched call."""
+        values, vectors = self._eigen(p)
+        extended = self.torch.cat([values.new_zeros(1), values])
+        weights = self.torch.softmax(-extended / tau, dim=0)[1:]
+        sel = self.torch.nonzero(weights > 1e-13 * max(float(weights.max()), 1e-300)).ravel()
+        grad = self.torch.zeros_like(p)
+        if sel.numel():
+            rows = vectors[:, sel].T * weights[sel].sqrt()[:, None]
+            full = rows.new_zeros((rows.shape[0], self.data.n + 1))
+            full[:, self.idx] = rows
+            _, grads = self.op.rayleigh(full)
+            grad = self.trace * grads.sum(dim=0)
+        vector = vectors.new_zeros(self.data.n + 1)
+        vector[self.idx] = vectors[:, 0]
+        return values, grad, vector
+
     def _evaluate(self, x: np.ndarray, tau: float, run: _Run):
         torch, op = self.torch, self.op
         if self.time_limit is not None and time.perf_counter() - self.start > self.time_limit:
@@ -870,23 +908,13 @@ class _SpectralSolver:
             raise _TimeUp(Status.ITERATION_LIMIT)
         self.last_x = np.array(x)
         p = op.t(self._full(x))
-        values, vectors = self._eigen(p)
-        kappa, d = op.kappa, op.d
+        values, grad, vector = self._spectrum(p, tau)
+        kappa, d = p[self.layout.kappa_start:], op.d
         q = values[0]
         exact = kappa[0] + q + d @ torch.clamp(kappa[1:] + q, max=0.0)
         extended = torch.cat([values.new_zeros(1), values])
-        shifted = -extended / tau
-        smin = -tau * torch.logsumexp(shifted, dim=0)
-        weights = torch.softmax(shifted, dim=0)[1:]
+        smin = -tau * torch.logsumexp(-extended / tau, dim=0)
         value = kappa[0] + d @ kappa[1:] + self.trace * smin
-        sel = torch.nonzero(weights > 1e-13 * max(float(weights.max()), 1e-300)).ravel()
-        grad = torch.zeros_like(p)
-        if sel.numel():
-            rows = vectors[:, sel].T * weights[sel].sqrt()[:, None]
-            full = rows.new_zeros((rows.shape[0], self.data.n + 1))
-            full[:, self.idx] = rows
-            _, grads = op.rayleigh(full)
-            grad = self.trace * grads.sum(dim=0)
         grad[self.layout.kappa_start] += 1.0
         grad[self.layout.kappa_start + 1:] += d
         exact, smooth = float(exact), float(value)
@@ -901,7 +929,7 @@ class _SpectralSolver:
         target = self.opts["target"]
         if target is not None and run.best_value >= float(target):
             raise _TimeUp(Status.OPTIMAL)
-        self.last_vector = vectors[:, 0]
+        self.last_vector = vector
         window = int(self.opts["stage_patience"])
         values = self.stage_values
         if (len(values) > window and values[-1] - values[-1 - window]
@@ -947,9 +975,7 @@ class _SpectralSolver:
             status = stop.args[0]
         run.params = self.op.t(self._full(getattr(self, "last_x", x)))
         if hasattr(self, "last_vector"):
-            full = self.last_vector.new_zeros(self.data.n + 1)
-            full[self.idx] = self.last_vector
-            run.vector = full
+            run.vector = self.last_vector
         run.status = status
         return run, time.perf_counter() - self.start
 
@@ -984,19 +1010,419 @@ class FoSdpBackend(Backend):
         if _method(solver.opts, solver.data.n + 1) == "lbfgs":
             solver = _SpectralSolver(problem, options, warm_start)
         run, seconds = solver.run()
-        final = [(run.iterations - 1, solver.certify(run.params))]
-        if run.best_params is not None:
-            final.append((-1, solver.certify(run.best_params)))
-        checks = run.checks + final
-        bound = max(b for _, b in checks)
-        state = FoSdpState(solver.data.sizes, bool(solver.opts["cuts"]),
-                           run.best_params.detach().cpu().double().numpy()
-                           if run.best_params is not None else run.params.cpu().double().numpy(),
-                           run.vector.detach().cpu().double().numpy(), run.iterations,
-                           np.asarray(run.history), tuple(run.checks))
-        message = (f"{run.iterations} iterations in {seconds:.2f}s; estimated dual value "
-                   f"{run.best_value:.6g}, certified {bound:.6g}")
-        log.info("fo-sdp: %s", message)
-        return Solution(run.status, None, bound, stats=SolveStats(iterations=run.iterations),
-                        warm_start=state, solver=self.name, message=message,
-                        dual_objective=run.best_value)
+        return _solution(self.name, solver, run, seconds)
+
+
+def _solution(name: str, solver, run: _Run, seconds: float) -> Solution:
+    """The :class:`Solution` of a finished run: the rigorous bound is the largest float64
+    check among the recorded checks, the last and the best iterate."""
+    final = [(run.iterations - 1, solver.certify(run.params))]
+    if run.best_params is not None:
+        final.append((-1, solver.certify(run.best_params)))
+    checks = run.checks + final
+    bound = max(b for _, b in checks)
+    state = FoSdpState(solver.data.sizes, bool(solver.opts["cuts"]),
+                       run.best_params.detach().cpu().double().numpy()
+                       if run.best_params is not None else run.params.cpu().double().numpy(),
+                       run.vector.detach().cpu().double().numpy(), run.iterations,
+                       np.asarray(run.history), tuple(run.checks))
+    message = (f"{run.iterations} iterations in {seconds:.2f}s; estimated dual value "
+               f"{run.best_value:.6g}, certified {bound:.6g}")
+    log.info("fo-sdp: %s", message)
+    return Solution(run.status, None, bound, stats=SolveStats(iterations=run.iterations),
+                    warm_start=state, solver=name, message=message,
+                    dual_objective=run.best_value)
+
+
+# -- batches --------------------------------------------------------------------------------
+
+class _BatchOperator:
+    """:class:`_Operator` for ``B`` problems with the same layer sizes at once: every
+    per-problem vector gets a leading batch dimension, vectors to multiply are
+    ``(b, m, 1 + n)`` for a subset ``idx`` (``b`` problems) of the batch, and each
+    ``W_k`` product is one (broadcast) ``matmul`` for all of them.  The weights are
+    shared when all problems have the same ones (the rows of one image), stacked
+    ``(B, n_{k+1}, n_k)`` otherwise; sparse weights are made dense."""
+
+    def __init__(self, ops: list[_Operator]):
+        torch = ops[0].torch
+        self.torch, self.layout, self.sizes = torch, ops[0].layout, ops[0].sizes
+        stack = lambda get: [torch.stack([get(o)[k] for o in ops])  # noqa: E731
+                             for k in range(len(get(ops[0])))]
+        self.b, self.ctr, self.rad = stack(lambda o: o.b), stack(lambda o: o.ctr), stack(lambda o: o.rad)
+        self.slope, self.offset = stack(lambda o: o.slope), stack(lambda o: o.offset)
+        self.rho = stack(lambda o: o.rho)
+        self.c = torch.stack([o.c for o in ops])
+        self.c0 = torch.tensor([o.c0 for o in ops], dtype=self.c.dtype, device=self.c.device)
+        self.d = torch.stack([o.d for o in ops])
+        self.keep = torch.stack([o.keep for o in ops])
+        self.W = []
+        for k in range(len(ops[0].W)):
+            dense = [o.W[k].to_dense() if o.WT[k] is not None else o.W[k] for o in ops]
+            shared = all(torch.equal(dense[0], w) for w in dense[1:])
+            self.W.append(dense[0] if shared else torch.stack(dense))
+
+    def _w(self, k: int):
+        W = self.W[k]
+        return W if W.dim() == 2 else W[self.idx]
+
+    def fwd(self, k: int, U):
+        """``W_k u`` for ``U`` (b, m, n_k)."""
+        return U @ self._w(k).transpose(-1, -2)
+
+    def bwd(self, k: int, Y):
+        """``W_k^T y`` for ``Y`` (b, m, n_{k+1})."""
+        return Y @ self._w(k)
+
+    def set_params(self, p, idx) -> None:
+        """Duals ``p`` (b, size) of the problems ``idx`` (see :meth:`_Operator.set_params`)."""
+        torch, layout = self.torch, self.layout
+        self.idx = idx
+        self.lams = []
+        for k in range(len(self.sizes) - 1):
+            alpha, beta, gamma, theta = layout.split(p.T, k)
+            r = self.rho[k][idx]
+            self.lams.append((alpha.T / r, beta.T / r, gamma.T / (r * r), theta.T / r))
+        self.kappa = p[:, layout.kappa_start:]
+        g = [torch.zeros_like(r[idx]) for r in self.rad]
+        g[-1] = g[-1] + self.c[idx]
+        m00 = self.c0[idx].clone()
+        for k, (alpha, beta, gamma, theta) in enumerate(self.lams):
+            ts = theta * self.slope[k][idx]
+            b = self.b[k][idx]
+            g[k + 1] = g[k + 1] - alpha - beta + gamma * b + theta
+            g[k] = g[k] + self.bwd(k, (beta - ts)[:, None])[:, 0]
+            m00 = m00 + (beta * b).sum(1) - (ts * (b - self.offset[k][idx])).sum(1)
+        self.m00, self.g = m00, g
+
+    def _lift(self, V):
+        v0 = V[..., :1]
+        parts = self.torch.split(V[..., 1:], self.sizes, dim=-1)
+        return v0, [c[self.idx, None] * v0 + r[self.idx, None] * x
+                    for c, r, x in zip(self.ctr, self.rad, parts)]
+
+    def apply(self, V):
+        """``D V`` per problem, ``V`` (b, m, 1+n)."""
+        v0, u = self._lift(V)
+        w0 = self.m00[:, None, None] * v0 + 0.5 * sum(
+            (uk * gk[:, None]).sum(-1, keepdim=True) for uk, gk in zip(u, self.g))
+        w = [0.5 * gk[:, None] * v0 for gk in self.g]
+        for k, (_, _, gamma, _) in enumerate(self.lams):
+            gm = gamma[:, None]
+            w[k + 1] = w[k + 1] - gm * u[k + 1] + 0.5 * gm * self.fwd(k, u[k])
+            w[k] = w[k] + 0.5 * self.bwd(k, gm * u[k + 1])
+        out0 = w0 + sum((wk * ck[self.idx, None]).sum(-1, keepdim=True)
+                        for wk, ck in zip(w, self.ctr))
+        out = self.torch.cat([out0] + [r[self.idx, None] * wk for r, wk in zip(self.rad, w)],
+                             dim=-1)
+        return out - self.kappa[:, None] * V
+
+    def rayleigh(self, V):
+        """Quotients (b, m) and gradients (b, m, size) of the unit rows of ``V`` (b, m, 1+n)."""
+        u0, u = self._lift(V)
+        q = self.m00[:, None] * u0[..., 0] ** 2 + u0[..., 0] * sum(
+            (uk * gk[:, None]).sum(-1) for uk, gk in zip(u, self.g))
+        grads = []
+        for k, (alpha, beta, gamma, theta) in enumerate(self.lams):
+            wu = self.fwd(k, u[k])
+            zh, a = wu + self.b[k][self.idx, None] * u0, u[k + 1]
+            q = q + (a * (wu - a) * gamma[:, None]).sum(-1)
+            r = self.rho[k][self.idx, None]
+            cut = u0 * (a - self.slope[k][self.idx, None]
+                        * (zh - self.offset[k][self.idx, None] * u0))
+            grads += [-u0 * a / r, u0 * (zh - a) / r, a * (zh - a) / (r * r), cut / r]
+        q = q - (V * V * self.kappa[:, None]).sum(-1)
+        grads.append(-(V * V))
+        return q, self.torch.cat(grads, dim=-1)
+
+    def dense(self, rows):
+        """``D`` of each problem restricted to the coordinates ``rows`` (b, m, m), symmetrised,
+        from one batched product with the identity's rows."""
+        torch = self.torch
+        n1 = self.keep.shape[1]
+        basis = torch.zeros((rows.numel(), n1), dtype=self.c.dtype, device=self.c.device)
+        basis[torch.arange(rows.numel()), rows] = 1.0
+        D = self.apply(basis.expand(self.idx.numel(), -1, -1))[..., rows]
+        return 0.5 * (D + D.transpose(-1, -2))
+
+
+def _push_fixed(D, fixed, push):
+    """``D`` with ``push`` (one per problem) added on the diagonal entries ``fixed`` (b, m).
+    Their rows and columns are zero, so this moves their eigenvalues to ``push`` without
+    changing the other eigenpairs (the batch's stand-in for dropping them, as the
+    sequential path does: the problems of a batch may fix different coordinates)."""
+    import torch
+
+    return D + torch.diag_embed(fixed.to(D.dtype) * push[:, None])
+
+
+def _batch_eigh(D):
+    """Ascending eigenvalues (b, m) and eigenvectors (b, m, m; columns) of a stack."""
+    import torch
+
+    if D.device.type == "cpu":
+        values, vectors = np.linalg.eigh(D.numpy())
+        return torch.from_numpy(values).to(D), torch.from_numpy(vectors).to(D)
+    return torch.linalg.eigh(D)
+
+
+def lanczos_batch(matvec, start, steps: int, count: int = 1, mask=None):
+    """:func:`lanczos` for a batch: ``start`` (b, n), ``matvec`` maps (b, n) to (b, n) (one
+    product per problem, all at once); full reorthogonalisation per problem by batched
+    products; a breakdown continues from a random vector orthogonal to that problem's
+    basis.  Returns Ritz values (b, count) and vectors (b, count, n)."""
+    import torch
+
+    b, n = start.shape
+    limit = n if mask is None else int(mask.sum(dim=1).min())
+    k = max(1, min(int(steps), limit))
+    generator = torch.Generator().manual_seed(n)
+    Q = start.new_zeros((b, k, n))
+    q = start / start.norm(dim=1, keepdim=True).clamp(min=1e-300)
+    alphas, betas = [], []
+    scale = start.new_zeros(b)
+
+    def orthogonalise(w, basis):
+        for _ in range(2):
+            w = w - ((basis @ w[:, :, None]).transpose(1, 2) @ basis)[:, 0]
+        return w
+
+    for j in range(k):
+        Q[:, j] = q
+        w = matvec(q)
+        alphas.append((q * w).sum(1))
+        w = orthogonalise(w, Q[:, :j + 1])
+        beta = w.norm(dim=1)
+        scale = torch.maximum(scale, torch.maximum(alphas[-1].abs(), beta))
+        if j == k - 1:
+            break
+        broken = beta <= 1e-10 * scale.clamp(min=1e-300)
+        if bool(broken.any()):
+            fresh = torch.randn((b, n), generator=generator, dtype=torch.float64).to(start)
+            fresh = orthogonalise(fresh if mask is None else fresh * mask, Q[:, :j + 1])
+            fresh = fresh / fresh.norm(dim=1, keepdim=True).clamp(min=1e-300)
+            q = torch.where(broken[:, None], fresh, w / beta.clamp(min=1e-300)[:, None])
+            beta = torch.where(broken, torch.zeros_like(beta), beta)
+        else:
+            q = w / beta[:, None]
+        betas.append(beta)
+    m = len(alphas)
+    T = torch.diag_embed(torch.stack(alphas, dim=1))
+    if m > 1:
+        off = torch.stack(betas[:m - 1], dim=1)
+        T = T + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
+    values, vectors = torch.linalg.eigh(T)
+    ritz = vectors[:, :, :count].transpose(1, 2) @ Q[:, :m]
+    return values[:, :count], ritz / ritz.norm(dim=2, keepdim=True)
+
+
+class _Lockstep:
+    """Runs one thread per problem and gathers their expensive calls into batches.
+
+    Each thread runs its problem's own (sequential) solver; where that solver needs
+    eigenpairs it calls :meth:`call`, which waits until every live thread has called
+    (or finished), evaluates all the waiting requests with one batched ``evaluate(ids,
+    requests)`` (in the last thread to arrive) and hands each thread its answer.  So
+    the optimisers (L-BFGS-B's Fortran/C state, Adam's schedule, the stopping rules)
+    stay per problem and unchanged, and only the linear algebra is batched."""
+
+    def __init__(self, count: int, evaluate):
+        import threading
+
+        self.cond = threading.Condition()
+        self.live = set(range(count))
+        self.pending: dict[int, Any] = {}
+        self.answers: dict[int, Any] = {}
+        self.evaluate = evaluate
+        self.failure: BaseException | None = None
+        self.batches = 0
+
+    def call(self, i: int, request):
+        with self.cond:
+            self.pending[i] = request
+            self._flush()
+            while i not in self.answers and self.failure is None:
+                self.cond.wait()
+            if self.failure is not None and i not in self.answers:
+                raise RuntimeError("fo-sdp batch evaluation failed") from self.failure
+            return self.answers.pop(i)
+
+    def leave(self, i: int) -> None:
+        with self.cond:
+            self.live.discard(i)
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending or set(self.pending) != self.live:
+            return
+        ids = sorted(self.pending)
+        requests = [self.pending.pop(i) for i in ids]
+        try:
+            self.answers.update(zip(ids, self.evaluate(ids, requests)))
+            self.batches += 1
+        except BaseException as exc:  # noqa: BLE001 -- handed to every waiting thread
+            self.failure = exc
+        self.cond.notify_all()
+
+    def run(self, jobs) -> list:
+        """Run ``jobs[i]()`` in thread ``i``; their results (or exceptions, re-raised)."""
+        import threading
+
+        results: list = [None] * len(jobs)
+        errors: list = [None] * len(jobs)
+
+        def work(i):
+            try:
+                results[i] = jobs[i]()
+            except BaseException as exc:  # noqa: BLE001
+                errors[i] = exc
+            finally:
+                self.leave(i)
+
+        threads = [threading.Thread(target=work, args=(i,), daemon=True)
+                   for i in range(len(jobs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for exc in errors:
+            if exc is not None:
+                raise exc
+        return results
+
+
+class _LockstepSpectral(_SpectralSolver):
+    """:class:`_SpectralSolver` whose eigen-decompositions go through a :class:`_Lockstep`."""
+
+    def __init__(self, problem, options, warm_start, gather: _Lockstep, index: int):
+        super().__init__(problem, options, warm_start)
+        self.gather, self.index = gather, index
+
+    def _spectrum(self, p, tau: float):
+        return self.gather.call(self.index, (p, tau))
+
+
+class _LockstepAdam(_Solver):
+    """:class:`_Solver` (Adam) whose eigenpairs go through a :class:`_Lockstep`."""
+
+    def __init__(self, problem, options, warm_start, gather: _Lockstep, index: int):
+        super().__init__(problem, options, warm_start)
+        self.gather, self.index = gather, index
+
+    def _pairs(self, run: _Run):
+        start = None if self.dense else self._lanczos_start(run)
+        return self.gather.call(self.index, (run.params, start))
+
+
+class _BatchEvaluator:
+    """The batched linear algebra behind :func:`solve_batch` (one :class:`_BatchOperator`)."""
+
+    def __init__(self, solvers: list):
+        import torch
+
+        self.torch = torch
+        self.solvers = solvers
+        self.bases = [getattr(s, "base", s) for s in solvers]
+        self.op = _BatchOperator([b.op for b in self.bases])
+        keep = self.op.keep > 0
+        self.rows = torch.nonzero(keep.any(dim=0)).ravel()      # free in some problem
+        self.fixed = ~keep[:, self.rows]                         # (B, m) fixed per problem
+
+    def spectral(self, ids: list[int], requests: list) -> list:
+        """For :class:`_LockstepSpectral`: what :meth:`_SpectralSolver._spectrum` returns,
+        from one batched ``eigh`` of the stacked ``D``."""
+        torch, op = self.torch, self.op
+        idx = torch.as_tensor(ids, device=self.rows.device)
+        p = torch.stack([r[0] for r in requests])
+        tau = torch.tensor([r[1] for r in requests], dtype=p.dtype, device=p.device)
+        op.set_params(p, idx)
+        D = op.dense(self.rows)
+        # above every eigenvalue (Gershgorin) by 100 tau: weight < e^-100 in the soft-min
+        D = _push_fixed(D, self.fixed[idx], 2 * D.shape[-1] * D.abs().amax(dim=(1, 2))
+                        + 100 * tau + 1.0)
+        values, vectors = _batch_eigh(D)
+        extended = torch.cat([values.new_zeros((len(ids), 1)), values], dim=1)
+        weights = torch.softmax(-extended / tau[:, None], dim=1)[:, 1:]
+        significant = weights > 1e-13 * weights.amax(dim=1, keepdim=True).clamp(min=1e-300)
+        last = int(significant.sum(dim=1).max())              # the weights decrease with j
+        n1 = op.keep.shape[1]
+        grad = torch.zeros_like(p)
+        if last:
+            scale = (weights[:, :last] * significant[:, :last]).sqrt()
+            rows = vectors[:, :, :last].transpose(1, 2) * scale[..., None]
+            full = rows.new_zeros((len(ids), last, n1))
+            full[..., self.rows] = rows
+            _, grads = op.rayleigh(full)
+            trace = torch.tensor([self.solvers[i].trace for i in ids], dtype=p.dtype,
+                                 device=p.device)
+            grad = trace[:, None] * grads.sum(dim=1)
+        first = vectors.new_zeros((len(ids), n1))
+        first[:, self.rows] = vectors[:, :, 0]
+        return [(values[j], grad[j], first[j]) for j in range(len(ids))]
+
+    def adam(self, ids: list[int], requests: list) -> list:
+        """For :class:`_LockstepAdam`: what :meth:`_Solver._pairs` returns, from one batched
+        ``eigh`` (dense) or one batched Lanczos run."""
+        torch, op = self.torch, self.op
+        idx = torch.as_tensor(ids, device=self.rows.device)
+        p = torch.stack([r[0] for r in requests])
+        op.set_params(p, idx)
+        first = self.bases[ids[0]]
+        count = int(first.opts["ritz"])
+        if requests[0][1] is None:                               # dense
+            n1 = op.keep.shape[1]
+            everything = torch.arange(n1, device=self.rows.device)
+            D = op.dense(everything)
+            D = _push_fixed(D, op.keep[idx] == 0, D.abs().amax(dim=(1, 2)) + 1)  # as _dense_eigen
+            values, vectors = _batch_eigh(D)
+            vectors = vectors[:, :, :count].transpose(1, 2)
+        else:
+            start = torch.stack([r[1] for r in requests])
+            _, vectors = lanczos_batch(lambda v: op.apply(v[:, None])[:, 0], start,
+                                       int(first.opts["lanczos_steps"]), count, op.keep[idx])
+        quotients, gradients = op.rayleigh(vectors)
+        return [(quotients[j], gradients[j], vectors[j]) for j in range(len(ids))]
+
+
+def solve_batch(problems, options: SolveOptions | None = None,
+                warm_starts=None) -> list[Solution]:
+    """Solve several :class:`LayeredReluProgram` with the same layer sizes (e.g. every
+    target class of an image, and several images) as one batch.
+
+    Each problem keeps its own optimiser run -- exactly the sequential algorithm of
+    :meth:`FoSdpBackend.solve`, L-BFGS-B (spectral) or Adam by ``method`` -- in its own
+    thread; their eigenvalue problems are gathered (:class:`_Lockstep`) and solved
+    together: the stacked ``D`` of all waiting problems by one batched product per
+    layer and one batched ``eigh``, or one batched Lanczos run (Adam above
+    ``dense_below``).  Every bound is the per-problem rigorous float64 check.  The time
+    limit applies to each problem (they run side by side).  Returns one
+    :class:`Solution` per problem, in order."""
+    problems = list(problems)
+    if not problems:
+        return []
+    options = options or SolveOptions()
+    warm_starts = list(warm_starts) if warm_starts is not None else [None] * len(problems)
+    if len(warm_starts) != len(problems):
+        raise ValueError("solve_batch: one warm start (or None) per problem")
+    for problem in problems:
+        _check_shapes(problem)
+    sizes = {tuple(np.asarray(lo).size for lo in problem.lower) for problem in problems}
+    if len(sizes) != 1:
+        raise ValueError("solve_batch: all problems need the same layer sizes")
+    start = time.perf_counter()
+    method = _method({**_DEFAULTS, **options.extra_dict}, 1 + sum(sizes.pop()))
+    gather = _Lockstep(len(problems), None)
+    cls = _LockstepSpectral if method == "lbfgs" else _LockstepAdam
+    solvers = [cls(problem, options, warm, gather, i)
+               for i, (problem, warm) in enumerate(zip(problems, warm_starts))]
+    evaluator = _BatchEvaluator(solvers)
+    gather.evaluate = evaluator.spectral if method == "lbfgs" else evaluator.adam
+    runs = gather.run([s.run for s in solvers])
+    log.info("fo-sdp batch: %d problems, %d batched evaluations, %.2fs", len(problems),
+             gather.batches, time.perf_counter() - start)
+    solutions = []
+    for solver, (run, seconds) in zip(solvers, runs):
+        solution = _solution(FoSdpBackend.name, solver, run, seconds)
+        stats = dataclasses.replace(solution.stats, seconds=seconds)
+        solutions.append(dataclasses.replace(solution, stats=stats))
+    return solutions
