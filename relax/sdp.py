@@ -38,7 +38,10 @@ from the row and PSD duals (``-inf`` when the solve failed; a claimed infeasibil
 is numerical -- the relaxation always contains the lifted inputs -- so it also gives
 ``-inf``).  The raw objective is never used.  ``fo-sdp``: the
 :class:`~solvers.program.LayeredReluProgram` of :func:`layered_program` and the
-first-order dual solver :mod:`solvers.backends.fo_sdp` (rigorously checked bounds).
+first-order dual solver :mod:`solvers.backends.fo_sdp` (rigorously checked bounds);
+:func:`sdp_bound` solves all rows of a spec as one batch
+(:func:`solvers.backends.fo_sdp.solve_batch`) and :func:`sdp_bounds` all rows of
+several specs (images).
 
 Sizes measured on this machine (2 CPU cores shared with other jobs, 23 GB; one
 disjunct row, CROWN bounds, Gaussian weights, ``eps = 0.05``; ``s = 1 + inputs +

@@ -130,6 +130,19 @@ layer sizes (and ``cuts`` setting) it initialises the duals and Lanczos' start
 vector and starts with a quarter of the learning rate (Adam), or starts L-BFGS from
 the duals (clipped to ``kappa_i <= 0``) two smoothing stages later; a mismatched
 one is ignored.
+
+Batches (:func:`solve_batch`)
+-----------------------------
+Several programs with the same layer sizes (the target classes of an image share
+the network and box; several images differ in the box and hidden bounds) are solved
+together: each keeps its own optimiser run -- the same L-BFGS-B or Adam iterations
+as alone -- in its own thread, and a :class:`_Lockstep` gathers their eigenvalue
+problems into one batched evaluation (:class:`_BatchOperator`: duals and data with a
+leading batch dimension, one broadcast ``matmul`` per layer and direction for all
+problems' vectors; the stacked ``D`` and one batched ``eigh`` for L-BFGS and dense
+Adam, :func:`lanczos_batch` for matrix-free Adam; coordinates fixed in one problem
+only are moved out of the way by a diagonal shift instead of being dropped).  Each
+bound is still that problem's rigorous float64 check.
 """
 
 from __future__ import annotations
@@ -1136,14 +1149,31 @@ class _BatchOperator:
         return q, self.torch.cat(grads, dim=-1)
 
     def dense(self, rows):
-        """``D`` of each problem restricted to the coordinates ``rows`` (b, m, m), symmetrised,
-        from one batched product with the identity's rows."""
-        torch = self.torch
+        """``D`` of each problem restricted to the coordinates ``rows`` (b, m, m), in closed
+        form (as :func:`_dense_lagrangian`; only the blocks ``gamma_k W_k`` are nonzero
+        off the first row and the diagonal), after :meth:`set_params`."""
+        torch, idx = self.torch, self.idx
         n1 = self.keep.shape[1]
-        basis = torch.zeros((rows.numel(), n1), dtype=self.c.dtype, device=self.c.device)
-        basis[torch.arange(rows.numel()), rows] = 1.0
-        D = self.apply(basis.expand(self.idx.numel(), -1, -1))[..., rows]
-        return 0.5 * (D + D.transpose(-1, -2))
+        D = self.c.new_zeros((idx.numel(), n1, n1))
+        diag = D.diagonal(dim1=1, dim2=2)
+        offsets = np.concatenate([[1], 1 + np.cumsum(self.sizes)]).astype(int)
+        ctr, rad = [c[idx] for c in self.ctr], [r[idx] for r in self.rad]
+        hc = [torch.zeros_like(r) for r in rad]
+        for k, (_, _, gamma, _) in enumerate(self.lams):
+            block = 0.5 * gamma[:, :, None] * self._w(k)                # (b, n_{k+1}, n_k)
+            hc[k + 1] = hc[k + 1] - gamma * ctr[k + 1] + (block @ ctr[k][:, :, None])[..., 0]
+            hc[k] = hc[k] + (ctr[k + 1][:, None, :] @ block)[:, 0]
+            r, c = slice(offsets[k + 1], offsets[k + 2]), slice(offsets[k], offsets[k + 1])
+            D[:, r, c] = rad[k + 1][:, :, None] * block * rad[k][:, None, :]
+            D[:, c, r] = D[:, r, c].transpose(1, 2)
+            diag[:, r] -= gamma * rad[k + 1] ** 2
+        rad_all, ctr_all = torch.cat(rad, dim=1), torch.cat(ctr, dim=1)
+        g_all, hc_all = torch.cat(self.g, dim=1), torch.cat(hc, dim=1)
+        D[:, 0, 1:] = rad_all * (0.5 * g_all + hc_all)
+        D[:, 1:, 0] = D[:, 0, 1:]
+        D[:, 0, 0] = self.m00 + (ctr_all * g_all).sum(1) + (ctr_all * hc_all).sum(1)
+        diag -= self.kappa
+        return D[:, rows][:, :, rows]
 
 
 def _push_fixed(D, fixed, push):
