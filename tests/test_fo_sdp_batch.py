@@ -82,6 +82,8 @@ def test_batched_operator_matches_the_per_problem_operator(cuts):
     applied = batch.apply(torch.as_tensor(V))
     quotients, gradients = batch.rayleigh(torch.as_tensor(V))
     dense = batch.dense(torch.arange(datas[0].n + 1))
+    assert torch.allclose(batch.gradient_sum(torch.as_tensor(V)), gradients.sum(dim=1),
+                          atol=1e-11)
     for j, i in enumerate(ids):
         ops[i].set_params(torch.as_tensor(params[j]))
         Vi = torch.as_tensor(V[j])

@@ -1148,6 +1148,21 @@ class _BatchOperator:
         grads.append(-(V * V))
         return q, self.torch.cat(grads, dim=-1)
 
+    def gradient_sum(self, V):
+        """``sum_j dq_j/dp`` over the rows of ``V`` (b, m, 1+n), i.e. ``rayleigh(V)[1].sum(1)``
+        without forming the per-row gradients (sums over rows are batched products)."""
+        u0, u = self._lift(V)
+        u0t, square = u0.transpose(1, 2), (u0 * u0).sum(dim=(1, 2))[:, None]
+        parts = []
+        for k in range(len(self.lams)):
+            zh, a = self.fwd(k, u[k]) + self.b[k][self.idx, None] * u0, u[k + 1]
+            r = self.rho[k][self.idx]
+            ua, uz = (u0t @ a)[:, 0], (u0t @ zh)[:, 0]
+            cut = ua - self.slope[k][self.idx] * (uz - self.offset[k][self.idx] * square)
+            parts += [-ua / r, (uz - ua) / r, (a * (zh - a)).sum(1) / (r * r), cut / r]
+        parts.append(-(V * V).sum(1))
+        return self.torch.cat(parts, dim=-1)
+
     def dense(self, rows):
         """``D`` of each problem restricted to the coordinates ``rows`` (b, m, m), in closed
         form (as :func:`_dense_lagrangian`; only the blocks ``gamma_k W_k`` are nonzero
@@ -1177,13 +1192,15 @@ class _BatchOperator:
 
 
 def _push_fixed(D, fixed, push):
-    """``D`` with ``push`` (one per problem) added on the diagonal entries ``fixed`` (b, m).
-    Their rows and columns are zero, so this moves their eigenvalues to ``push`` without
-    changing the other eigenpairs (the batch's stand-in for dropping them, as the
-    sequential path does: the problems of a batch may fix different coordinates)."""
-    import torch
-
-    return D + torch.diag_embed(fixed.to(D.dtype) * push[:, None])
+    """``D`` with ``push`` (one per problem) added on the diagonal entries ``fixed`` (b, m),
+    in place.  Their rows and columns are zero, so this moves their eigenvalues to
+    ``push`` without changing the other eigenpairs (the batch's stand-in for dropping
+    them, as the sequential path does: the problems of a batch may fix different
+    coordinates)."""
+    if bool(fixed.any()):
+        diag = D.diagonal(dim1=-2, dim2=-1)
+        diag += fixed.to(D.dtype) * push[:, None]
+    return D
 
 
 def _batch_eigh(D):
@@ -1382,10 +1399,9 @@ class _BatchEvaluator:
             rows = vectors[:, :, :last].transpose(1, 2) * scale[..., None]
             full = rows.new_zeros((len(ids), last, n1))
             full[..., self.rows] = rows
-            _, grads = op.rayleigh(full)
             trace = torch.tensor([self.solvers[i].trace for i in ids], dtype=p.dtype,
                                  device=p.device)
-            grad = trace[:, None] * grads.sum(dim=1)
+            grad = trace[:, None] * op.gradient_sum(full)
         first = vectors.new_zeros((len(ids), n1))
         first[:, self.rows] = vectors[:, :, 0]
         return [(values[j], grad[j], first[j]) for j in range(len(ids))]
