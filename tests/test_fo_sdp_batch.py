@@ -163,3 +163,13 @@ def test_sdp_bound_batches_rows_and_keeps_the_per_row_path():
                                                            other_bounds, spec.disjuncts[0].A[0], 0.0)]
     with pytest.raises(ValueError, match="same layer sizes"):
         fo_sdp.solve_batch(mixed)
+
+
+def test_a_failing_batch_evaluation_gives_no_bound_and_no_hang(monkeypatch):
+    def fail(self, ids, requests):
+        raise FloatingPointError("injected")
+
+    monkeypatch.setattr(fo_sdp._BatchEvaluator, "spectral", fail)
+    solutions = fo_sdp.solve_batch(_programs([_image(*IMAGES[0])]), _options(max_iterations=5))
+    assert len(solutions) == 2
+    assert all(s.bound == -np.inf and "injected" in s.message for s in solutions)

@@ -158,7 +158,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from solvers.backend import Backend, SolveOptions
+from solvers.backend import Backend, SolveOptions, error_solution
 from solvers.program import LayeredReluProgram, ProblemKind
 from solvers.solution import Solution, SolveStats, Status
 
@@ -1291,7 +1291,8 @@ class _Lockstep:
             while i not in self.answers and self.failure is None:
                 self.cond.wait()
             if self.failure is not None and i not in self.answers:
-                raise RuntimeError("fo-sdp batch evaluation failed") from self.failure
+                raise RuntimeError(f"fo-sdp batch evaluation failed: {self.failure!r}") \
+                    from self.failure
             return self.answers.pop(i)
 
     def leave(self, i: int) -> None:
@@ -1311,8 +1312,8 @@ class _Lockstep:
             self.failure = exc
         self.cond.notify_all()
 
-    def run(self, jobs) -> list:
-        """Run ``jobs[i]()`` in thread ``i``; their results (or exceptions, re-raised)."""
+    def run(self, jobs) -> tuple[list, list]:
+        """Run ``jobs[i]()`` in thread ``i``; their results and exceptions (or None)."""
         import threading
 
         results: list = [None] * len(jobs)
@@ -1332,10 +1333,7 @@ class _Lockstep:
             t.start()
         for t in threads:
             t.join()
-        for exc in errors:
-            if exc is not None:
-                raise exc
-        return results
+        return results, errors
 
 
 class _LockstepSpectral(_SpectralSolver):
@@ -1463,12 +1461,17 @@ def solve_batch(problems, options: SolveOptions | None = None,
                for i, (problem, warm) in enumerate(zip(problems, warm_starts))]
     evaluator = _BatchEvaluator(solvers)
     gather.evaluate = evaluator.spectral if method == "lbfgs" else evaluator.adam
-    runs = gather.run([s.run for s in solvers])
+    runs, errors = gather.run([s.run for s in solvers])
     log.info("fo-sdp batch: %d problems, %d batched evaluations, %.2fs", len(problems),
              gather.batches, time.perf_counter() - start)
     solutions = []
-    for solver, (run, seconds) in zip(solvers, runs):
-        solution = _solution(FoSdpBackend.name, solver, run, seconds)
-        stats = dataclasses.replace(solution.stats, seconds=seconds)
+    for solver, outcome, error in zip(solvers, runs, errors):
+        if error is not None:         # as Backend.solve: a failed solve gives no bound
+            log.warning("fo-sdp batch: a problem failed: %s", error)
+            solutions.append(error_solution(FoSdpBackend.name,
+                                            f"{type(error).__name__}: {error}"))
+            continue
+        solution = _solution(FoSdpBackend.name, solver, *outcome)
+        stats = dataclasses.replace(solution.stats, seconds=outcome[1])
         solutions.append(dataclasses.replace(solution, stats=stats))
     return solutions
