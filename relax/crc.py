@@ -48,6 +48,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from relax.bounds.relaxations import activation_derivative, activation_value
 from relax.errors import UsageError
 from relax.network import Network, Sigmoid, Softplus, Tanh
 from relax.spec import Spec
@@ -67,20 +68,6 @@ SECOND_DERIVATIVE_RANGE = {
     "tanh": (-4.0 / (3 * _S3) * (1 + 1e-9), 4.0 / (3 * _S3) * (1 + 1e-9)),
     "softplus": (0.0, 0.25 * (1 + 1e-9)),
 }
-
-
-def _first_derivative(name: str, z: torch.Tensor) -> torch.Tensor:
-    if name == "sigmoid":
-        s = torch.sigmoid(z)
-        return s * (1 - s)
-    if name == "tanh":
-        return 1 - torch.tanh(z) ** 2
-    return torch.sigmoid(z)  # softplus
-
-
-def _activation(name: str, z: torch.Tensor) -> torch.Tensor:
-    return {"sigmoid": torch.sigmoid, "tanh": torch.tanh,
-            "softplus": torch.nn.functional.softplus}[name](z)
 
 
 def smooth_two_layer(network: Network):
@@ -138,8 +125,8 @@ def crc_pair_bounds(W, b, V, c0, activation: str, X: np.ndarray, ys: np.ndarray,
 
     def h_and_grad(xp, rows=slice(None)):
         z = xp @ Wt.T + bt
-        h = (_activation(activation, z) * v[rows]).sum(1) + const[rows]
-        g = (_first_derivative(activation, z) * v[rows]) @ Wt
+        h = (activation_value(activation, z) * v[rows]).sum(1) + const[rows]
+        g = (activation_derivative(activation, z) * v[rows]) @ Wt
         return h, g
 
     h0, g0 = h_and_grad(x)

@@ -57,7 +57,8 @@ def relax_relu(lower: torch.Tensor, upper: torch.Tensor) -> LinearRelaxation:
     return LinearRelaxation(lo_slope, torch.zeros_like(lower), up_slope, up_offset)
 
 
-def _function(name: str, z: torch.Tensor) -> torch.Tensor:
+def activation_value(name: str, z: torch.Tensor) -> torch.Tensor:
+    """``act(z)`` for ``name`` in sigmoid, tanh, softplus."""
     if name == "sigmoid":
         return torch.sigmoid(z)
     if name == "tanh":
@@ -65,7 +66,8 @@ def _function(name: str, z: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.softplus(z)
 
 
-def _derivative(name: str, z: torch.Tensor) -> torch.Tensor:
+def activation_derivative(name: str, z: torch.Tensor) -> torch.Tensor:
+    """``act'(z)`` for ``name`` in sigmoid, tanh, softplus."""
     if name == "sigmoid":
         s = torch.sigmoid(z)
         return s * (1 - s)
@@ -99,8 +101,8 @@ def relax_smooth(name: str, lower: torch.Tensor, upper: torch.Tensor) -> LinearR
     width = upper - lower
     degenerate = width <= 1e-12
     safe_width = torch.where(degenerate, torch.ones_like(width), width)
-    chord = (_function(name, upper) - _function(name, lower)) / safe_width
-    tangent = _derivative(name, (lower + upper) / 2)
+    chord = (activation_value(name, upper) - activation_value(name, lower)) / safe_width
+    tangent = activation_derivative(name, (lower + upper) / 2)
     chord = torch.where(degenerate, tangent, chord)
     convex, concave = _convexity(name, lower, upper)
     lo_slope = torch.where(convex, tangent, chord)
@@ -117,5 +119,5 @@ def _extreme_offset(name, slope, lower, upper, reduce) -> torch.Tensor:
         point = torch.nan_to_num(point, nan=0.0, posinf=0.0, neginf=0.0)
         candidates.append(torch.minimum(torch.maximum(point, lower), upper))
     stacked = torch.stack(candidates)
-    values = _function(name, stacked) - slope * stacked
+    values = activation_value(name, stacked) - slope * stacked
     return reduce(values, dim=0)
