@@ -42,9 +42,9 @@ from machine import describe_machine  # noqa: E402
 
 import relax  # noqa: E402
 from relax.data import default_images, default_network_path  # noqa: E402
-from relax.exact import intermediate_bounds  # noqa: E402
-from relax.lp import encode_triangle  # noqa: E402
-from relax.objectives import disjunct_objective  # noqa: E402
+from relax.lp.method import intermediate_bounds  # noqa: E402
+from relax.lp.encode import encode_triangle  # noqa: E402
+from relax.lp.objectives import disjunct_objective  # noqa: E402
 from solvers.backends.cvxpy_backend import CvxpyHighs  # noqa: E402
 from solvers.backends.highs import HighsBackend  # noqa: E402
 

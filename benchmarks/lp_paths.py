@@ -1,6 +1,6 @@
 """The direct HiGHS path against cvxpy on the workload LP tightening runs: one LP,
 many objectives.  Our path keeps the model loaded in HiGHS and hot-starts every
-solve (``relax.lp_runner.LpRunner`` with ``highs``); the cvxpy path builds and
+solve (``relax.lp.runner.LpRunner`` with ``highs``); the cvxpy path builds and
 canonicalises the problem for every objective (``cvxpy-highs``).
 
     python benchmarks/lp_paths.py [--neurons 30]
@@ -23,8 +23,8 @@ from machine import describe_machine  # noqa: E402
 
 from relax import from_onnx, read_vnnlib  # noqa: E402
 from relax.bounds import bound_specs  # noqa: E402
-from relax.lp import encode_triangle  # noqa: E402
-from relax.lp_runner import LpRunner  # noqa: E402
+from relax.lp.encode import encode_triangle  # noqa: E402
+from relax.lp.runner import LpRunner  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RELAX_DATA", REPO.parent / "shared" / "data")) / "vnncomp2021" / "mnistfc"

@@ -66,7 +66,7 @@ def trained_network(widths: tuple[int, ...], epochs: int = 3, seed: int = 0):
     import torch
     from torch import nn
 
-    from relax.torch_import import from_torch
+    from relax.io.torch_import import from_torch
 
     name = "mlp_" + "-".join(map(str, widths)) + f"_e{epochs}_s{seed}"
     path = CACHE / f"{name}.pt"
@@ -77,7 +77,7 @@ def trained_network(widths: tuple[int, ...], epochs: int = 3, seed: int = 0):
     if path.exists():
         model.load_state_dict(torch.load(path))
         return from_torch(model, widths[0])
-    from relax.mnist import load_mnist
+    from relax.io.mnist import load_mnist
 
     torch.manual_seed(seed)
     X, y = load_mnist(DATA / "mnist", "train")
@@ -121,7 +121,7 @@ def mnist_problem(network, index: int = 0, eps: float = 0.02):
 
 def vnn_problem(onnx_path: Path, vnnlib_path: Path):
     from relax import from_onnx
-    from relax.vnnlib import read_vnnlib
+    from relax.io.vnnlib import read_vnnlib
 
     network = from_onnx(onnx_path)
     specs = read_vnnlib(vnnlib_path, network.input_size, network.output_size)
@@ -174,7 +174,7 @@ def _child(queue, name_index: int, quick: bool, solver: str, limit: float, extra
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    from relax.sdp import solve_row
+    from relax.sdp.method import solve_row
     from solvers import SolveOptions
 
     name, thunk = problems(quick)[name_index]
@@ -225,7 +225,7 @@ def warm_start_study(limit: float) -> list[str]:
 
     from relax import robustness
     from relax.data import default_images
-    from relax.sdp import layered_program
+    from relax.sdp.encode import layered_program
     from solvers import SolveOptions, get_solver
     from solvers.backends import fo_sdp
 

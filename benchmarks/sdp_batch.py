@@ -35,7 +35,7 @@ RESULTS = REPO / "benchmarks" / "results"
 def programs(network, specs):
     """One LayeredReluProgram per disjunct row of every spec (CROWN hidden bounds)."""
     from relax.bounds import bound_specs
-    from relax.sdp import layered_program
+    from relax.sdp.encode import layered_program
 
     out = []
     for spec in specs:

@@ -25,7 +25,7 @@ A method's time is its wall time plus the recorded time of anything it took
 from the case's cache (:meth:`Case.memo`), so every column is timed as if it ran
 alone (``LP(CROWN)`` includes CROWN, ``exact`` includes the LP tightening).
 
-``exact``: the big-M MILP of :func:`relax.exact.milp_margin` (``encode_milp`` +
+``exact``: the big-M MILP of :func:`relax.search.milp.milp_margin` (``encode_milp`` +
 ``disjunct_objective``, HiGHS; called directly here to pass a cutoff and keep the
 incumbent) per disjunct, with one time budget per property, over LP-tightened
 intermediate bounds.
@@ -64,11 +64,11 @@ import numpy as np  # noqa: E402
 import relax  # noqa: E402
 from relax.bounds import bound_specs  # noqa: E402
 from relax.data import default_images, default_network_path  # noqa: E402
-from relax.lp import encode_milp, encode_triangle  # noqa: E402
-from relax.lp_runner import LpRunner  # noqa: E402
-from relax.objectives import disjunct_objective  # noqa: E402
+from relax.lp.encode import encode_milp, encode_triangle  # noqa: E402
+from relax.lp.runner import LpRunner  # noqa: E402
+from relax.lp.objectives import disjunct_objective  # noqa: E402
 from relax.spec import Spec  # noqa: E402
-from relax.tighten import tighten_bounds  # noqa: E402
+from relax.lp.tighten import tighten_bounds  # noqa: E402
 from solvers import SolveOptions, get_solver  # noqa: E402
 from solvers.solution import Status  # noqa: E402
 
@@ -181,7 +181,7 @@ def _intermediate(case: Case, source: str):
 
 
 def _lp_disjuncts(case: Case, source: str) -> np.ndarray:
-    """Safe triangle-LP bounds per disjunct (as :func:`relax.exact.lp_disjunct_bounds`), within
+    """Safe triangle-LP bounds per disjunct (as :func:`relax.lp.method.lp_disjunct_bounds`), within
     ``case.method_limit`` seconds: each LP gets the time left; ``-inf`` for disjuncts not reached."""
 
     def solve() -> np.ndarray:
@@ -218,7 +218,7 @@ def triangle_lp(source: str):
 
 
 def _milp(case: Case, j: int, bounds, time_limit: float, cutoff: float):
-    """The big-M MILP of disjunct ``j`` (as in :func:`relax.exact.milp_margin`).
+    """The big-M MILP of disjunct ``j`` (as in :func:`relax.search.milp.milp_margin`).
 
     ``cutoff`` (HiGHS ``objective_bound``): only values below it matter, so HiGHS prunes
     every node that cannot beat it.  Returns ``(kind, value, incumbent)`` with ``kind``
@@ -280,7 +280,7 @@ def sdp(cuts: bool):
     CROWN-like starting duals.  A disjunct's value is the SDP's own bound (not max with CROWN)."""
 
     def run(case: Case) -> Outcome:
-        from relax.sdp import solve_row
+        from relax.sdp.method import solve_row
 
         bounds = _intermediate(case, "crown")
         out = np.full(case.n_disjuncts, -np.inf)
@@ -496,7 +496,7 @@ def markdown(results, names, problems, args, total_seconds: float) -> str:
                 else:
                     row.append(fmt(float(outcome.disjuncts[j])))
             lines.append("| " + " | ".join(row) + " |")
-    lines += ["", f"Soundness check (every bound <= exact where known): "
+    lines += ["", "Soundness check (every bound <= exact where known): "
               + ("passed" if not problems else f"{len(problems)} VIOLATIONS")]
     lines += [f"- {p}" for p in problems]
     lines += ["", f"Total wall time: {total_seconds:.0f} s."]

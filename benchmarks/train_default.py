@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from relax.mnist import load_mnist
+from relax.io.mnist import load_mnist
 
 ALLOWED_OPS = {"Gemm", "MatMul", "Add", "Relu", "Flatten"}
 

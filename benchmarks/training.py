@@ -51,7 +51,7 @@ from relax.train.pgd import PGDLoss  # noqa: E402
 from relax.train.singleprop import SinglePropLoss  # noqa: E402
 from relax.train.standard import CrossEntropy  # noqa: E402
 from relax.train.zhu import ZhuLoss  # noqa: E402
-from relax.verify_types import VerifyOptions  # noqa: E402
+from relax.protocol import VerifyOptions  # noqa: E402
 
 COLUMNS = ["method", "architecture", "norm", "radius", "clean_error", "pgd_error",
            "certified_error", "certifier", "epochs", "seconds_per_epoch"]

@@ -35,16 +35,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
 
-from relax.crc import crc_radii, curvature_bounds  # noqa: E402
+from relax.certificates.crc import crc_radii, curvature_bounds  # noqa: E402
 from relax.network import Network  # noqa: E402
-from relax.sdp_dual1 import one_hidden_relu, pair_gains  # noqa: E402
-from relax.torch_import import from_torch  # noqa: E402
+from relax.sdp.dual1 import one_hidden_relu, pair_gains  # noqa: E402
+from relax.io.torch_import import from_torch  # noqa: E402
 from relax.train.crt import CurvaturePenalty, L2PGDLoss, pgd_l2  # noqa: E402
 from relax.train.data import mnist_tensors  # noqa: E402
 from relax.train.evaluate import certified, clean_error, pgd_error  # noqa: E402
 from relax.train.loop import TrainConfig, train  # noqa: E402
 from relax.train.models import mlp  # noqa: E402
-from relax.train.sdp_cert import SDPCertLoss, two_layer_weights  # noqa: E402
+from relax.train.sdp_cert import SDPCertLoss  # noqa: E402
 from relax.train.standard import CrossEntropy  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
 
 from relax.instances import read_instances, run_instance  # noqa: E402
-from relax.verify_types import VerifyOptions  # noqa: E402
+from relax.protocol import VerifyOptions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
 
 from relax.compare import DEFAULT_METHODS, available_methods, compare  # noqa: E402
-from relax.onnx_import import from_onnx  # noqa: E402
+from relax.io.onnx_import import from_onnx  # noqa: E402
 from relax.train import TrainConfig, train  # noqa: E402
 from relax.train.crown_ibp import CrownIBPLoss  # noqa: E402
 from relax.train.data import mnist_tensors  # noqa: E402

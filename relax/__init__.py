@@ -26,15 +26,15 @@ __all__ = [
 def __getattr__(name):
     """Importers load lazily so that ``import relax`` stays light."""
     if name == "from_onnx":
-        from relax.onnx_import import from_onnx
+        from relax.io.onnx_import import from_onnx
 
         return from_onnx
     if name == "from_torch":
-        from relax.torch_import import from_torch
+        from relax.io.torch_import import from_torch
 
         return from_torch
     if name == "read_vnnlib":
-        from relax.vnnlib import read_vnnlib
+        from relax.io.vnnlib import read_vnnlib
 
         return read_vnnlib
     raise AttributeError(f"module 'relax' has no attribute {name!r}")

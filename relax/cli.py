@@ -118,9 +118,9 @@ def _solvers() -> int:
 
 
 def _verify_one(args) -> int:
-    from relax.onnx_import import from_onnx
+    from relax.io.onnx_import import from_onnx
     from relax.verify import verify
-    from relax.vnnlib import read_vnnlib
+    from relax.io.vnnlib import read_vnnlib
 
     if not args.network or not args.property:
         raise UsageError("verify needs NETWORK and PROPERTY, or --instances CSV")
@@ -191,8 +191,8 @@ def _compare(args) -> int:
 
 def _compare_inputs(args):
     from relax.data import default_images, default_network_path
-    from relax.mnist import load_mnist
-    from relax.onnx_import import from_onnx
+    from relax.io.mnist import load_mnist
+    from relax.io.onnx_import import from_onnx
 
     if args.count < 1:
         raise UsageError("--count must be at least 1")

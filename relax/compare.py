@@ -84,7 +84,8 @@ def compare(
 
 def _exact_value(network: Network, spec, timeout: float | None) -> float | None:
     """The MILP's exact margin, or ``None`` when it is not cheap (non-ReLU, time limit)."""
-    from relax.exact import intermediate_bounds, milp_margin
+    from relax.lp.method import intermediate_bounds
+    from relax.search.milp import milp_margin
 
     if not network.is_relu:
         return None

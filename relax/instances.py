@@ -66,7 +66,7 @@ def read_instances(path: str | Path) -> list[Instance]:
 
 @lru_cache(maxsize=8)
 def _load_network(path: Path):
-    from relax.onnx_import import from_onnx
+    from relax.io.onnx_import import from_onnx
 
     return from_onnx(path)
 
@@ -76,7 +76,7 @@ def run_instance(instance: Instance, method: str, options, timeout: float | None
     import time
 
     from relax.verify import verify
-    from relax.vnnlib import read_vnnlib
+    from relax.io.vnnlib import read_vnnlib
 
     start = time.monotonic()
     limit = timeout if timeout is not None else instance.timeout

@@ -20,15 +20,14 @@ import logging
 import time
 from typing import Callable, Sequence
 
-import numpy as np
 
-from relax.attack import pgd_attack
+from relax.search.attack import pgd_attack
 from relax.bounds import bound_specs
 from relax.errors import UsageError
 from relax.network import Network
 from relax.result import Result, Verdict
 from relax.spec import Spec
-from relax.verify_types import BoundOutcome, VerifyOptions
+from relax.protocol import BoundOutcome, VerifyOptions
 
 __all__ = ["verify", "VerifyOptions", "BOUND_METHODS", "FLOAT_SLACK", "BoundOutcome"]
 
@@ -64,12 +63,12 @@ def _lazy(module: str, function: str) -> BoundMethod:
 BOUND_METHODS: dict[str, BoundMethod] = {
     "ibp": _bound_propagation("ibp"),
     "crown": _bound_propagation("crown"),
-    "lp": _lazy("relax.exact", "lp_method"),
-    "exact": _lazy("relax.exact", "exact_method"),
-    "milp": _lazy("relax.exact", "milp_method"),
-    "sdp": _lazy("relax.sdp", "sdp_method"),
-    "sdp-dual1": _lazy("relax.sdp_dual1", "sdp_dual1_method"),
-    "crc": _lazy("relax.crc", "crc_method"),
+    "lp": _lazy("relax.lp.method", "lp_method"),
+    "exact": _lazy("relax.search.exact", "exact_method"),
+    "milp": _lazy("relax.search.milp", "milp_method"),
+    "sdp": _lazy("relax.sdp.method", "sdp_method"),
+    "sdp-dual1": _lazy("relax.sdp.dual1", "sdp_dual1_method"),
+    "crc": _lazy("relax.certificates.crc", "crc_method"),
     "krelu": _lazy("relax.krelu.method", "krelu_method"),
 }
 

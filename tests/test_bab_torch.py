@@ -1,6 +1,6 @@
 """alpha-CROWN and the batched beta-CROWN branch and bound against independent references.
 
-References: the exact MILP optimum (HiGHS through :func:`relax.exact.milp_margin`) and
+References: the exact MILP optimum (HiGHS through :func:`relax.search.milp.milp_margin`) and
 dense sampling on tiny random ReLU networks.  Checks: alpha-CROWN is never looser than
 CROWN and never above the exact value; its intermediate bounds contain every sample;
 branch and bound agrees with the MILP's sign, with real counterexamples; a time
@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from relax import Verdict, robustness, verify
-from relax.bab_torch import BabSettings, root_alpha_bounds, torch_branch_and_bound
+from relax.search.beta_crown import BabSettings, root_alpha_bounds, torch_branch_and_bound
 from relax.bounds import bound_specs
-from relax.exact import intermediate_bounds, milp_margin
+from relax.lp.method import intermediate_bounds
+from relax.search.milp import milp_margin
 from tests.helpers import random_network, sample_box
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from relax.bounds import bound_specs
 from relax.bounds.relaxations import relax_activation
-from relax.network import Affine, Network, ReLU, Sigmoid, Softplus, Tanh
+from relax.network import Affine, Network, ReLU
 from relax.spec import Conjunction, Spec, robustness
 from tests.helpers import ACTIVATIONS, random_network, sample_box
 

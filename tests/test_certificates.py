@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from relax.crc import crc_pair_bounds, crc_radii, curvature_bounds, smooth_two_layer
+from relax.certificates.crc import crc_radii, curvature_bounds, smooth_two_layer
 from relax.errors import SpecError, UsageError
-from relax.exact import intermediate_bounds, milp_margin
-from relax.sdp_dual1 import (certificate_value, one_hidden_relu, optimise_c, pair_gains,
+from relax.lp.method import intermediate_bounds
+from relax.search.milp import milp_margin
+from relax.sdp.dual1 import (certificate_value, one_hidden_relu, optimise_c, pair_gains,
                              pair_matrix, shifted_certificate)
 from relax.spec import robustness
 from relax.verify import verify

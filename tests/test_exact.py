@@ -16,12 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relax import Verdict, robustness, verify
-from relax.bab import branch_and_bound
+from relax.search.lp_bab import branch_and_bound
 from relax.bounds import bound_specs
-from relax.exact import intermediate_bounds, lp_disjunct_bounds, milp_margin
-from relax.tighten import tighten_bounds
+from relax.lp.method import intermediate_bounds, lp_disjunct_bounds
+from relax.search.milp import milp_margin
+from relax.lp.tighten import tighten_bounds
 from relax.verify import FLOAT_SLACK
-from relax.verify_types import VerifyOptions
+from relax.protocol import VerifyOptions
 from tests.helpers import random_network, sample_box
 
 

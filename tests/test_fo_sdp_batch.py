@@ -1,4 +1,4 @@
-"""Batched fo-sdp (``solvers.backends.fo_sdp.solve_batch``, ``relax.sdp.sdp_bounds``).
+"""Batched fo-sdp (``solvers.backends.fo_sdp.solve_batch``, ``relax.sdp.method.sdp_bounds``).
 
 References: the one-problem-at-a-time solver (same algorithm, unbatched algebra), the
 per-problem :class:`_Operator` and dense ``eigh`` for the batched linear algebra,
@@ -15,8 +15,9 @@ import pytest
 
 from relax import robustness
 from relax.bounds import bound_specs
-from relax.exact import milp_margin
-from relax.sdp import layered_program, sdp_bound, sdp_bounds, solve_row
+from relax.search.milp import milp_margin
+from relax.sdp.encode import layered_program
+from relax.sdp.method import sdp_bound, sdp_bounds, solve_row
 from relax.spec import Spec
 from solvers import SolveOptions, get_solver
 from solvers.backends import fo_sdp

@@ -12,11 +12,11 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from relax.conv import conv2d_matrix
+from relax.io.conv import conv2d_matrix
 from relax.errors import NetworkError, UnsupportedOperatorError
 from relax.network import Network
-from relax.onnx_import import from_onnx
-from relax.torch_import import from_torch
+from relax.io.onnx_import import from_onnx
+from relax.io.torch_import import from_torch
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from relax.bounds import bound_specs
-from relax.exact import lp_disjunct_bounds, milp_margin
+from relax.lp.method import lp_disjunct_bounds
+from relax.search.milp import milp_margin
 from relax.krelu import (KreluConfig, OctahedronBounder, directions, exact_hull, fast_hull,
                          graph_points, krelu_disjunct_bounds, krelu_tighten, select_groups)
 from relax.spec import robustness
@@ -134,8 +135,9 @@ def test_verify_with_krelu_method_is_registered_and_sound():
 
 def test_sdp_with_krelu_cuts_is_never_looser_and_sound():
     from relax.krelu.encode import dense_rows
-    from relax.lp import encode_triangle
-    from relax.sdp import encode_sdp, solve_row
+    from relax.lp.encode import encode_triangle
+    from relax.sdp.encode import encode_sdp
+    from relax.sdp.method import solve_row
 
     net, spec, _ = _instance(1, widths=(4, 6, 6, 3), eps=0.4)
     bounds = bound_specs(net, [spec])[0].layers
@@ -157,7 +159,7 @@ def test_sdp_with_krelu_cuts_is_never_looser_and_sound():
 
 
 def test_branch_and_bound_with_krelu_rows_agrees_with_the_milp():
-    from relax.bab import branch_and_bound
+    from relax.search.lp_bab import branch_and_bound
     from relax.krelu import add_rows
 
     net, spec, _ = _instance(2, widths=(5, 10, 10, 3), eps=0.5)
@@ -242,7 +244,7 @@ def test_alpha_feedback_over_lp_tightened_bounds_is_sound_and_never_looser():
 def test_torch_bab_from_lp_tightened_bounds_agrees_with_the_milp():
     """alpha/beta-CROWN branch and bound started from LP-tightened (k-ReLU) layer bounds:
     complete on a tiny net, its bound never above the MILP optimum, same sign."""
-    from relax.bab_torch import torch_branch_and_bound
+    from relax.search.beta_crown import torch_branch_and_bound
 
     for seed, eps in ((2, 0.5), (1, 0.3)):
         net, spec, _ = _instance(seed, widths=(5, 10, 10, 3), eps=eps)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import shutil
 import struct
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 
 from relax.data import default_images, default_network_path
 from relax.errors import DataError
-from relax.mnist import load_mnist
+from relax.io.mnist import load_mnist
 
 
 def _write_idx(path, magic, dims, payload, compress=False):

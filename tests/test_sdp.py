@@ -20,11 +20,13 @@ import pytest
 from relax import Verdict, robustness, verify
 from relax.bounds import bound_specs
 from relax.errors import UsageError
-from relax.exact import lp_disjunct_bounds, milp_margin
+from relax.lp.method import lp_disjunct_bounds
+from relax.search.milp import milp_margin
 from relax.network import Affine, Network
-from relax.sdp import encode_sdp, layered_program, sdp_bound, solve_row, triangle_index
+from relax.sdp.encode import encode_sdp, layered_program, triangle_index
+from relax.sdp.method import sdp_bound, solve_row
 from relax.spec import Conjunction, Spec
-from relax.verify_types import VerifyOptions
+from relax.protocol import VerifyOptions
 from solvers import ProblemKind, SolveOptions, UnsupportedProblem, get_solver
 from solvers.backends import fo_sdp
 from tests.helpers import random_network, sample_box

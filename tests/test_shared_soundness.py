@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from relax import from_onnx, read_vnnlib
-from relax.attack import AttackOptions, pgd_attack
+from relax.search.attack import AttackOptions, pgd_attack
 from relax.bounds import bound_specs
 from tests.helpers import sample_box
 

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from relax.onnx_import import from_onnx
+from relax.io.onnx_import import from_onnx
 from relax.train import TrainConfig, train
 from relax.train.export import export_onnx
 from relax.train.models import mlp
@@ -70,7 +70,7 @@ def test_onnx_export_round_trips(tmp_path):
 
 from relax.bounds import bound_specs  # noqa: E402
 from relax.spec import robustness  # noqa: E402
-from relax.train.bounds import ibp_bounds, ibp_margin, input_box, layers_of, linear_margin, margin_matrix  # noqa: E402
+from relax.train.bounds import ibp_bounds, ibp_margin, input_box, layers_of, margin_matrix  # noqa: E402
 from relax.train.crown_ibp import crown_ibp_margin  # noqa: E402
 from relax.train.evaluate import as_network, certified, pgd_broken  # noqa: E402
 from relax.train.ibp import IBPLoss  # noqa: E402

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relax import Result, Verdict, robustness, verify
-from relax.attack import pgd_attack
+from relax.search.attack import pgd_attack
 from relax.errors import SpecError, UsageError
 from relax.verify import FLOAT_SLACK
 from tests.helpers import random_network, sample_box

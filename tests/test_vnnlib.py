@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from relax.errors import SpecError, VnnlibSyntaxError
 from relax.spec import robustness
-from relax.vnnlib import MAX_DNF_TERMS, parse_vnnlib, read_vnnlib
+from relax.io.vnnlib import MAX_DNF_TERMS, parse_vnnlib, read_vnnlib
 
 
 def _declare(n_in: int, n_out: int) -> str:

@@ -1,4 +1,4 @@
-r"""k-ReLU rows for the triangle LP (:mod:`relax.lp`).
+r"""k-ReLU rows for the triangle LP (:mod:`relax.lp.encode`).
 
 A hull row ``a_x^T z_G + a_y^T a_G <= b`` of a group ``G`` of layer ``j`` is
 added on new variables ``z_S`` for the neurons ``S`` of layer ``j`` that belong to
@@ -23,7 +23,7 @@ from relax.errors import UsageError
 from relax.krelu.groups import select_groups
 from relax.krelu.hull import hull_rows
 from relax.krelu.octahedron import OctahedronBounder
-from relax.lp import LpEncoding
+from relax.lp.encode import LpEncoding
 from relax.network import Network
 from solvers.program import LinearProgram, VariableBlock
 

@@ -3,7 +3,7 @@
 Pipeline per property: CROWN (stop if it proves the property); then the
 intermediate layer bounds, from one of two sources (option ``krelu_bounds``):
 
-- ``"alpha"`` (default): alpha-CROWN (:func:`relax.bab_torch.root_alpha_bounds`,
+- ``"alpha"`` (default): alpha-CROWN (:func:`relax.search.beta_crown.root_alpha_bounds`,
   slopes optimised for the open disjuncts, intermediate bounds recomputed under the
   slopes, float64).  Every disjunct's layer bounds are valid over the whole box, so
   their intersection (and with CROWN's) is valid.  Then the last ``krelu_lp_layers``
@@ -24,11 +24,11 @@ intermediate layer bounds, from one of two sources (option ``krelu_bounds``):
 disjunct's LP with all rows gives a safe margin bound (intersected with CROWN's).
 With option ``krelu_bab`` (true or "lp"), LP branch and bound with the rows at every node
 runs on the disjuncts still open, until the deadline; with ``krelu_bab="torch"``
-alpha/beta-CROWN branch and bound (:func:`relax.bab_torch.torch_branch_and_bound`) starts
+alpha/beta-CROWN branch and bound (:func:`relax.search.beta_crown.torch_branch_and_bound`) starts
 from the LP-tightened layer bounds instead (valid over the whole box, hence in every
 sub-domain).
 Every bound that can make a verdict *holds* is a float64 (alpha-)CROWN bound or comes
-from :meth:`relax.lp_runner.LpRunner.lower_bound` (recomputed from the dual vector
+from :meth:`relax.lp.runner.LpRunner.lower_bound` (recomputed from the dual vector
 over the variable box), so hull or solver round-off cannot make it unsound.
 """
 
@@ -43,12 +43,12 @@ import numpy as np
 from relax.bounds import Bounds, bound_specs, refine_bounds
 from relax.errors import UsageError
 from relax.krelu.encode import KreluConfig, LayerRows, add_rows, layer_rows
-from relax.lp import encode_triangle
-from relax.lp_runner import DEFAULT_LP_SOLVER, LpRunner
+from relax.lp.encode import encode_triangle
+from relax.lp.runner import DEFAULT_LP_SOLVER, LpRunner
 from relax.network import Network
-from relax.objectives import disjunct_objective
+from relax.lp.objectives import disjunct_objective
 from relax.spec import Spec
-from relax.verify_types import BoundOutcome, VerifyOptions
+from relax.protocol import BoundOutcome, VerifyOptions
 from solvers.backend import SolveOptions
 
 __all__ = ["krelu_method", "krelu_tighten", "krelu_disjunct_bounds", "config_from_options"]
@@ -157,9 +157,9 @@ def krelu_disjunct_bounds(network: Network, spec: Spec, bounds: Bounds, layers: 
 
 
 def _branch(network, spec, bounds, layers, per_disjunct, solver, deadline):
-    """LP branch and bound (:mod:`relax.bab`) with the k-ReLU rows at every node, on the
+    """LP branch and bound (:mod:`relax.search.lp_bab`) with the k-ReLU rows at every node, on the
     disjuncts the LP left open, weakest first, until the deadline."""
-    from relax.bab import branch_and_bound
+    from relax.search.lp_bab import branch_and_bound
     from relax.krelu.encode import add_rows
 
     per_disjunct = per_disjunct.copy()
@@ -189,7 +189,7 @@ def alpha_layer_bounds(network: Network, spec: Spec, bounds: Bounds, disjuncts,
     Sound: each domain's layer bounds are float64 CROWN bounds for some slopes in
     ``[0, 1]`` over the whole box, given valid bounds of the layers below, so their
     intersection with valid bounds is valid."""
-    from relax.bab_torch import BabSettings, root_alpha_bounds
+    from relax.search.beta_crown import BabSettings, root_alpha_bounds
 
     disjuncts = list(disjuncts)
     out = np.full(len(spec.disjuncts), -np.inf)
@@ -235,10 +235,10 @@ class _AlphaFeedback:
 
 
 def _torch_branch(network, spec, bounds, per_disjunct, deadline):
-    """alpha/beta-CROWN branch and bound (:func:`relax.bab_torch.torch_branch_and_bound`) on
+    """alpha/beta-CROWN branch and bound (:func:`relax.search.beta_crown.torch_branch_and_bound`) on
     the disjuncts still open, from the (LP-tightened) layer bounds: they are valid over the
     whole box, so they bound every sub-domain's intermediate layers too."""
-    from relax.bab_torch import torch_branch_and_bound
+    from relax.search.beta_crown import torch_branch_and_bound
 
     per_disjunct = per_disjunct.copy()
     todo = np.flatnonzero(per_disjunct <= 0)

@@ -3,7 +3,7 @@
 * :class:`CurvaturePenalty`: ``gamma * mean_{y != t} K_yt`` where
   ``K_yt = ||diag(sqrt p) W||_2^2`` bounds the Hessian eigenvalues of ``f_t - f_y``
   everywhere (``p_k = max(v_k s_lo, v_k s_hi)``, ``v = V_t - V_y``; see
-  :mod:`relax.crc`).  The spectral norm is tracked by warm-started power iteration
+  :mod:`relax.certificates.crc`).  The spectral norm is tracked by warm-started power iteration
   (batched over pairs) and differentiated through its singular vector:
   ``K ~= ||diag(sqrt p) W w||^2`` for the top right singular vector ``w``.
 * :class:`L2PGDLoss`: cross-entropy on l2 PGD adversarial examples (radius ``eps``,
@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from relax.crc import SECOND_DERIVATIVE_RANGE
+from relax.certificates.crc import SECOND_DERIVATIVE_RANGE
 from relax.errors import UsageError
 
 __all__ = ["CurvaturePenalty", "L2PGDLoss", "pgd_l2", "smooth_two_layer_module"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from relax.errors import DataError
-from relax.mnist import load_mnist
+from relax.io.mnist import load_mnist
 
 __all__ = ["mnist_tensors", "default_mnist_root"]
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -36,7 +35,7 @@ def as_network(model_or_network: nn.Module | Network, input_size: int | None = N
     """The float64 IR of a torch model (or the network itself)."""
     if isinstance(model_or_network, Network):
         return model_or_network
-    from relax.torch_import import from_torch
+    from relax.io.torch_import import from_torch
 
     if input_size is None:
         first = next(m for m in model_or_network.modules() if isinstance(m, nn.Linear))

@@ -1,4 +1,4 @@
-"""Export a trained model to ONNX (readable by :func:`relax.onnx_import.from_onnx`)."""
+"""Export a trained model to ONNX (readable by :func:`relax.io.onnx_import.from_onnx`)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """SDP-cert training (Raghunathan, Steinhardt & Liang, ICLR 2018) as a loss term.
 
 For a one-hidden-layer ReLU model and every unordered class pair ``(i, j)`` the
-certificate of :mod:`relax.sdp_dual1` bounds the worst-case growth of ``f_j - f_i``
+certificate of :mod:`relax.sdp.dual1` bounds the worst-case growth of ``f_j - f_i``
 over the l-inf ball of radius ``eps``.  With ``A = M(v_ij, eps W) - diag(c_ij)``
 (``D = 1 + d + m``) training uses its shift-invariant form
 
@@ -12,7 +12,7 @@ valid for every ``c`` (``<M, Y> = <A, Y> + 1^T c <= lambda_max(A) tr Y + 1^T c``
 shift ``t = lambda_max(A)`` it equals the paper's
 ``(1/4)[D lambda_max^+(A) + 1^T max(c, 0)]`` (then ``lambda_max(A) = 0``, and
 ``c >= 0`` because ``lambda_max(A)`` is at least every diagonal entry ``A_kk = -c_k``).  Each call shifts ``c`` that way, so the ``c`` handed to the sound
-certifier (:func:`relax.sdp_dual1.shifted_certificate`) loses nothing.  Unlike the
+certifier (:func:`relax.sdp.dual1.shifted_certificate`) loses nothing.  Unlike the
 paper's form it has no kink at ``lambda_max = 0``, so the weights get a gradient at
 every step.
 
@@ -46,7 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from relax.errors import UsageError
-from relax.sdp_dual1 import pair_matrix
+from relax.sdp.dual1 import pair_matrix
 from relax.train.lanczos import lanczos_top
 
 __all__ = ["SDPCertLoss", "two_layer_weights"]
@@ -114,7 +114,7 @@ class SDPCertLoss(nn.Module):
         return self.c_hat * self.c_scale
 
     def duals(self) -> dict[tuple[int, int], np.ndarray]:
-        """``{(i, j): c_ij}`` in float64, the ``sdp_c`` start of :mod:`relax.sdp_dual1`."""
+        """``{(i, j): c_ij}`` in float64, the ``sdp_c`` start of :mod:`relax.sdp.dual1`."""
         c = self.c.detach().double().cpu().numpy()
         return {tuple(p): c[k] for k, p in enumerate(self.pairs.tolist())}
 

@@ -28,6 +28,8 @@ wrong shape is ignored with a log message.  :class:`HighsSession` keeps one
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import math
 import time
 from dataclasses import dataclass, replace
@@ -66,11 +68,41 @@ _STATUS = {  # HighsModelStatus name -> Status
 
 
 def _highspy():
+    """The ``highspy`` module, after its one-time start-up (see :func:`_start_quietly`)."""
     try:
         import highspy
     except ImportError as exc:  # pragma: no cover - highspy is a dependency
         raise SolverUnavailable(f"highspy is not installed ({exc})") from exc
+    _start_quietly(highspy)
     return highspy
+
+
+_STARTED: dict[str, Any] = {}
+
+
+def _start_quietly(highspy) -> None:
+    """Create the process's first ``Highs`` object with file descriptor 1 sent to
+    ``/dev/null``: HiGHS's C++ core prints its copyright banner on the process's standard
+    output when the first instance is built, before any option can switch it off, and a
+    library must never write to its caller's stdout (``relax verify --json`` prints one
+    JSON object there)."""
+    if _STARTED:
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as sink:
+            os.dup2(sink.fileno(), 1)
+            _STARTED["first"] = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+#: HiGHS's thread pool is global to the process and fixed by the first ``run``; setting
+#: ``threads`` to another value afterwards makes every later ``run`` fail ("Not Set").
+#: So the first request (or HiGHS's default) wins for the whole process.
+_THREADS: dict[str, int] = {}
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,9 +173,18 @@ def _apply_options(h, options: SolveOptions, is_mip: bool) -> None:
         if is_mip:
             _set_option(h, "mip_feasibility_tolerance", tol)
     if options.threads is not None:
-        _set_option(h, "threads", int(options.threads))
+        _request_threads(h, int(options.threads))
     for key, value in options.extra:
         _set_option(h, key, value)
+
+
+def _request_threads(h, threads: int) -> None:
+    """Set ``threads`` only while HiGHS's global pool has not started (see :data:`_THREADS`)."""
+    fixed = _THREADS.get("pool")
+    if fixed is None:
+        _set_option(h, "threads", threads)
+    elif fixed != threads:
+        log.debug("HiGHS keeps its process-wide pool of %d threads (asked for %d)", fixed, threads)
 
 
 def _option(h, key: str) -> Any:
@@ -155,6 +196,7 @@ def _run(h) -> float:
     """``h.run()``; an 'unbounded or infeasible' verdict of presolve is re-checked
     without presolve.  Returns the seconds spent inside ``run``."""
     start = time.perf_counter()
+    _THREADS.setdefault("pool", int(_option(h, "threads")))
     h.run()
     if h.getModelStatus().name == "kUnboundedOrInfeasible" and _option(h, "presolve") != "off":
         presolve = _option(h, "presolve")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from relax.attack import AttackOptions
+from relax.search.attack import AttackOptions
 
 __all__ = ["VerifyOptions", "BoundOutcome"]
 
@@ -17,6 +17,9 @@ class VerifyOptions:
 
     solver: str | None = None
     device: str = "cpu"
+    #: compute the method's own bound on every disjunct: no early exit when a cheaper
+    #: bound already proves the property, no attack (``relax bound``; tightness tables)
+    bound_only: bool = False
     attack: AttackOptions = field(default_factory=AttackOptions)
     extra: tuple[tuple[str, object], ...] = ()
 

@@ -22,7 +22,7 @@ import onnx
 import scipy.sparse as sp
 from onnx import numpy_helper
 
-from relax.conv import conv2d_matrix, last_axis_matrix
+from relax.io.conv import conv2d_matrix, last_axis_matrix
 from relax.errors import NetworkError, UnsupportedOperatorError
 from relax.network import Affine, Layer, Network, ReLU, Sigmoid, Softplus, Tanh
 
@@ -197,7 +197,7 @@ def _div(node: _Node, shape: Shape) -> Step:
 
 
 def _conv(node: _Node, shape: Shape) -> Step:
-    """2-D convolution (group 1) lowered to a sparse matrix by :func:`relax.conv.conv2d_matrix`."""
+    """2-D convolution (group 1) lowered to a sparse matrix by :func:`relax.io.conv.conv2d_matrix`."""
     weight = node.constant(1, "weight")
     if weight.ndim != 4:
         raise node.unsupported(f"only 2-D convolutions, got a weight of shape {weight.shape}")

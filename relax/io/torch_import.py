@@ -3,7 +3,7 @@
 Modules are visited in order; each supported module type is handled by one
 small function in :data:`_HANDLERS` that receives the module and the current
 tensor shape (batch dimension excluded) and returns the IR layers and the new
-shape.  Convolutions share :func:`relax.conv.conv2d_matrix` with the ONNX
+shape.  Convolutions share :func:`relax.io.conv.conv2d_matrix` with the ONNX
 importer.  Parameters are copied to float64.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from relax.conv import conv2d_matrix, last_axis_matrix
+from relax.io.conv import conv2d_matrix, last_axis_matrix
 from relax.errors import NetworkError, UnsupportedOperatorError
 from relax.network import Affine, Layer, Network, ReLU, Sigmoid, Softplus, Tanh
 
@@ -71,7 +71,7 @@ def _linear(name: str, module: nn.Linear, shape: Shape) -> Step:
 
 
 def _conv2d(name: str, module: nn.Conv2d, shape: Shape) -> Step:
-    """2-D convolution (groups 1, zero padding) lowered by :func:`relax.conv.conv2d_matrix`."""
+    """2-D convolution (groups 1, zero padding) lowered by :func:`relax.io.conv.conv2d_matrix`."""
     if module.groups != 1 or module.padding_mode != "zeros":
         detail = f"groups={module.groups}, padding_mode={module.padding_mode}"
         raise _unsupported(name, module, detail)

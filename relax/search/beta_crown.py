@@ -14,7 +14,7 @@ Decides ``min_x margin(f(x)) > 0`` over a property's box for ReLU networks.
 - A domain is closed when its bound is positive (every bound is a float64 CROWN
   bound for some ``alpha in [0,1]``, ``beta >= 0``: sound by construction) or when
   it is empty (``l > u``).  A domain with no unstable ReLU left is decided by the
-  LP of :mod:`relax.bab` with those phases fixed (exact there: a safe dual bound
+  LP of :mod:`relax.search.lp_bab` with those phases fixed (exact there: a safe dual bound
   or an optimum that is checked as a counterexample).
 - Every evaluated domain proposes the input minimising its linear bound; it is a
   counterexample only after the float64 check of :meth:`relax.spec.Spec.is_violated_by`.
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from relax.bab import BabOutcome, _Tree
+from relax.search.lp_bab import BabOutcome, _Tree
 from relax.bounds import Bounds
 from relax.bounds.alpha import alpha_crown
 from relax.bounds.crown import crown_layer_bounds

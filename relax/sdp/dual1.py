@@ -50,7 +50,7 @@ import scipy.linalg
 from relax.errors import UsageError
 from relax.network import Network, ReLU
 from relax.spec import Spec
-from relax.verify_types import BoundOutcome, VerifyOptions
+from relax.protocol import BoundOutcome, VerifyOptions
 
 __all__ = [
     "one_hidden_relu", "pair_matrix", "certificate_value", "safe_lambda_max",

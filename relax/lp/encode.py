@@ -20,7 +20,6 @@ The MILP adds a binary ``d`` per unstable neuron: ``a <= u d``,
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
 import numpy as np

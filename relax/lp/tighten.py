@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from relax.bounds import Bounds, refine_bounds
-from relax.lp import encode_triangle
-from relax.lp_runner import LpRunner
+from relax.lp.encode import encode_triangle
+from relax.lp.runner import LpRunner
 from relax.network import Network
 from solvers.backend import SolveOptions
 

@@ -1,6 +1,6 @@
 """Lowering of structured linear operators to matrices on C-order flattened tensors.
 
-Both importers (:mod:`relax.onnx_import`, :mod:`relax.torch_import`) use these
+Both importers (:mod:`relax.io.onnx_import`, :mod:`relax.io.torch_import`) use these
 helpers, so a convolution or a last-axis matrix product means the same matrix
 whichever format the network came from.
 """

@@ -1,6 +1,6 @@
 """Branch and bound over ReLU phases with safe LP bounds on every node.
 
-The LP is the relaxation of the big-M MILP (:func:`relax.lp.encode_milp`): one
+The LP is the relaxation of the big-M MILP (:func:`relax.lp.encode.encode_milp`): one
 variable ``d in [0, 1]`` per unstable neuron.  Branching fixes ``d`` to 0
 (inactive: ``a = 0``, ``z <= 0``) or 1 (active: ``a = z``, ``z >= 0``) through
 *variable bounds only*, so the model stays loaded and each node is a hot start.
@@ -31,10 +31,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from relax.bounds import Bounds
-from relax.lp import encode_milp
-from relax.lp_runner import LpRunner
+from relax.lp.encode import encode_milp
+from relax.lp.runner import LpRunner
 from relax.network import Network
-from relax.objectives import disjunct_objective
+from relax.lp.objectives import disjunct_objective
 from relax.spec import Conjunction, Spec
 
 __all__ = ["BabOutcome", "branch_and_bound"]

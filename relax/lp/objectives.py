@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from relax.lp import LpEncoding
+from relax.lp.encode import LpEncoding
 from relax.spec import Conjunction
 from solvers.program import LinearProgram, VariableBlock
 

@@ -52,7 +52,7 @@ from relax.bounds.relaxations import activation_derivative, activation_value
 from relax.errors import UsageError
 from relax.network import Network, Sigmoid, Softplus, Tanh
 from relax.spec import Spec
-from relax.verify_types import BoundOutcome, VerifyOptions
+from relax.protocol import BoundOutcome, VerifyOptions
 
 __all__ = [
     "SECOND_DERIVATIVE_RANGE", "smooth_two_layer", "curvature_bounds", "crc_pair_bounds",

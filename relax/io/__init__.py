@@ -1,0 +1,1 @@
+"""Reading networks, properties and data: ONNX and torch importers, convolution lowering, VNNLIB, MNIST."""

@@ -1,0 +1,1 @@
+"""Complete search: the attack, LP branch and bound, batched beta-CROWN branch and bound, the ``exact`` and ``milp`` methods."""

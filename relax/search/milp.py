@@ -1,0 +1,111 @@
+"""The ``milp`` verification method and exact MILP values.
+
+``milp``: PGD, then the big-M MILP with a MILP-capable solver (its optimal point is a
+counterexample candidate, checked in float64), then ``exact`` in the remaining
+time.  A MILP solver's own bound rests on its tolerances, so *holds* still comes
+only from branch and bound with safe leaf bounds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Sequence
+
+import numpy as np
+
+from relax.bounds import Bounds, bound_specs
+from relax.errors import UsageError
+from relax.lp.encode import encode_milp
+from relax.lp.method import lp_disjunct_bounds
+from relax.lp.objectives import disjunct_objective
+from relax.lp.runner import DEFAULT_LP_SOLVER
+from relax.network import Network
+from relax.protocol import BoundOutcome, VerifyOptions
+from relax.search.attack import pgd_attack
+from relax.search.exact import _exact_one
+from relax.spec import Spec
+
+__all__ = ["milp_method", "milp_margin"]
+
+
+def milp_margin(network: Network, spec: Spec, bounds: Bounds, solver: str = "highs",
+                time_limit: float | None = None) -> float | None:
+    """The exact minimum margin from the big-M MILP (``None`` if not solved to optimality).
+
+    Disjuncts are solved in order of their LP bound; one whose LP bound is already
+    above the best MILP value found cannot hold the minimum and is skipped.  This is
+    a *value* for comparison tables, resting on the MILP solver's tolerances;
+    verdicts never use it (they come from :func:`exact_method`).
+    """
+    from solvers import SolveOptions, get_solver
+    from solvers.solution import Status
+
+    backend = get_solver(solver)
+    deadline = None if time_limit is None else time.monotonic() + time_limit
+    lp_bounds = lp_disjunct_bounds(network, spec, bounds, None, deadline)
+    encoding = encode_milp(network, spec.lower, spec.upper, bounds)
+    best = math.inf
+    for j in np.argsort(lp_bounds):
+        if lp_bounds[j] >= best:
+            break
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return None
+        objective = disjunct_objective(encoding, spec.disjuncts[j])
+        program = objective.program.with_objective(objective.c, objective.c0)
+        solution = backend.solve(program, SolveOptions(time_limit=remaining))
+        if solution.status is not Status.OPTIMAL or solution.objective is None:
+            return None
+        best = min(best, solution.objective)
+    return float(best)
+
+
+def milp_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
+    """MILP counterexample search, then certified branch and bound (module docstring)."""
+    from solvers import get_solver
+    from solvers.program import ProblemKind
+
+    solver = options.solver or DEFAULT_LP_SOLVER
+    backend = get_solver(solver)
+    if ProblemKind.MILP not in backend.kinds:
+        accepts = ", ".join(sorted(k.value for k in backend.kinds))
+        raise UsageError(f"solver {solver!r} cannot take MILP problems (it accepts: {accepts})")
+    lp_solver = solver if ProblemKind.LP in backend.kinds else DEFAULT_LP_SOLVER
+    outcomes = []
+    for spec in specs:
+        cex = pgd_attack(network, spec, options.attack, deadline)
+        if cex is None:
+            cex = _milp_counterexample(network, spec, solver, _halfway(deadline))
+        if cex is not None:
+            outcomes.append(BoundOutcome(-math.inf, solver, cex))
+        else:
+            outcomes.append(_exact_one(network, spec, deadline, options, lp_solver))
+    return outcomes
+
+
+def _halfway(deadline: float | None) -> float | None:
+    return None if deadline is None else time.monotonic() + (deadline - time.monotonic()) / 2
+
+
+def _milp_counterexample(network, spec, solver, deadline) -> np.ndarray | None:
+    """The MILP optimum of each disjunct, kept only if the float64 check confirms it."""
+    from solvers import SolveOptions, get_solver
+
+    crown = bound_specs(network, [spec], "crown")[0]
+    if crown.bound > 0:
+        return None
+    encoding = encode_milp(network, spec.lower, spec.upper, crown.layers)
+    inputs = encoding.program.block("input").indices
+    for disjunct in spec.disjuncts:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            break
+        objective = disjunct_objective(encoding, disjunct)
+        program = objective.program.with_objective(objective.c, objective.c0)
+        solution = get_solver(solver).solve(program, SolveOptions(time_limit=remaining))
+        if solution.x is not None:
+            x = np.clip(solution.x[inputs], spec.lower, spec.upper)
+            if spec.is_violated_by(x, network.forward(x)):
+                return x
+    return None
