@@ -1,4 +1,4 @@
-"""alpha-CROWN on batches of ReLU sub-domains (Xu et al. 2021), float64, in torch.
+"""alpha-CROWN on batches of sub-domains (Xu et al. 2021), float64, in torch.
 
 A *domain* is the input box together with valid pre-activation bounds
 ``l_k <= z_k <= u_k`` of every hidden layer (tighter than the box implies when
@@ -8,14 +8,22 @@ For an unstable ReLU (``l < 0 < u``) any lower line ``alpha z`` with
 ``relu`` on ``[l, u]``, so the CROWN backward pass (see :mod:`relax.bounds.crown`)
 
     Lambda <- Lambda W_k,  c <- c + Lambda b_k
-    c <- c + Lambda^- c_up,  Lambda <- Lambda^+ diag(alpha) + Lambda^- diag(a_up)
+    c <- c + Lambda^+ c_lo + Lambda^- c_up,
+    Lambda <- Lambda^+ diag(a_lo) + Lambda^- diag(a_up)
 
 gives, for *every* ``alpha``, a lower bound on ``C z_L`` over all inputs of the
 box whose pre-activations lie in the domain's bounds.  alpha-CROWN maximises this
-bound over ``alpha`` by projected gradient ascent (Adam).  One ``alpha`` per
-domain and neuron is shared by the final objective and every intermediate layer
-(whose bounds are recomputed with the same ``alpha``, for the neurons that are
-unstable in the given bounds), so intermediate bounds tighten along with the
+bound over ``alpha`` by projected gradient ascent (Adam, exponentially decayed
+step).  Sigmoid, tanh and softplus layers use the fixed sound lines of
+:func:`relax.bounds.relaxations.relax_smooth` on their current bounds (tangent or
+chord slope, offsets computed exactly); only ReLU slopes are optimised.
+
+Every objective row has its own slopes (``alpha`` has shape (batch, rows, n_k)):
+the bound of each row is valid for any choice, so rows need not share.  With
+``refine`` the unstable neurons of every intermediate layer ``t >= 1`` are
+re-bounded by the same backward pass, each bound row (``+-e_i``) with its *own*
+slopes of the layers below (``per_layer_alpha``; as auto_LiRPA does), and
+intersected with the given bounds, so intermediate bounds tighten along with the
 final one.  Because every ``alpha`` is sound, the best value seen over the
 iterations is kept.  An empty domain (``l > u`` somewhere after intersection)
 has bound ``+inf``.
@@ -32,21 +40,63 @@ with ``alpha``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from relax.bounds.ibp import affine_interval
+from relax.bounds.relaxations import relax_smooth
 from relax.bounds.torch_network import TorchNetwork
+from relax.errors import UsageError
 
-__all__ = ["DomainBounds", "alpha_crown", "domain_bounds"]
+__all__ = ["AlphaSettings", "Domains", "DomainBounds", "alpha_crown", "check_activations"]
+
+SMOOTH = ("sigmoid", "tanh", "softplus")
+
+
+@dataclass(frozen=True)
+class AlphaSettings:
+    """Adam ``iterations`` and step sizes (``lr`` for ``alpha``, ``lr_beta`` for ``beta``),
+    multiplied by ``lr_decay`` after every step; ``refine``: recompute the unstable
+    intermediate bounds under the optimised slopes; ``per_layer_alpha``: every
+    intermediate bound row has its own slopes (else one set shared with the objective)."""
+
+    iterations: int = 20
+    lr: float = 0.1
+    lr_beta: float = 0.05
+    lr_decay: float = 0.98
+    refine: bool = True
+    per_layer_alpha: bool = True
+
+
+@dataclass(frozen=True, eq=False)
+class Domains:
+    """A batch of domains: input boxes ``lower, upper`` (batch, n_in); objective rows
+    ``objective`` (batch, rows, n_out) minus ``offsets`` (batch, rows); valid layer bounds
+    ``prior_lower/upper[k]`` (batch, n_k); optional split ``signs[k]`` (batch, n_k)."""
+
+    lower: torch.Tensor
+    upper: torch.Tensor
+    objective: torch.Tensor
+    prior_lower: list
+    prior_upper: list
+    offsets: torch.Tensor | None = None
+    signs: list | None = None
+
+    def to(self, dtype) -> "Domains":
+        cast = (lambda t: None if t is None else t.to(dtype))
+        lists = (lambda ts: None if ts is None else [cast(t) for t in ts])
+        return Domains(cast(self.lower), cast(self.upper), cast(self.objective),
+                       lists(self.prior_lower), lists(self.prior_upper), cast(self.offsets),
+                       lists(self.signs))
 
 
 @dataclass
 class DomainBounds:
     """Result for a batch of domains: best ``bound`` (batch,), row bounds (batch, rows),
-    the layer bounds and ``alpha`` that go with the last iteration, the input point
-    minimising the final linear bound, and a per-neuron branching score."""
+    the layer bounds and final-objective ``alpha`` (batch, rows, n_k) of the last
+    iteration, the input point minimising the first row's linear bound, and a per-neuron
+    branching score (ReLU layers; ``-1`` where a neuron cannot be split)."""
 
     bound: torch.Tensor
     rows: torch.Tensor
@@ -58,93 +108,122 @@ class DomainBounds:
     beta: list[torch.Tensor] | None = None
 
 
-def _relu_lines(l, u, alpha):
-    """(lower slope, upper slope, upper offset) of each ReLU on ``[l, u]``."""
+def check_activations(net: TorchNetwork) -> None:
+    """Refuse activations without a sound relaxation here (typed error)."""
+    for act in net.activations:
+        if act.name != "relu" and act.name not in SMOOTH:
+            raise UsageError(f"alpha-CROWN has no relaxation for activation {act.name!r}")
+
+
+def _layer_base(activation, l, u):
+    """Per-layer data that does not depend on ``alpha``: for ReLU (unstable, active,
+    upper slope, upper offset); for a smooth activation its fixed sound lines."""
+    if activation.name != "relu":
+        return relax_smooth(activation.name, l.detach(), u.detach())
     unstable = (l < 0) & (u > 0)
-    active = (l >= 0).to(l.dtype)
     width = torch.where(unstable, u - l, torch.ones_like(u))
-    up_slope = torch.where(unstable, u / width, active)
-    up_offset = torch.where(unstable, -l * u / width, torch.zeros_like(u))
-    lo_slope = torch.where(unstable, alpha.clamp(0.0, 1.0), active)
-    return lo_slope, up_slope, up_offset
+    up = torch.where(unstable, u / width, (l >= 0).to(l.dtype))
+    offset = torch.where(unstable, -l * u / width, torch.zeros_like(u))
+    return unstable, (l >= 0).to(l.dtype), up, offset
+
+
+def _line(base, alpha):
+    """(lower slope, lower offset or None, upper slope, upper offset); the lower slope of a
+    ReLU layer is (batch, rows, n) from ``alpha``, else (batch, n)."""
+    if not isinstance(base, tuple):
+        return base.lo_slope, base.lo_offset, base.up_slope, base.up_offset
+    unstable, active, up, offset = base
+    lo = torch.where(unstable.unsqueeze(1), alpha.clamp(0.0, 1.0), active.unsqueeze(1))
+    return lo, None, up, offset
 
 
 def _backward(net: TorchNetwork, lines, objective, layer, lower, upper, keep=None, split=None):
-    """Lower bounds (batch, rows) on ``objective @ z_layer``; with ``keep`` (a list),
-    also records the coefficient on each ReLU output and returns the minimising input."""
+    """Lower bounds (batch, rows) on ``objective @ z_layer``; with ``keep`` (a list), also
+    records the coefficient on each activation output and returns the minimising input."""
     coeffs = objective
     const = torch.zeros(objective.shape[:2], dtype=objective.dtype, device=objective.device)
     for k in range(layer, -1, -1):
         const = const + coeffs @ net.biases[k]
         coeffs = net.back(k, coeffs)
-        if k > 0:
-            lo, up, offset = lines[k - 1]
-            if keep is not None:
-                keep.insert(0, coeffs)
-            negative = coeffs.clamp(max=0)
-            const = const + (negative @ offset.unsqueeze(-1)).squeeze(-1)
-            coeffs = coeffs.clamp(min=0) * lo.unsqueeze(1) + negative * up.unsqueeze(1)
-            if split is not None:
-                sign, beta = split[0][k - 1], split[1][k - 1]
-                coeffs = coeffs - (beta.clamp(min=0) * sign).unsqueeze(1)
+        if k == 0:
+            break
+        lo, lo_offset, up, up_offset = lines[k - 1]
+        if keep is not None:
+            keep.insert(0, coeffs)
+        positive, negative = coeffs.clamp(min=0), coeffs.clamp(max=0)
+        const = const + (negative @ up_offset.unsqueeze(-1)).squeeze(-1)
+        if lo_offset is not None:
+            const = const + (positive @ lo_offset.unsqueeze(-1)).squeeze(-1)
+        lo = lo if lo.dim() == 3 else lo.unsqueeze(1)
+        coeffs = positive * lo + negative * up.unsqueeze(1)
+        if split is not None:
+            sign, beta = split[0][k - 1], split[1][k - 1]
+            coeffs = coeffs - (beta.clamp(min=0) * sign).unsqueeze(1)
     centre = ((lower + upper) / 2).unsqueeze(-1)
     radius = ((upper - lower) / 2).unsqueeze(-1)
     value = const + (coeffs @ centre).squeeze(-1) - (coeffs.abs() @ radius).squeeze(-1)
     if keep is None:
         return value, None
-    x = torch.where(coeffs[:, 0] > 0, lower, upper)  # minimiser of the first row
-    return value, x
+    return value, torch.where(coeffs[:, 0] > 0, lower, upper)  # minimiser of the first row
 
 
-def domain_bounds(net: TorchNetwork, lower, upper, objective, prior_lower, prior_upper, alpha,
-                  want_extras: bool = False, refine: bool = True, split=None, fixed_lines=None):
-    """One CROWN pass with slopes ``alpha`` for a batch of domains.
+def _refine_layer(net, bases, alphas, t, domains, pl, pu):
+    """Layer ``t``'s bounds with its unstable neurons re-bounded under ``alphas``
+    (per-row slopes of the layers below for its ``[e_i; -e_i]`` rows, or shared)."""
+    idx = _unstable_index(pl, pu)
+    if not len(idx):
+        return pl, pu
+    eye = torch.zeros(len(idx), pl.shape[1], dtype=pl.dtype, device=pl.device)
+    eye[torch.arange(len(idx)), idx] = 1.0
+    rows = torch.cat([eye, -eye]).expand(pl.shape[0], -1, -1)
+    lines = [_line(b, a) for b, a in zip(bases, alphas)]
+    both, _ = _backward(net, lines, rows, t, domains.lower, domains.upper)
+    l, u = pl.clone(), pu.clone()
+    l[:, idx] = torch.maximum(pl[:, idx], both[:, : len(idx)])
+    u[:, idx] = torch.minimum(pu[:, idx], -both[:, len(idx):])
+    return l, u
 
-    ``lower, upper`` (batch, n_in); ``objective`` (batch, rows, n_out);
-    ``prior_lower/upper[k]`` (batch, n_k) valid bounds of hidden layer ``k``;
-    ``refine``: recompute the unstable neurons' bounds of layers ``k >= 1``;
-    ``split``: optional (signs, betas) lists for the split constraints;
-    ``fixed_lines``: precomputed (unstable, active, upper slope, upper offset) per layer
-    (valid when the layer bounds are not refined).
-    Returns (row bounds, layer lowers, layer uppers, lines, backward coeffs, x).
-    """
-    lowers, uppers, lines = [], [], []
-    for k in range(len(prior_lower)):
-        pl, pu = prior_lower[k], prior_upper[k]
-        if k == 0 and refine:
-            l, u = affine_interval(net, 0, lower, upper)
+
+def _unstable_index(pl, pu):
+    return torch.nonzero(((pl < 0) & (pu > 0)).any(0)).flatten()
+
+
+def domain_bounds(net: TorchNetwork, domains: Domains, alpha, inter, refine: bool, split=None,
+                  fixed_bases=None, want_extras: bool = False):
+    """One CROWN pass for a batch of domains with final slopes ``alpha[k]`` (batch, rows,
+    n_k) and, when ``refine``, intermediate slopes ``inter[t][k]`` (or ``None``: shared).
+    Returns (row bounds, layer lowers, layer uppers, bases, backward coeffs, x)."""
+    lowers, uppers, bases = [], [], []
+    for k, (pl, pu) in enumerate(zip(domains.prior_lower, domains.prior_upper)):
+        if fixed_bases is not None:
+            l, u = pl, pu
+        elif k == 0:
+            l, u = affine_interval(net, 0, domains.lower, domains.upper)
             l, u = torch.maximum(l, pl), torch.minimum(u, pu)
-        elif not refine or k == 0:
-            l, u = pl, pu
         else:
-            l, u = pl, pu
-            idx = torch.nonzero(((pl < 0) & (pu > 0)).any(0)).flatten()
-            if len(idx):
-                eye = torch.zeros(len(idx), pl.shape[1], dtype=pl.dtype, device=pl.device)
-                eye[torch.arange(len(idx)), idx] = 1.0
-                rows = torch.cat([eye, -eye]).expand(pl.shape[0], -1, -1)
-                both, _ = _backward(net, lines, rows, k, lower, upper)
-                l, u = pl.clone(), pu.clone()
-                l[:, idx] = torch.maximum(pl[:, idx], both[:, : len(idx)])
-                u[:, idx] = torch.minimum(pu[:, idx], -both[:, len(idx):])
+            slopes = alpha[:k] if inter is None else inter[k]
+            l, u = _refine_layer(net, bases, slopes, k, domains, pl, pu)
         lowers.append(l)
         uppers.append(u)
-        if fixed_lines is not None:
-            unstable, active, up, offset = fixed_lines[k]
-            lines.append((torch.where(unstable, alpha[k].clamp(0.0, 1.0), active), up, offset))
-        else:
-            lines.append(_relu_lines(l, u, alpha[k]))
+        bases.append(fixed_bases[k] if fixed_bases is not None else _layer_base(net.activations[k], l, u))
     keep = [] if want_extras else None
-    rows, x = _backward(net, lines, objective, net.num_layers - 1, lower, upper, keep, split)
-    return rows, lowers, uppers, lines, keep, x
+    lines = [_line(b, a) for b, a in zip(bases, alpha)]
+    rows, x = _backward(net, lines, domains.objective, net.num_layers - 1, domains.lower,
+                        domains.upper, keep, split)
+    if domains.offsets is not None:
+        rows = rows - domains.offsets
+    return rows, lowers, uppers, bases, keep, x
 
 
-def _score(lines, lowers, uppers, keep):
+def _score(bases, lowers, uppers, keep):
     """BaBSR-style intercept score ``-min(lambda, 0) * (-l u / (u - l))`` of each unstable
     ReLU for the first objective row: how much its upper chord costs the bound."""
     out = []
-    for (_, _, offset), l, u, coeffs in zip(lines, lowers, uppers, keep):
-        unstable = (l < 0) & (u > 0)
+    for base, l, u, coeffs in zip(bases, lowers, uppers, keep):
+        if not isinstance(base, tuple):  # smooth layer: not split here
+            out.append(torch.full_like(l, -1.0))
+            continue
+        unstable, _, _, offset = base
         s = (-coeffs[:, 0].clamp(max=0)) * offset
         # a tiny width term breaks ties among neurons the chord does not yet penalise
         s = s + 1e-6 * (u - l)
@@ -152,104 +231,144 @@ def _score(lines, lowers, uppers, keep):
     return out
 
 
-def alpha_crown(net: TorchNetwork, lower, upper, objective, prior_lower, prior_upper,
-                alpha=None, iterations: int = 20, lr: float = 0.1,
-                deadline: float | None = None, offsets=None, refine: bool = True,
-                signs=None, beta=None, lr_beta: float = 0.05,
-                fast_net: TorchNetwork | None = None) -> DomainBounds:
+def _initial_alpha(domains: Domains, rows: int, settings: AlphaSettings, alpha=None):
+    """Final slopes (batch, rows, n_k) and intermediate ones ``inter[t][k]`` (batch, 2 s_t, n_k),
+    all started from CROWN's adaptive choice ``u > -l`` (or from ``alpha``)."""
+    adaptive = [(pu > -pl).to(pl.dtype).unsqueeze(1) for pl, pu in zip(domains.prior_lower, domains.prior_upper)]
+    if alpha is None:
+        final = [a.expand(-1, rows, -1).clone() for a in adaptive]
+    else:
+        final = [a if a.dim() == 3 else a.unsqueeze(1).expand(-1, rows, -1).clone() for a in alpha]
+    if not (settings.refine and settings.per_layer_alpha):
+        return final, None
+    inter = [None]
+    for t in range(1, len(adaptive)):
+        size = 2 * len(_unstable_index(domains.prior_lower[t], domains.prior_upper[t]))
+        inter.append([a.expand(-1, size, -1).clone() for a in adaptive[:t]])
+    return final, inter
+
+
+class _Problem:
+    """The fixed data of one alpha-CROWN batch in one dtype, evaluated for given slopes."""
+
+    def __init__(self, net: TorchNetwork, domains: Domains, refine: bool):
+        self.net, self.dtype, self.refine = net, net.dtype, refine
+        self.domains = domains.to(net.dtype)
+        self.fixed_bases = None
+        if not refine:
+            self.fixed_bases = [_layer_base(act, l, u) for act, l, u in zip(
+                net.activations, self.domains.prior_lower, self.domains.prior_upper)]
+
+    def cast(self, net: TorchNetwork) -> "_Problem":
+        return _Problem(net, self.domains, self.refine)
+
+    def evaluate(self, alpha, inter, beta, want_extras=False):
+        split = None if self.domains.signs is None else (self.domains.signs, beta)
+        return domain_bounds(self.net, self.domains, alpha, inter, self.refine, split,
+                             self.fixed_bases, want_extras)
+
+
+def _expired(deadline) -> bool:
+    if deadline is None:
+        return False
+    if hasattr(deadline, "expired"):
+        return bool(deadline.expired)
+    return time.monotonic() > deadline
+
+
+def _empty(domains: Domains, lowers, uppers) -> torch.Tensor:
+    empty = torch.zeros(domains.lower.shape[0], dtype=torch.bool, device=domains.lower.device)
+    for l, u in list(zip(domains.prior_lower, domains.prior_upper)) + list(zip(lowers, uppers)):
+        empty |= (l > u).any(1)
+    return empty
+
+
+def alpha_crown(net: TorchNetwork, domains: Domains, settings: AlphaSettings = AlphaSettings(),
+                alpha=None, beta=None, deadline=None, fast_net: TorchNetwork | None = None) -> DomainBounds:
     """Best-of-iterations alpha-CROWN bounds ``max_j rows_j`` for a batch of domains.
 
     The domain bound is the maximum over the objective rows (the margin of a
     conjunction is the maximum of its rows).  Layer bounds and ``alpha`` are those
     of the last evaluated iteration (all valid); the returned ``bound`` is the best.
-    ``offsets`` (batch, rows) are subtracted from the rows (objective ``C y - d``).
-    With ``signs`` (list of (batch, n_k) in {-1, 0, 1}) the split constraints enter
-    through ``beta`` (optimised from ``beta`` or zero).
-
-    With ``fast_net`` (the same network in a cheaper dtype, e.g. float32) the Adam
-    steps run in that dtype and only the final evaluation, in ``net``'s dtype
-    (float64), gives the returned bound: the optimisation only chooses ``alpha`` and
-    ``beta``, and every choice is sound when evaluated in float64.
+    ``alpha`` (final slopes, (batch, rows, n_k) or (batch, n_k)) and ``beta`` (split
+    multipliers) warm-start the search.  With ``fast_net`` (the same network in a
+    cheaper dtype) the Adam steps run in that dtype and only the final evaluation,
+    in ``net``'s dtype (float64), gives the returned bound: the optimisation only
+    chooses ``alpha`` and ``beta``, and every choice is sound when evaluated in float64.
     """
-    empty = torch.zeros(lower.shape[0], dtype=torch.bool, device=lower.device)
-    for pl, pu in zip(prior_lower, prior_upper):
-        empty |= (pl > pu).any(1)
-    if alpha is None:
-        alpha = [((pu > -pl)).to(pl.dtype) for pl, pu in zip(prior_lower, prior_upper)]
-    exact = _Problem(net, lower, upper, objective, prior_lower, prior_upper, offsets, signs, refine)
+    check_activations(net)
+    exact = _Problem(net, domains, settings.refine)
     work = exact if fast_net is None else exact.cast(fast_net)
-    params = [a.detach().to(work.dtype).clone().requires_grad_(True) for a in alpha]
-    groups = [{"params": params, "lr": lr}]
+    final, inter = _initial_alpha(domains, domains.objective.shape[1], settings, alpha)
+    params = [a.detach().to(work.dtype).clone().requires_grad_(True) for a in final]
+    inter = None if inter is None else [None] + [
+        [a.detach().to(work.dtype).clone().requires_grad_(True) for a in group] for group in inter[1:]]
     betas = None
-    if signs is not None:
-        if beta is None:
-            beta = [torch.zeros_like(a) for a in params]
+    if domains.signs is not None:
+        beta = beta if beta is not None else [torch.zeros_like(s, dtype=work.dtype) for s in domains.signs]
         betas = [b.detach().to(work.dtype).clone().requires_grad_(True) for b in beta]
-        groups.append({"params": betas, "lr": lr_beta})
-    optimiser = torch.optim.Adam(groups) if iterations > 0 else None
-    best = torch.full((lower.shape[0],), -torch.inf, dtype=lower.dtype, device=lower.device)
-    best_rows = None
-    for step in range(max(iterations, 0) + 1):
-        last = step == max(iterations, 0) or (deadline is not None and time.monotonic() > deadline)
-        problem = exact if last else work
-        if last and work is not exact:
-            params = [p.detach().to(exact.dtype) for p in params]
-            betas = None if betas is None else [b.detach().to(exact.dtype) for b in betas]
-        with torch.set_grad_enabled(not last):
-            rows, lowers, uppers, lines, keep, x = problem.evaluate(params, betas, want_extras=last)
-            value = rows.max(1).values
-        if last or work is exact:
-            better = value.detach() > best
-            best = torch.where(better, value.detach(), best)
-            best_rows = rows.detach() if best_rows is None else torch.where(
-                better.unsqueeze(1), rows.detach(), best_rows)
-        if last:
-            break
-        optimiser.zero_grad()
+    state = _Search(exact, work, params, inter, betas, settings)
+    return state.run(deadline, _empty)
+
+
+class _Search:
+    """Projected Adam ascent on the slopes with best-of-iterations bookkeeping."""
+
+    def __init__(self, exact, work, params, inter, betas, settings: AlphaSettings):
+        self.exact, self.work, self.params, self.inter, self.betas = exact, work, params, inter, betas
+        alphas = params + [a for group in (inter or [None])[1:] for a in group]
+        groups = [{"params": alphas, "lr": settings.lr}]
+        if betas is not None:
+            groups.append({"params": betas, "lr": settings.lr_beta})
+        self.iterations = max(settings.iterations, 0)
+        self.optimiser = torch.optim.Adam(groups) if self.iterations else None
+        self.schedule = (torch.optim.lr_scheduler.ExponentialLR(self.optimiser, settings.lr_decay)
+                         if self.iterations else None)
+
+    def _final_params(self):
+        if self.work is self.exact:
+            return self.params, self.inter, self.betas
+        cast = (lambda ts: [t.detach().to(self.exact.dtype) for t in ts])
+        inter = None if self.inter is None else [None] + [cast(g) for g in self.inter[1:]]
+        return cast(self.params), inter, None if self.betas is None else cast(self.betas)
+
+    def run(self, deadline, empty_of) -> DomainBounds:
+        domains = self.exact.domains
+        best = torch.full((domains.lower.shape[0],), -torch.inf, dtype=domains.lower.dtype)
+        best_rows = None
+        for step in range(self.iterations + 1):
+            last = step == self.iterations or _expired(deadline)
+            problem = self.exact if last else self.work
+            params, inter, betas = self._final_params() if last else (self.params, self.inter, self.betas)
+            with torch.set_grad_enabled(not last):
+                rows, lowers, uppers, bases, keep, x = problem.evaluate(params, inter, betas, last)
+                value = rows.max(1).values
+            if last or self.work is self.exact:
+                better = value.detach() > best
+                best = torch.where(better, value.detach(), best)
+                best_rows = rows.detach() if best_rows is None else torch.where(
+                    better.unsqueeze(1), rows.detach(), best_rows)
+            if last:
+                break
+            self._step(value)
+        best = torch.where(empty_of(domains, lowers, uppers), torch.full_like(best, torch.inf), best)
+        return DomainBounds(best, best_rows, [l.detach() for l in lowers], [u.detach() for u in uppers],
+                            [p.detach() for p in params], x.detach(), _score(bases, lowers, uppers, keep),
+                            None if betas is None else [b.detach() for b in betas])
+
+    def _step(self, value):
+        self.optimiser.zero_grad()
         (-value.sum()).backward()
-        optimiser.step()
+        self.optimiser.step()
+        self.schedule.step()
         with torch.no_grad():
-            for p in params:
-                p.clamp_(0.0, 1.0)
-            for b in betas or ():
+            for group in self.optimiser.param_groups[:1]:
+                for p in group["params"]:
+                    p.clamp_(0.0, 1.0)
+            for b in self.betas or ():
                 b.clamp_(min=0.0)
-    for l, u in zip(lowers, uppers):
-        empty |= (l > u).any(1)
-    best = torch.where(empty, torch.full_like(best, torch.inf), best)
-    betas = None if betas is None else [b.detach() for b in betas]
-    return DomainBounds(best, best_rows, [l.detach() for l in lowers], [u.detach() for u in uppers],
-                        [p.detach() for p in params], x.detach(), _score(lines, lowers, uppers, keep),
-                        betas)
 
 
-class _Problem:
-    """The fixed data of one alpha-CROWN batch in one dtype."""
-
-    def __init__(self, net, lower, upper, objective, prior_lower, prior_upper, offsets, signs, refine):
-        self.net, self.dtype = net, net.dtype
-        cast = (lambda t: None if t is None else t.to(net.dtype))
-        self.lower, self.upper, self.objective = cast(lower), cast(upper), cast(objective)
-        self.prior_lower = [cast(t) for t in prior_lower]
-        self.prior_upper = [cast(t) for t in prior_upper]
-        self.offsets, self.refine = cast(offsets), refine
-        self.signs = None if signs is None else [cast(t) for t in signs]
-        self.raw = (lower, upper, objective, prior_lower, prior_upper, offsets, signs, refine)
-        self.fixed_lines = None
-        if not refine:
-            self.fixed_lines = []
-            for l, u in zip(self.prior_lower, self.prior_upper):
-                _, up, offset = _relu_lines(l, u, torch.zeros_like(l))
-                self.fixed_lines.append(((l < 0) & (u > 0), (l >= 0).to(l.dtype), up, offset))
-
-    def cast(self, net) -> "_Problem":
-        return _Problem(net, *self.raw)
-
-    def evaluate(self, alpha, beta, want_extras):
-        split = None if self.signs is None else (self.signs, beta)
-        rows, lowers, uppers, lines, keep, x = domain_bounds(
-            self.net, self.lower, self.upper, self.objective, self.prior_lower, self.prior_upper,
-            alpha, want_extras=want_extras, refine=self.refine, split=split,
-            fixed_lines=self.fixed_lines)
-        if self.offsets is not None:
-            rows = rows - self.offsets
-        return rows, lowers, uppers, lines, keep, x
+def with_iterations(settings: AlphaSettings, iterations: int) -> AlphaSettings:
+    """``settings`` with another iteration count."""
+    return replace(settings, iterations=iterations)

@@ -34,9 +34,10 @@ import torch
 
 from relax.search.lp_bab import BabOutcome, _Tree
 from relax.bounds import Bounds
-from relax.bounds.alpha import alpha_crown
+from relax.bounds.alpha import AlphaSettings, Domains, alpha_crown
 from relax.bounds.crown import crown_layer_bounds
 from relax.bounds.torch_network import TorchNetwork
+from relax.errors import UsageError
 from relax.network import Network
 from relax.spec import Spec
 
@@ -60,6 +61,14 @@ class BabSettings:
     max_domains: int = 60000
     float32_steps: bool = True
 
+    def root(self) -> AlphaSettings:
+        """alpha-CROWN at the root: intermediate layers re-bounded with their own slopes."""
+        return AlphaSettings(self.root_iterations, self.lr_alpha, self.lr_beta)
+
+    def child(self) -> AlphaSettings:
+        """alpha/beta-CROWN on split domains: root layer bounds kept, fewer steps."""
+        return AlphaSettings(self.iterations, self.lr_alpha, self.lr_beta, lr_decay=1.0, refine=False)
+
 
 def _objectives(spec: Spec, disjuncts, net: TorchNetwork):
     """(disjuncts, rows, n_out) objective and (disjuncts, rows) offsets; short conjunctions
@@ -76,12 +85,14 @@ def _objectives(spec: Spec, disjuncts, net: TorchNetwork):
 
 def root_alpha_bounds(network: Network, spec: Spec, disjuncts, settings: BabSettings = BabSettings(),
                       deadline: float | None = None, net: TorchNetwork | None = None,
-                      prior: Bounds | None = None, alpha=None):
+                      prior: Bounds | None = None, alpha=None, alpha_settings: AlphaSettings | None = None):
     """alpha-CROWN per disjunct at the root: (DomainBounds, objective, offsets).
 
     ``prior``: valid layer bounds over the whole box (e.g. LP-tightened), intersected
-    with CROWN's before the slopes are optimised; ``alpha``: initial slopes."""
+    with CROWN's before the slopes are optimised; ``alpha``: initial slopes;
+    ``alpha_settings``: overrides ``settings.root()``."""
     net = net or TorchNetwork.from_network(network)
+    disjuncts = list(disjuncts)
     n = len(disjuncts)
     lower = net.tensor(spec.lower)[None].expand(n, -1)
     upper = net.tensor(spec.upper)[None].expand(n, -1)
@@ -90,16 +101,15 @@ def root_alpha_bounds(network: Network, spec: Spec, disjuncts, settings: BabSett
     if prior is not None:
         layers = [(torch.maximum(l, net.tensor(pl)), torch.minimum(u, net.tensor(pu)))
                   for (l, u), pl, pu in zip(layers, prior.lower, prior.upper)]
-    pl = [l.expand(n, -1).clone() for l, _ in layers]
-    pu = [u.expand(n, -1).clone() for _, u in layers]
     C, d = _objectives(spec, disjuncts, net)
-    result = alpha_crown(net, lower, upper, C, pl, pu, alpha=alpha, iterations=settings.root_iterations,
-                         lr=settings.lr_alpha, deadline=deadline, offsets=d)
+    domains = Domains(lower, upper, C, [l.expand(n, -1).clone() for l, _ in layers],
+                      [u.expand(n, -1).clone() for _, u in layers], d)
+    result = alpha_crown(net, domains, alpha_settings or settings.root(), alpha=alpha, deadline=deadline)
     return result, C, d
 
 
 class _Pool:
-    """Open domains as batched tensors: disjunct index, bound, per-layer l, u, alpha, beta, sign."""
+    """Open domains as batched tensors: disjunct index, bound, per-layer alpha, beta, sign, score."""
 
     def __init__(self, fields: dict):
         self.f = fields
@@ -108,7 +118,7 @@ class _Pool:
         return len(self.f["bound"])
 
     def take(self, mask):
-        return {k: ([t[mask] for t in v] if isinstance(v, list) else v[mask]) for k, v in self.f.items()}
+        return _take(self.f, mask)
 
     def pop_lowest(self, count: int) -> dict:
         order = torch.argsort(self.f["bound"])
@@ -121,6 +131,19 @@ class _Pool:
     def add(self, fields: dict):
         self.f = {k: ([torch.cat([a, b]) for a, b in zip(v, fields[k])] if isinstance(v, list)
                       else torch.cat([v, fields[k]])) for k, v in self.f.items()}
+
+    def close_positive(self) -> float:
+        """Drop the domains with a positive bound; the least such bound (``inf`` if none)."""
+        done = self.f["bound"] > 0
+        if not done.any():
+            return math.inf
+        least = float(self.f["bound"][done].min())
+        self.f = self.take(~done)
+        return least
+
+
+def _take(fields: dict, mask) -> dict:
+    return {k: ([t[mask] for t in v] if isinstance(v, list) else v[mask]) for k, v in fields.items()}
 
 
 def _check(network, spec, xs: torch.Tensor, net: TorchNetwork, C, d):
@@ -143,6 +166,52 @@ def _check(network, spec, xs: torch.Tensor, net: TorchNetwork, C, d):
     return None
 
 
+class _Search:
+    """The state of one branch and bound: networks, objectives, root bounds, trees for leaves."""
+
+    def __init__(self, network, spec, disjuncts, settings, root, C, d, net):
+        self.network, self.spec, self.disjuncts, self.settings = network, spec, disjuncts, settings
+        self.net, self.C, self.d = net, C, d
+        self.fast_net = (TorchNetwork.from_network(network, dtype=torch.float32)
+                         if settings.float32_steps else None)
+        self.C_all, self.d_all = _objectives(spec, range(len(spec.disjuncts)), net)
+        # every disjunct's layer bounds are valid over the whole box: intersect them
+        self.common_lower = [l.max(0).values for l in root.lower]
+        self.common_upper = [u.min(0).values for u in root.upper]
+        self.root_bounds = Bounds(tuple(l.numpy() for l in self.common_lower),
+                                  tuple(u.numpy() for u in self.common_upper), "alpha-crown")
+        self.trees: dict[int, _Tree] = {}
+        self.nodes = len(disjuncts)
+
+    def check(self, xs):
+        return _check(self.network, self.spec, xs, self.net, self.C_all, self.d_all)
+
+    def leaves(self, batch, leaves):
+        return _decide_leaves(self.network, self.spec, self.disjuncts, self.root_bounds, self.trees,
+                              batch, leaves, self.common_lower, self.common_upper)
+
+    def bound_children(self, children: dict) -> torch.Tensor:
+        """alpha/beta-CROWN on split children (warm-started); updates them in place and
+        returns their minimising inputs (counterexample candidates)."""
+        m = len(children["bound"])
+        sign_lower = [torch.where(s > 0, torch.zeros_like(c), c.expand(m, -1))
+                      for s, c in zip(children["sign"], self.common_lower)]
+        sign_upper = [torch.where(s < 0, torch.zeros_like(c), c.expand(m, -1))
+                      for s, c in zip(children["sign"], self.common_upper)]
+        lower, upper = self.net.tensor(self.spec.lower), self.net.tensor(self.spec.upper)
+        index = children["disjunct"]
+        domains = Domains(lower[None].expand(m, -1), upper[None].expand(m, -1), self.C[index],
+                          sign_lower, sign_upper, self.d[index], children["sign"])
+        result = alpha_crown(self.net, domains, self.settings.child(), alpha=children["alpha"],
+                             beta=children["beta"], fast_net=self.fast_net)
+        self.nodes += m
+        children["bound"] = torch.maximum(result.bound, children["bound"])
+        children["alpha"] = [a.float() for a in result.alpha]
+        children["beta"] = [b.float() for b in result.beta]
+        children["score"] = [s.float() for s in result.score]
+        return result.x
+
+
 def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadline: float | None = None,
                            settings: BabSettings = BabSettings(),
                            prior: Bounds | None = None) -> BabOutcome:
@@ -152,85 +221,63 @@ def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadlin
     valid layer bounds over the whole box (e.g. LP-tightened) that the root starts from.
     """
     if any(a.name != "relu" for a in network.activations):
-        raise ValueError("torch branch and bound handles ReLU networks only")
+        raise UsageError("torch branch and bound handles ReLU networks only")
     disjuncts = list(range(len(spec.disjuncts))) if disjuncts is None else list(disjuncts)
     net = TorchNetwork.from_network(network)
-    fast_net = TorchNetwork.from_network(network, dtype=torch.float32) if settings.float32_steps else None
     root, C, d = root_alpha_bounds(network, spec, disjuncts, settings, deadline, net, prior)
-    nodes = len(disjuncts)
-    C_all, d_all = _objectives(spec, range(len(spec.disjuncts)), net)
-    cex = _check(network, spec, root.x, net, C_all, d_all)
+    search = _Search(network, spec, disjuncts, settings, root, C, d, net)
+    cex = search.check(root.x)
     if cex is not None:
-        return BabOutcome(-math.inf, cex, nodes, True)
+        return BabOutcome(-math.inf, cex, search.nodes, True)
     log.info("alpha-CROWN root bounds %s", np.round(root.bound.numpy(), 4))
-    # every disjunct's layer bounds are valid over the whole box: intersect them
-    common_lower = [l.max(0).values for l in root.lower]
-    common_upper = [u.min(0).values for u in root.upper]
-    root_bounds = Bounds(tuple(l.numpy() for l in common_lower),
-                         tuple(u.numpy() for u in common_upper), "alpha-crown")
-    trees: dict[int, _Tree] = {}
-    lower = net.tensor(spec.lower)
-    upper = net.tensor(spec.upper)
-    n = len(disjuncts)
     pool = _Pool({
-        "disjunct": torch.arange(n), "bound": root.bound.clone(),
+        "disjunct": torch.arange(len(disjuncts)), "bound": root.bound.clone(),
         "alpha": [a.float() for a in root.alpha],
-        "beta": [torch.zeros_like(a, dtype=torch.float32) for a in root.alpha],
-        "sign": [torch.zeros_like(a, dtype=torch.int8) for a in root.alpha],
+        "beta": [torch.zeros_like(a[:, 0], dtype=torch.float32) for a in root.alpha],
+        "sign": [torch.zeros_like(a[:, 0], dtype=torch.int8) for a in root.alpha],
         "score": [s.float() for s in root.score],
     })
+    return _search_loop(search, pool, deadline)
+
+
+def _search_loop(search: _Search, pool: _Pool, deadline) -> BabOutcome:
+    """Split the lowest-bound domains, bound the children, until every domain closes."""
     closed_min = math.inf
     while True:
-        done = pool.f["bound"] > 0
-        if done.any():
-            closed_min = min(closed_min, float(pool.f["bound"][done].min()))
-            pool.f = pool.take(~done)
+        closed_min = min(closed_min, pool.close_positive())
         if len(pool) == 0:
-            log.info("torch branch and bound closed %d domains", nodes)
-            return BabOutcome(closed_min, None, nodes, True)
-        open_min = float(pool.f["bound"].min())
-        if deadline is not None and time.monotonic() > deadline:
-            return BabOutcome(min(open_min, closed_min), None, nodes, False, "time limit reached")
-        if len(pool) > settings.max_domains:
-            return BabOutcome(min(open_min, closed_min), None, nodes, False,
-                              f"more than {settings.max_domains} open domains")
-        batch = pool.pop_lowest(settings.batch)
-        scores = torch.cat(batch["score"], dim=1)
-        best = scores.max(1)
+            log.info("torch branch and bound closed %d domains", search.nodes)
+            return BabOutcome(closed_min, None, search.nodes, True)
+        bound = min(float(pool.f["bound"].min()), closed_min)
+        if _expired(deadline):
+            return BabOutcome(bound, None, search.nodes, False, "time limit reached")
+        if len(pool) > search.settings.max_domains:
+            return BabOutcome(bound, None, search.nodes, False,
+                              f"more than {search.settings.max_domains} open domains")
+        batch = pool.pop_lowest(search.settings.batch)
+        best = torch.cat(batch["score"], dim=1).max(1)
         leaves = best.values < 0  # no unstable ReLU left
         if leaves.any():
-            outcome = _decide_leaves(network, spec, disjuncts, root_bounds, trees, batch, leaves,
-                                     common_lower, common_upper)
+            outcome = search.leaves(batch, leaves)
             if isinstance(outcome, tuple):
-                return BabOutcome(outcome[0], outcome[1], nodes, outcome[1] is not None, outcome[2])
+                return BabOutcome(outcome[0], outcome[1], search.nodes, outcome[1] is not None, outcome[2])
             closed_min = min(closed_min, outcome)
-            keep = ~leaves
-            batch = {k: ([t[keep] for t in v] if isinstance(v, list) else v[keep]) for k, v in batch.items()}
-            best = scores[keep].max(1)
+            batch, best = _take(batch, ~leaves), torch.cat(batch["score"], dim=1)[~leaves].max(1)
             if len(batch["bound"]) == 0:
                 continue
         children = _split(batch, best.indices)
-        m = len(children["bound"])
-        child_lower = [torch.where(s > 0, torch.zeros_like(c), c.expand(m, -1))
-                       for s, c in zip(children["sign"], common_lower)]
-        child_upper = [torch.where(s < 0, torch.zeros_like(c), c.expand(m, -1))
-                       for s, c in zip(children["sign"], common_upper)]
-        nodes += m
-        result = alpha_crown(
-            net, lower[None].expand(m, -1), upper[None].expand(m, -1), C[children["disjunct"]],
-            child_lower, child_upper, alpha=children["alpha"],
-            iterations=settings.iterations, lr=settings.lr_alpha, offsets=d[children["disjunct"]],
-            refine=False, signs=children["sign"], beta=children["beta"], lr_beta=settings.lr_beta,
-            fast_net=fast_net)
-        cex = _check(network, spec, result.x, net, C_all, d_all)
+        cex = search.check(search.bound_children(children))
         if cex is not None:
-            return BabOutcome(-math.inf, cex, nodes, True)
-        children["bound"] = torch.maximum(result.bound, children["bound"])
-        children["alpha"] = [a.float() for a in result.alpha]
-        children["beta"] = [b.float() for b in result.beta]
-        children["score"] = [s.float() for s in result.score]
+            return BabOutcome(-math.inf, cex, search.nodes, True)
         pool.add(children)
-        log.debug("%d domains evaluated, %d open, lowest bound %.4g", nodes, len(pool), open_min)
+
+
+def _expired(deadline) -> bool:
+    if deadline is None:
+        return False
+    if hasattr(deadline, "expired"):
+        return bool(deadline.expired)
+    return time.monotonic() > deadline
 
 
 def _split(batch: dict, flat_index: torch.Tensor) -> dict:
