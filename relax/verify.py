@@ -63,6 +63,7 @@ def _lazy(module: str, function: str) -> BoundMethod:
 BOUND_METHODS: dict[str, BoundMethod] = {
     "ibp": _bound_propagation("ibp"),
     "crown": _bound_propagation("crown"),
+    "alpha-crown": _lazy("relax.search.alpha_method", "alpha_crown_method"),
     "lp": _lazy("relax.lp.method", "lp_method"),
     "exact": _lazy("relax.search.exact", "exact_method"),
     "milp": _lazy("relax.search.milp", "milp_method"),

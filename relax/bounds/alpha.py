@@ -82,13 +82,21 @@ class Domains:
     prior_upper: list
     offsets: torch.Tensor | None = None
     signs: list | None = None
+    #: every domain has the same box and prior bounds (the disjuncts of one property at
+    #: the root): intermediate bounds and their slopes are computed once, for all
+    shared: bool = False
+
+    def head(self) -> "Domains":
+        """The first domain alone (its box and layer bounds)."""
+        return Domains(self.lower[:1], self.upper[:1], self.objective[:1],
+                       [t[:1] for t in self.prior_lower], [t[:1] for t in self.prior_upper])
 
     def to(self, dtype) -> "Domains":
         cast = (lambda t: None if t is None else t.to(dtype))
         lists = (lambda ts: None if ts is None else [cast(t) for t in ts])
         return Domains(cast(self.lower), cast(self.upper), cast(self.objective),
                        lists(self.prior_lower), lists(self.prior_upper), cast(self.offsets),
-                       lists(self.signs))
+                       lists(self.signs), self.shared)
 
 
 @dataclass
@@ -167,10 +175,10 @@ def _backward(net: TorchNetwork, lines, objective, layer, lower, upper, keep=Non
     return value, torch.where(coeffs[:, 0] > 0, lower, upper)  # minimiser of the first row
 
 
-def _refine_layer(net, bases, alphas, t, domains, pl, pu):
-    """Layer ``t``'s bounds with its unstable neurons re-bounded under ``alphas``
-    (per-row slopes of the layers below for its ``[e_i; -e_i]`` rows, or shared)."""
-    idx = _unstable_index(pl, pu)
+def _refine_layer(net, bases, alphas, t, domains, idx):
+    """Layer ``t``'s bounds with the neurons ``idx`` re-bounded under ``alphas`` (per-row
+    slopes of the layers below for its ``[e_i; -e_i]`` rows, or shared)."""
+    pl, pu = domains.prior_lower[t], domains.prior_upper[t]
     if not len(idx):
         return pl, pu
     eye = torch.zeros(len(idx), pl.shape[1], dtype=pl.dtype, device=pl.device)
@@ -179,30 +187,40 @@ def _refine_layer(net, bases, alphas, t, domains, pl, pu):
     lines = [_line(b, a) for b, a in zip(bases, alphas)]
     both, _ = _backward(net, lines, rows, t, domains.lower, domains.upper)
     l, u = pl.clone(), pu.clone()
-    l[:, idx] = torch.maximum(pl[:, idx], both[:, : len(idx)])
-    u[:, idx] = torch.minimum(pu[:, idx], -both[:, len(idx):])
+    l[:, idx] = _straight_through(torch.maximum, pl[:, idx], both[:, : len(idx)])
+    u[:, idx] = _straight_through(torch.minimum, pu[:, idx], -both[:, len(idx):])
     return l, u
+
+
+def _straight_through(pick, prior, new):
+    """The value ``pick(prior, new)`` (the intersection: sound, never looser) with the
+    gradient of ``new``, so slopes keep being steered where the prior bound is tighter."""
+    return new + (pick(prior, new) - new).detach()
 
 
 def _unstable_index(pl, pu):
     return torch.nonzero(((pl < 0) & (pu > 0)).any(0)).flatten()
 
 
-def domain_bounds(net: TorchNetwork, domains: Domains, alpha, inter, refine: bool, split=None,
+def domain_bounds(net: TorchNetwork, domains: Domains, alpha, inter, indices, split=None,
                   fixed_bases=None, want_extras: bool = False):
     """One CROWN pass for a batch of domains with final slopes ``alpha[k]`` (batch, rows,
-    n_k) and, when ``refine``, intermediate slopes ``inter[t][k]`` (or ``None``: shared).
+    n_k); unless ``fixed_bases`` are given, the neurons ``indices[t]`` of every layer
+    ``t >= 1`` are re-bounded with slopes ``inter[t][k]`` (or, with ``inter=None``, ``alpha``).
+    With ``domains.shared`` (and ``inter``) the layer bounds are computed once, on the
+    first domain, and broadcast.
     Returns (row bounds, layer lowers, layer uppers, bases, backward coeffs, x)."""
+    box = domains.head() if domains.shared and inter is not None else domains
     lowers, uppers, bases = [], [], []
-    for k, (pl, pu) in enumerate(zip(domains.prior_lower, domains.prior_upper)):
+    for k, (pl, pu) in enumerate(zip(box.prior_lower, box.prior_upper)):
         if fixed_bases is not None:
             l, u = pl, pu
         elif k == 0:
-            l, u = affine_interval(net, 0, domains.lower, domains.upper)
+            l, u = affine_interval(net, 0, box.lower, box.upper)
             l, u = torch.maximum(l, pl), torch.minimum(u, pu)
         else:
             slopes = alpha[:k] if inter is None else inter[k]
-            l, u = _refine_layer(net, bases, slopes, k, domains, pl, pu)
+            l, u = _refine_layer(net, bases, slopes, k, box, indices[k])
         lowers.append(l)
         uppers.append(u)
         bases.append(fixed_bases[k] if fixed_bases is not None else _layer_base(net.activations[k], l, u))
@@ -242,6 +260,8 @@ def _initial_alpha(domains: Domains, rows: int, settings: AlphaSettings, alpha=N
     if not (settings.refine and settings.per_layer_alpha):
         return final, None
     inter = [None]
+    if domains.shared:
+        adaptive = [a[:1] for a in adaptive]
     for t in range(1, len(adaptive)):
         size = 2 * len(_unstable_index(domains.prior_lower[t], domains.prior_upper[t]))
         inter.append([a.expand(-1, size, -1).clone() for a in adaptive[:t]])
@@ -254,6 +274,7 @@ class _Problem:
     def __init__(self, net: TorchNetwork, domains: Domains, refine: bool):
         self.net, self.dtype, self.refine = net, net.dtype, refine
         self.domains = domains.to(net.dtype)
+        self.indices = [_unstable_index(l, u) for l, u in zip(domains.prior_lower, domains.prior_upper)]
         self.fixed_bases = None
         if not refine:
             self.fixed_bases = [_layer_base(act, l, u) for act, l, u in zip(
@@ -264,8 +285,17 @@ class _Problem:
 
     def evaluate(self, alpha, inter, beta, want_extras=False):
         split = None if self.domains.signs is None else (self.domains.signs, beta)
-        return domain_bounds(self.net, self.domains, alpha, inter, self.refine, split,
+        return domain_bounds(self.net, self.domains, alpha, inter, self.indices, split,
                              self.fixed_bases, want_extras)
+
+    def tighten(self, lowers, uppers) -> None:
+        """Intersect the layer bounds with ones valid for these domains (monotone refinement:
+        every iterate's bounds are sound, so the best of them are too)."""
+        if not self.refine:
+            return
+        self.domains = replace(self.domains,
+                               prior_lower=[torch.maximum(p, l.detach()) for p, l in zip(self.domains.prior_lower, lowers)],
+                               prior_upper=[torch.minimum(p, u.detach()) for p, u in zip(self.domains.prior_upper, uppers)])
 
 
 def _expired(deadline) -> bool:
@@ -344,6 +374,7 @@ class _Search:
                 rows, lowers, uppers, bases, keep, x = problem.evaluate(params, inter, betas, last)
                 value = rows.max(1).values
             if last or self.work is self.exact:
+                self.exact.tighten(lowers, uppers)
                 better = value.detach() > best
                 best = torch.where(better, value.detach(), best)
                 best_rows = rows.detach() if best_rows is None else torch.where(
@@ -352,6 +383,9 @@ class _Search:
                 break
             self._step(value)
         best = torch.where(empty_of(domains, lowers, uppers), torch.full_like(best, torch.inf), best)
+        size = domains.lower.shape[0]
+        lowers = [l.expand(size, -1) for l in lowers]
+        uppers = [u.expand(size, -1) for u in uppers]
         return DomainBounds(best, best_rows, [l.detach() for l in lowers], [u.detach() for u in uppers],
                             [p.detach() for p in params], x.detach(), _score(bases, lowers, uppers, keep),
                             None if betas is None else [b.detach() for b in betas])

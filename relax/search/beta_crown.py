@@ -103,7 +103,7 @@ def root_alpha_bounds(network: Network, spec: Spec, disjuncts, settings: BabSett
                   for (l, u), pl, pu in zip(layers, prior.lower, prior.upper)]
     C, d = _objectives(spec, disjuncts, net)
     domains = Domains(lower, upper, C, [l.expand(n, -1).clone() for l, _ in layers],
-                      [u.expand(n, -1).clone() for _, u in layers], d)
+                      [u.expand(n, -1).clone() for _, u in layers], d, shared=True)
     result = alpha_crown(net, domains, alpha_settings or settings.root(), alpha=alpha, deadline=deadline)
     return result, C, d
 
