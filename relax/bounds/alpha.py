@@ -327,6 +327,8 @@ def alpha_crown(net: TorchNetwork, domains: Domains, settings: AlphaSettings = A
     chooses ``alpha`` and ``beta``, and every choice is sound when evaluated in float64.
     """
     check_activations(net)
+    if not any(act.name == "relu" for act in net.activations):  # nothing to optimise
+        settings = replace(settings, iterations=0)
     exact = _Problem(net, domains, settings.refine)
     work = exact if fast_net is None else exact.cast(fast_net)
     final, inter = _initial_alpha(domains, domains.objective.shape[1], settings, alpha)

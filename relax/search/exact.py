@@ -1,18 +1,21 @@
-"""The ``exact`` verification method.
+"""The ``exact`` verification method: a complete decision procedure, cheapest step first.
 
-``milp``: PGD, then the big-M MILP with a MILP-capable solver (its optimal point is a
-counterexample candidate, checked in float64), then ``exact`` in the remaining
-time.  A MILP solver's own bound rests on its tolerances, so *holds* still comes
-only from branch and bound with safe leaf bounds.
+1. CROWN (milliseconds): a positive bound decides *holds*.
+2. A short PGD attack: a float64-checked counterexample decides *violated*.
+3. ReLU networks: alpha-CROWN at the root and batched beta-CROWN branch and bound
+   (:mod:`relax.search.beta_crown`, option ``pipeline="torch"``, the default), whose
+   every evaluated domain proposes a counterexample candidate.  The ``pipeline="lp"``
+   path (also the fallback when the torch search gives up for memory) runs LP
+   tightening, the LP per disjunct, and LP branch and bound
+   (:mod:`relax.search.lp_bab`) on the disjuncts the LP could not close.
+4. Other activations (sigmoid, tanh, softplus, mixed): branch and bound over the
+   input box with CROWN bounds and the attack on the way
+   (:mod:`relax.search.input_split`).
 
-``exact``: a complete decision procedure.  PGD first (cheap counterexamples), then
-CROWN; for ReLU networks then alpha-CROWN and batched beta-CROWN branch and bound
-(:mod:`relax.search.beta_crown`, option ``pipeline="torch"``, the default).  The
-``pipeline="lp"`` path (also the fallback for other activations, or when the
-torch search runs out of memory for open domains) runs LP tightening and the LP per
-disjunct, and finally LP branch and bound (:mod:`relax.search.lp_bab`) on the disjuncts the
-LP could not close.  With enough time every disjunct is either closed by safe
-bounds on all leaves or yields a float64-checked counterexample.
+Every step stops the method as soon as it decides.  With enough time every
+disjunct is closed by safe bounds on all leaves or yields a float64-checked
+counterexample.  Torch runs with :func:`relax.search.threads.default_threads`
+unless the caller set a thread count.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -32,38 +36,61 @@ from relax.network import Network
 from relax.protocol import BoundOutcome, VerifyOptions
 from relax.search.attack import pgd_attack
 from relax.search.beta_crown import torch_branch_and_bound
+from relax.search.input_split import input_split_search
 from relax.search.lp_bab import branch_and_bound
+from relax.search.threads import torch_threads
 from relax.spec import Spec
 
-__all__ = ["exact_method"]
+__all__ = ["exact_method", "exact_one", "short_attack"]
 
 log = logging.getLogger(__name__)
 
+#: the attack before any search: restarts per disjunct and steps are a fraction of
+#: the default (one full attack costs about as much as a few CROWN passes)
+SHORT_ATTACK_FRACTION = 0.5
+
 
 def exact_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
-    """Attack, CROWN, LP, then branch and bound; see the module docstring."""
+    """CROWN, attack, alpha-CROWN, branch and bound; see the module docstring."""
     solver = options.solver or DEFAULT_LP_SOLVER
-    return [_exact_one(network, spec, deadline, options, solver) for spec in specs]
+    with torch_threads():
+        return [exact_one(network, spec, deadline, options, solver) for spec in specs]
 
 
-def _exact_one(network, spec, deadline, options, solver) -> BoundOutcome:
-    cex = pgd_attack(network, spec, options.attack, deadline)
+def short_attack(options: VerifyOptions):
+    """The attack options of step 2: fewer steps than the configured attack."""
+    attack = options.attack
+    return replace(attack, steps=max(1, int(attack.steps * SHORT_ATTACK_FRACTION)))
+
+
+def exact_one(network: Network, spec: Spec, deadline, options: VerifyOptions, solver: str,
+              crown=None) -> BoundOutcome:
+    """The pipeline for one spec (``crown``: its CROWN bounds if already computed)."""
+    crown = crown or bound_specs(network, [spec], "crown", device=options.device)[0]
+    if crown.bound > 0:
+        return BoundOutcome(crown.bound, "crown")
+    cex = pgd_attack(network, spec, short_attack(options), deadline)
     if cex is not None:
         return BoundOutcome(-math.inf, solver, cex)
-    crown = bound_specs(network, [spec], "crown")[0]
-    if crown.bound > 0:
-        return BoundOutcome(crown.bound, solver)
-    relu = all(a.name == "relu" for a in network.activations)
-    if relu and options.get("pipeline", "torch") == "torch":
-        open_disjuncts = [j for j, b in enumerate(crown.disjunct_bounds) if b <= 0]
+    open_disjuncts = [j for j, b in enumerate(crown.disjunct_bounds) if b <= 0]
+    closed = [float(b) for b in crown.disjunct_bounds if b > 0]
+    if not network.is_relu:
+        outcome = input_split_search(network, spec, open_disjuncts, deadline)
+        log.info("input splitting: bound %.4g after %d domains", outcome.bound, outcome.nodes)
+        return BoundOutcome(min([outcome.bound] + closed), "input-split", outcome.counterexample,
+                            reason=outcome.reason or None)
+    if options.get("pipeline", "torch") == "torch":
         outcome = torch_branch_and_bound(network, spec, open_disjuncts, deadline)
         log.info("torch branch and bound: bound %.4g after %d domains", outcome.bound, outcome.nodes)
-        if outcome.complete or "time limit" in outcome.reason:
-            closed = [float(b) for b in crown.disjunct_bounds if b > 0]
-            bound = min([outcome.bound] + closed)
-            return BoundOutcome(bound, "torch-bab", outcome.counterexample,
+        if outcome.complete or _expired(deadline):
+            return BoundOutcome(min([outcome.bound] + closed), "torch-bab", outcome.counterexample,
                                 reason=outcome.reason or None)
         log.info("torch branch and bound gave up (%s); LP path next", outcome.reason)
+    return _lp_path(network, spec, crown, deadline, solver)
+
+
+def _lp_path(network, spec, crown, deadline, solver) -> BoundOutcome:
+    """LP tightening, the LP per disjunct, LP branch and bound on the open ones."""
     bounds = tighten_bounds(network, spec.lower, spec.upper, crown.layers, solver, deadline)
     per_disjunct = np.maximum(lp_disjunct_bounds(network, spec, bounds, solver, deadline),
                               crown.disjunct_bounds)
@@ -71,7 +98,7 @@ def _exact_one(network, spec, deadline, options, solver) -> BoundOutcome:
     for j in np.argsort(per_disjunct):
         if per_disjunct[j] > 0:
             continue
-        if deadline is not None and time.monotonic() > deadline:
+        if _expired(deadline):
             reasons.append("time limit reached")
             break
         outcome = branch_and_bound(network, spec, spec.disjuncts[j], bounds, solver, deadline)
@@ -82,3 +109,11 @@ def _exact_one(network, spec, deadline, options, solver) -> BoundOutcome:
         if outcome.reason:
             reasons.append(outcome.reason)
     return BoundOutcome(float(per_disjunct.min()), solver, reason="; ".join(reasons) or None)
+
+
+def _expired(deadline) -> bool:
+    if deadline is None:
+        return False
+    if hasattr(deadline, "expired"):
+        return bool(deadline.expired)
+    return time.monotonic() > deadline

@@ -1,8 +1,8 @@
 """The ``milp`` verification method and exact MILP values.
 
-``milp``: PGD, then the big-M MILP with a MILP-capable solver (its optimal point is a
-counterexample candidate, checked in float64), then ``exact`` in the remaining
-time.  A MILP solver's own bound rests on its tolerances, so *holds* still comes
+``milp``: CROWN, a short PGD, then (ReLU networks) the big-M MILP with a MILP-capable
+solver (its optimal point is a counterexample candidate, checked in float64), then
+``exact`` in the remaining time.  A MILP solver's own bound rests on its tolerances, so *holds* still comes
 only from branch and bound with safe leaf bounds.
 """
 
@@ -23,7 +23,8 @@ from relax.lp.runner import DEFAULT_LP_SOLVER
 from relax.network import Network
 from relax.protocol import BoundOutcome, VerifyOptions
 from relax.search.attack import pgd_attack
-from relax.search.exact import _exact_one
+from relax.search.exact import exact_one, short_attack
+from relax.search.threads import torch_threads
 from relax.spec import Spec
 
 __all__ = ["milp_method", "milp_margin"]
@@ -73,28 +74,33 @@ def milp_method(network: Network, specs: Sequence[Spec], deadline, options: Veri
         raise UsageError(f"solver {solver!r} cannot take MILP problems (it accepts: {accepts})")
     lp_solver = solver if ProblemKind.LP in backend.kinds else DEFAULT_LP_SOLVER
     outcomes = []
-    for spec in specs:
-        cex = pgd_attack(network, spec, options.attack, deadline)
-        if cex is None:
-            cex = _milp_counterexample(network, spec, solver, _halfway(deadline))
-        if cex is not None:
-            outcomes.append(BoundOutcome(-math.inf, solver, cex))
-        else:
-            outcomes.append(_exact_one(network, spec, deadline, options, lp_solver))
+    with torch_threads():
+        for spec in specs:
+            outcomes.append(_milp_one(network, spec, deadline, options, solver, lp_solver))
     return outcomes
+
+
+def _milp_one(network, spec, deadline, options, solver, lp_solver) -> BoundOutcome:
+    """CROWN, a short attack, the MILP's optimum as a candidate (ReLU networks), then exact."""
+    crown = bound_specs(network, [spec], "crown", device=options.device)[0]
+    if crown.bound > 0:
+        return BoundOutcome(crown.bound, "crown")
+    cex = pgd_attack(network, spec, short_attack(options), deadline)
+    if cex is None and network.is_relu:
+        cex = _milp_counterexample(network, spec, crown, solver, _halfway(deadline))
+    if cex is not None:
+        return BoundOutcome(-math.inf, solver, cex)
+    return exact_one(network, spec, deadline, options, lp_solver, crown=crown)
 
 
 def _halfway(deadline: float | None) -> float | None:
     return None if deadline is None else time.monotonic() + (deadline - time.monotonic()) / 2
 
 
-def _milp_counterexample(network, spec, solver, deadline) -> np.ndarray | None:
+def _milp_counterexample(network, spec, crown, solver, deadline) -> np.ndarray | None:
     """The MILP optimum of each disjunct, kept only if the float64 check confirms it."""
     from solvers import SolveOptions, get_solver
 
-    crown = bound_specs(network, [spec], "crown")[0]
-    if crown.bound > 0:
-        return None
     encoding = encode_milp(network, spec.lower, spec.upper, crown.layers)
     inputs = encoding.program.block("input").indices
     for disjunct in spec.disjuncts:
