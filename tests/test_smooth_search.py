@@ -23,6 +23,8 @@ from relax.protocol import VerifyOptions
 from relax.search.attack import AttackOptions, pgd_attack
 from relax.search.alpha_method import alpha_disjunct_bounds
 from relax.search.input_split import input_split_search
+from relax.lp.encode import encode_milp
+from relax.lp.method import lp_disjunct_bounds
 from relax.spec import Spec
 from tests.helpers import random_network, sample_box
 
@@ -149,3 +151,24 @@ def test_alpha_crown_method_honours_bound_only():
     full = verify(network, spec, "alpha-crown", options=VerifyOptions(bound_only=True))
     assert quick.verdict is Verdict.HOLDS and quick.bound == pytest.approx(crown)
     assert full.verdict is Verdict.HOLDS and full.bound >= crown - 1e-9
+
+
+@pytest.mark.parametrize("activation", SMOOTH)
+@pytest.mark.parametrize("seed", range(3))
+def test_lp_on_smooth_nets_is_sound_and_no_looser_than_crown(activation, seed):
+    """The LP's rows contain CROWN's lines (chord and midpoint tangent, exact offsets), so
+    its bound is at least CROWN's; every bound lies below the sampled minimum."""
+    rng, network, spec = _problem(seed, activation, 0.4, widths=(2, 10, 10, 3))
+    crown = bound_specs(network, [spec], "crown")[0]
+    lp_crown = lp_disjunct_bounds(network, spec, crown.layers, None)
+    assert np.all(lp_crown >= crown.disjunct_bounds - 1e-6)
+    result = verify(network, spec, "lp", timeout=60)
+    assert result.bound >= lp_crown.min() - 1e-6
+    assert result.bound <= _sampled_minimum(rng, network, spec) + 1e-9
+
+
+def test_milp_encoding_still_refuses_smooth_nets():
+    _, network, spec = _problem(0, "tanh", 0.1)
+    crown = bound_specs(network, [spec], "crown")[0]
+    with pytest.raises(UsageError, match="MILP"):
+        encode_milp(network, spec.lower, spec.upper, crown.layers)

@@ -269,6 +269,8 @@ def krelu_method(network: Network, specs: Sequence[Spec], deadline, options: Ver
     remaining time for LP tightening, default 0.8), ``krelu_bab`` (true or "lp": LP branch and bound with the rows; "torch":
     alpha/beta-CROWN branch and bound from the LP-tightened layer bounds) and those of
     :func:`config_from_options`."""
+    if not network.is_relu:  # the hull rows relax ReLUs; the LP alone is ``lp``
+        raise UsageError(f"krelu needs a ReLU network, got {network.describe()}")
     config = config_from_options(options)
     solver = options.solver or DEFAULT_LP_SOLVER
     tighten = options.get("intermediate", "lp") == "lp"

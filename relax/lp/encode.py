@@ -1,4 +1,4 @@
-"""The triangle (Planet) LP relaxation of a ReLU network, and LP bound tightening.
+"""The triangle (Planet) LP relaxation of a network, and the big-M MILP of a ReLU network.
 
 Variables ``v = [x_0, a_0, ..., a_{D-1}]``: the input and the post-activations
 of the first ``D`` hidden layers.  Pre-activations are expressions
@@ -10,7 +10,15 @@ of the first ``D`` hidden layers.  Pre-activations are expressions
   the neuron was *split* inactive by branch and bound;
 - unstable: ``a >= 0``, ``a >= z``, ``a <= u (z - l) / (u - l)``.
 
-Every variable is boxed (``x_0`` by the input box, ``a`` by ``[relu(l), relu(u)]``)
+A sigmoid, tanh or softplus neuron (increasing functions) gets
+``act(l) <= a <= act(u)`` and, for each of the slopes ``s`` in {chord, ``act'(l)``,
+``act'((l+u)/2)``, ``act'(u)``}, the two lines ``s z + c_lo(s) <= a <= s z + c_up(s)``
+with ``c_lo(s) = min_{[l,u]} act(z) - s z`` and ``c_up(s) = max ...`` computed exactly
+(:mod:`relax.bounds.relaxations`: endpoints and closed-form stationary points, with an
+outward margin), so every row is valid on the neuron's interval: tangent rows where
+the function is convex or concave, chords across, and their sound shifts elsewhere.
+
+Every variable is boxed (``x_0`` by the input box, ``a`` by ``[act(l), act(u)]``)
 so any dual vector gives a valid bound (:func:`solvers.lp_safe_bound`).
 
 The MILP adds a binary ``d`` per unstable neuron: ``a <= u d``,
@@ -24,8 +32,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from relax.bounds import Bounds
+from relax.bounds.relaxations import ROUNDING_MARGIN, activation_derivative, activation_value
+from relax.bounds.relaxations import _extreme_offset as extreme_offset
 from relax.errors import UsageError
 from relax.network import Network
 from solvers.program import LinearProgram, VariableBlock
@@ -55,10 +66,39 @@ class LpEncoding:
         return [(np.asarray(linear[r]).ravel(), float(C[r] @ g - offsets[r])) for r in range(C.shape[0])]
 
 
-def _require_relu(network: Network) -> None:
-    if not network.is_relu:
-        names = sorted({a.name for a in network.activations})
-        raise UsageError(f"the LP/MILP relaxations need a ReLU network, got activations {names}")
+SMOOTH = ("sigmoid", "tanh", "softplus")
+
+
+def _require_relaxable(network: Network, integer: bool) -> None:
+    names = sorted({a.name for a in network.activations})
+    if integer and not network.is_relu:
+        raise UsageError(f"the MILP encoding needs a ReLU network, got activations {names}")
+    unknown = [n for n in names if n != "relu" and n not in SMOOTH]
+    if unknown:
+        raise UsageError(f"the LP relaxation has no rows for activations {unknown}")
+
+
+def _activation_box(activation, l: np.ndarray, u: np.ndarray):
+    """Bounds of ``a = act(z)`` for ``z`` in ``[l, u]`` (all activations are increasing)."""
+    if activation.name == "relu":
+        return np.maximum(l, 0), np.maximum(u, 0)
+    lo, hi = (activation_value(activation.name, torch.as_tensor(v, dtype=torch.float64)).numpy()
+              for v in (l, u))
+    return lo - ROUNDING_MARGIN, hi + ROUNDING_MARGIN
+
+
+def _smooth_lines(name: str, l: np.ndarray, u: np.ndarray):
+    """Slopes (m, n) and exact lower/upper offsets (m, n) of the sound lines of the docstring."""
+    lt, ut = torch.as_tensor(l, dtype=torch.float64), torch.as_tensor(u, dtype=torch.float64)
+    width = ut - lt
+    flat = width <= 1e-12
+    chord = (activation_value(name, ut) - activation_value(name, lt)) / torch.where(flat, torch.ones_like(width), width)
+    middle = activation_derivative(name, (lt + ut) / 2)
+    slopes = [torch.where(flat, middle, chord), activation_derivative(name, lt), middle,
+              activation_derivative(name, ut)]
+    lows = [extreme_offset(name, s, lt, ut, torch.amin) - ROUNDING_MARGIN for s in slopes]
+    highs = [extreme_offset(name, s, lt, ut, torch.amax) + ROUNDING_MARGIN for s in slopes]
+    return torch.stack(slopes).numpy(), torch.stack(lows).numpy(), torch.stack(highs).numpy()
 
 
 def _selection(indices: np.ndarray, size: int) -> sp.csr_matrix:
@@ -111,7 +151,7 @@ def encode_triangle(
     ``bounds`` holds pre-activation bounds of the hidden layers; ``split_inactive[k]``
     lists neurons of layer ``k`` forced inactive by branching (adds ``z <= 0``).
     """
-    _require_relu(network)
+    _require_relaxable(network, integer)
     depth = len(network.activations) if depth is None else depth
     sizes = [network.input_size] + [network.affines[k].out_features for k in range(depth)]
     n_binaries = sum(len(bounds.unstable(k)) for k in range(depth)) if integer else 0
@@ -124,14 +164,18 @@ def encode_triangle(
         expressions.append((builder.place(k, W), affine.bias))
         if k == depth:
             break
+        if network.activations[k].name != "relu":
+            _smooth_rows(builder, k, W, affine.bias, bounds.lower[k], bounds.upper[k],
+                         network.activations[k].name)
+            continue
         inactive = None if split_inactive is None else split_inactive[k]
         binary_start = _layer_rows(builder, k, W, affine.bias, bounds.lower[k], bounds.upper[k],
                                    inactive, integer, binary_start)
     A, row_lo, row_hi = builder.matrix()
-    var_lo = np.concatenate([lower] + [np.maximum(bounds.lower[k], 0) for k in range(depth)]
-                            + [np.zeros(n_binaries)])
-    var_hi = np.concatenate([upper] + [np.maximum(bounds.upper[k], 0) for k in range(depth)]
-                            + [np.ones(n_binaries)])
+    boxes = [_activation_box(network.activations[k], bounds.lower[k], bounds.upper[k])
+             for k in range(depth)]
+    var_lo = np.concatenate([lower] + [lo for lo, _ in boxes] + [np.zeros(n_binaries)])
+    var_hi = np.concatenate([upper] + [hi for _, hi in boxes] + [np.ones(n_binaries)])
     is_int = np.zeros(builder.n, bool)
     is_int[builder.n - n_binaries:] = True
     names = ["input"] + [f"relu{k}" for k in range(depth)] + (["binary"] if integer else [])
@@ -166,6 +210,17 @@ def _layer_rows(builder: _Builder, k, W, b, l, u, inactive, integer, binary_star
     builder.add(a_sel - sp.diags(uu) @ binary, -np.inf, 0.0)               # a <= u d
     builder.add(-z_minus_a(unstable) - sp.diags(lu) @ binary, -np.inf, b[unstable] - lu)  # a <= z - l(1-d)
     return binary_start + m
+
+
+def _smooth_rows(builder: _Builder, k, W, b, l, u, name: str) -> None:
+    """Rows ``c_lo(s) <= a - s z <= c_up(s)`` for each sound slope ``s`` (module docstring)."""
+    n = W.shape[0]
+    select = builder.place(k + 1, _selection(np.arange(n), n))
+    z = builder.place(k, W)
+    slopes, lows, highs = _smooth_lines(name, l, u)
+    for s, c_lo, c_up in zip(slopes, lows, highs):
+        # a - s (W a_prev + b) in [c_lo, c_up]  <=>  a - s W a_prev in [c_lo + s b, c_up + s b]
+        builder.add(select - sp.diags(s) @ z, c_lo + s * b, c_up + s * b)
 
 
 def encode_milp(network: Network, lower, upper, bounds: Bounds) -> LpEncoding:
