@@ -13,8 +13,8 @@ For an unstable ReLU (``l < 0 < u``) any lower line ``alpha z`` with
 
 gives, for *every* ``alpha``, a lower bound on ``C z_L`` over all inputs of the
 box whose pre-activations lie in the domain's bounds.  alpha-CROWN maximises this
-bound over ``alpha`` by projected gradient ascent (Adam, exponentially decayed
-step).  Sigmoid, tanh and softplus layers use the fixed sound lines of
+bound over ``alpha`` by projected gradient ascent (:mod:`relax.bounds.adam`,
+exponentially decayed step).  Sigmoid, tanh and softplus layers use the fixed sound lines of
 :func:`relax.bounds.relaxations.relax_smooth` on their current bounds (tangent or
 chord slope, offsets computed exactly); only ReLU slopes are optimised.
 
@@ -44,6 +44,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from relax.bounds.adam import AdamGroup, ProjectedAdam
 from relax.bounds.ibp import affine_interval
 from relax.bounds.relaxations import relax_smooth
 from relax.bounds.torch_network import TorchNetwork
@@ -349,13 +350,11 @@ class _Search:
     def __init__(self, exact, work, params, inter, betas, settings: AlphaSettings):
         self.exact, self.work, self.params, self.inter, self.betas = exact, work, params, inter, betas
         alphas = params + [a for group in (inter or [None])[1:] for a in group]
-        groups = [{"params": alphas, "lr": settings.lr}]
+        groups = [AdamGroup(alphas, settings.lr, 0.0, 1.0)]
         if betas is not None:
-            groups.append({"params": betas, "lr": settings.lr_beta})
+            groups.append(AdamGroup(betas, settings.lr_beta, 0.0, None))
         self.iterations = max(settings.iterations, 0)
-        self.optimiser = torch.optim.Adam(groups) if self.iterations else None
-        self.schedule = (torch.optim.lr_scheduler.ExponentialLR(self.optimiser, settings.lr_decay)
-                         if self.iterations else None)
+        self.optimiser = ProjectedAdam(groups, settings.lr_decay)
 
     def _final_params(self):
         if self.work is self.exact:
@@ -396,15 +395,3 @@ class _Search:
         self.optimiser.zero_grad()
         (-value.sum()).backward()
         self.optimiser.step()
-        self.schedule.step()
-        with torch.no_grad():
-            for group in self.optimiser.param_groups[:1]:
-                for p in group["params"]:
-                    p.clamp_(0.0, 1.0)
-            for b in self.betas or ():
-                b.clamp_(min=0.0)
-
-
-def with_iterations(settings: AlphaSettings, iterations: int) -> AlphaSettings:
-    """``settings`` with another iteration count."""
-    return replace(settings, iterations=iterations)
