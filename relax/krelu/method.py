@@ -41,7 +41,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from relax.bounds import Bounds, bound_specs, refine_bounds
-from relax.errors import UsageError
+from relax.errors import UnsupportedNetworkError, UsageError
 from relax.krelu.encode import KreluConfig, LayerRows, add_rows, layer_rows
 from relax.lp.encode import encode_triangle
 from relax.lp.runner import DEFAULT_LP_SOLVER, LpRunner
@@ -257,6 +257,14 @@ def _share(deadline: float | None, fraction: float) -> float | None:
     return None if deadline is None else time.monotonic() + fraction * (deadline - time.monotonic())
 
 
+def _require_relu(network: Network) -> None:
+    """k-ReLU's hulls, its triangle LP and its alpha-CROWN bounds are those of the ReLU: on
+    any other activation they would bound the wrong function."""
+    if not network.is_relu:
+        names = sorted({a.name for a in network.activations})
+        raise UnsupportedNetworkError(f"method krelu needs a ReLU network, got activations {names}")
+
+
 def krelu_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
     """CROWN, then intermediate bounds (alpha-CROWN plus LP on the last layers, or LP on
     every layer) with k-ReLU rows, then the k-ReLU LP per disjunct.
@@ -269,6 +277,7 @@ def krelu_method(network: Network, specs: Sequence[Spec], deadline, options: Ver
     remaining time for LP tightening, default 0.8), ``krelu_bab`` (true or "lp": LP branch and bound with the rows; "torch":
     alpha/beta-CROWN branch and bound from the LP-tightened layer bounds) and those of
     :func:`config_from_options`."""
+    _require_relu(network)
     config = config_from_options(options)
     solver = options.solver or DEFAULT_LP_SOLVER
     tighten = options.get("intermediate", "lp") == "lp"
