@@ -39,7 +39,6 @@ with ``alpha``.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 
 import torch
@@ -48,7 +47,8 @@ from relax.bounds.adam import AdamGroup, ProjectedAdam
 from relax.bounds.ibp import affine_interval
 from relax.bounds.relaxations import relax_smooth
 from relax.bounds.torch_network import TorchNetwork
-from relax.errors import UsageError
+from relax.deadline import NEVER, Deadline
+from relax.errors import UnsupportedNetworkError
 
 __all__ = ["AlphaSettings", "Domains", "DomainBounds", "alpha_crown", "check_activations"]
 
@@ -121,7 +121,7 @@ def check_activations(net: TorchNetwork) -> None:
     """Refuse activations without a sound relaxation here (typed error)."""
     for act in net.activations:
         if act.name != "relu" and act.name not in SMOOTH:
-            raise UsageError(f"alpha-CROWN has no relaxation for activation {act.name!r}")
+            raise UnsupportedNetworkError(f"alpha-CROWN has no relaxation for activation {act.name!r}")
 
 
 def _layer_base(activation, l, u):
@@ -299,14 +299,6 @@ class _Problem:
                                prior_upper=[torch.minimum(p, u.detach()) for p, u in zip(self.domains.prior_upper, uppers)])
 
 
-def _expired(deadline) -> bool:
-    if deadline is None:
-        return False
-    if hasattr(deadline, "expired"):
-        return bool(deadline.expired)
-    return time.monotonic() > deadline
-
-
 def _empty(domains: Domains, lowers, uppers) -> torch.Tensor:
     empty = torch.zeros(domains.lower.shape[0], dtype=torch.bool, device=domains.lower.device)
     for l, u in list(zip(domains.prior_lower, domains.prior_upper)) + list(zip(lowers, uppers)):
@@ -315,7 +307,8 @@ def _empty(domains: Domains, lowers, uppers) -> torch.Tensor:
 
 
 def alpha_crown(net: TorchNetwork, domains: Domains, settings: AlphaSettings = AlphaSettings(),
-                alpha=None, beta=None, deadline=None, fast_net: TorchNetwork | None = None) -> DomainBounds:
+                alpha=None, beta=None, deadline: Deadline = NEVER,
+                fast_net: TorchNetwork | None = None) -> DomainBounds:
     """Best-of-iterations alpha-CROWN bounds ``max_j rows_j`` for a batch of domains.
 
     The domain bound is the maximum over the objective rows (the margin of a
@@ -363,12 +356,12 @@ class _Search:
         inter = None if self.inter is None else [None] + [cast(g) for g in self.inter[1:]]
         return cast(self.params), inter, None if self.betas is None else cast(self.betas)
 
-    def run(self, deadline, empty_of) -> DomainBounds:
+    def run(self, deadline: Deadline, empty_of) -> DomainBounds:
         domains = self.exact.domains
         best = torch.full((domains.lower.shape[0],), -torch.inf, dtype=domains.lower.dtype)
         best_rows = None
         for step in range(self.iterations + 1):
-            last = step == self.iterations or _expired(deadline)
+            last = step == self.iterations or deadline.expired
             problem = self.exact if last else self.work
             params, inter, betas = self._final_params() if last else (self.params, self.inter, self.betas)
             with torch.set_grad_enabled(not last):

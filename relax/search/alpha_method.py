@@ -11,24 +11,47 @@ even when CROWN already proves the property.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from relax.bounds import bound_specs
 from relax.bounds.alpha import AlphaSettings
+from relax.deadline import NEVER, Deadline
+from relax.errors import UsageError
 from relax.network import Network
+from relax.options import MethodOptions, option
 from relax.protocol import BoundOutcome, VerifyOptions
 from relax.search.beta_crown import root_alpha_bounds
 from relax.spec import Spec
 
-__all__ = ["alpha_crown_method", "DEFAULT_ALPHA", "alpha_disjunct_bounds"]
-
-#: the method's settings: auto_LiRPA's defaults (20 Adam steps at lr 0.5, decayed by 0.98 per step)
-DEFAULT_ALPHA = AlphaSettings(iterations=20, lr=0.5, lr_decay=0.98)
+__all__ = ["alpha_crown_method", "AlphaCrownOptions", "DEFAULT_ALPHA", "alpha_disjunct_bounds"]
 
 
-def alpha_disjunct_bounds(network: Network, spec: Spec, disjuncts, deadline=None,
+@dataclass(frozen=True)
+class AlphaCrownOptions(MethodOptions):
+    """Options of the ``alpha-crown`` method (defaults: auto_LiRPA's)."""
+
+    iterations: int = option(20, "Adam steps on the slopes")
+    lr: float = option(0.5, "Adam step size for the slopes")
+    lr_decay: float = option(0.98, "step size factor after every step")
+    refine: bool = option(True, "re-bound intermediate layers under their own optimised slopes")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.iterations < 0 or self.lr <= 0 or not 0 < self.lr_decay <= 1:
+            raise UsageError("alpha-crown needs iterations >= 0, lr > 0 and 0 < lr_decay <= 1")
+
+    def settings(self) -> AlphaSettings:
+        return AlphaSettings(self.iterations, self.lr, lr_decay=self.lr_decay, refine=self.refine)
+
+
+#: the method's default settings
+DEFAULT_ALPHA = AlphaCrownOptions().settings()
+
+
+def alpha_disjunct_bounds(network: Network, spec: Spec, disjuncts, deadline: Deadline = NEVER,
                           settings: AlphaSettings = DEFAULT_ALPHA) -> np.ndarray:
     """alpha-CROWN lower bounds on the margins of ``disjuncts`` of ``spec``."""
     disjuncts = list(disjuncts)
@@ -39,9 +62,10 @@ def alpha_disjunct_bounds(network: Network, spec: Spec, disjuncts, deadline=None
     return root.bound.numpy().astype(float)
 
 
-def alpha_crown_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions,
-                       settings: AlphaSettings = DEFAULT_ALPHA) -> list[BoundOutcome]:
+def alpha_crown_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
+                       options: VerifyOptions) -> list[BoundOutcome]:
     """Per spec: the minimum over disjuncts of max(CROWN, alpha-CROWN)."""
+    settings = options.of(AlphaCrownOptions).settings()
     outcomes = []
     for spec, crown in zip(specs, bound_specs(network, list(specs), "crown", device=options.device)):
         per_disjunct = np.array(crown.disjunct_bounds, dtype=float)

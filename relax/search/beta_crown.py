@@ -26,18 +26,19 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from relax.deadline import NEVER, Deadline
+from relax.result import Reason, ReasonKind
 from relax.search.lp_bab import BabOutcome, _Tree
 from relax.bounds import Bounds
 from relax.bounds.alpha import AlphaSettings, Domains, alpha_crown
 from relax.bounds.crown import crown_layer_bounds
 from relax.bounds.torch_network import TorchNetwork
-from relax.errors import UsageError
+from relax.errors import UnsupportedNetworkError
 from relax.network import Network
 from relax.spec import Spec
 
@@ -87,7 +88,7 @@ def _objectives(spec: Spec, disjuncts, net: TorchNetwork):
 
 
 def root_alpha_bounds(network: Network, spec: Spec, disjuncts, settings: BabSettings = BabSettings(),
-                      deadline: float | None = None, net: TorchNetwork | None = None,
+                      deadline: Deadline = NEVER, net: TorchNetwork | None = None,
                       prior: Bounds | None = None, alpha=None, alpha_settings: AlphaSettings | None = None):
     """alpha-CROWN per disjunct at the root: (DomainBounds, objective, offsets).
 
@@ -215,7 +216,7 @@ class _Search:
         return result.x
 
 
-def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadline: float | None = None,
+def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadline: Deadline = NEVER,
                            settings: BabSettings = BabSettings(),
                            prior: Bounds | None = None) -> BabOutcome:
     """Decide the disjuncts ``disjuncts`` (default all) of ``spec`` (module docstring).
@@ -224,7 +225,7 @@ def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadlin
     valid layer bounds over the whole box (e.g. LP-tightened) that the root starts from.
     """
     if any(a.name != "relu" for a in network.activations):
-        raise UsageError("torch branch and bound handles ReLU networks only")
+        raise UnsupportedNetworkError("torch branch and bound handles ReLU networks only")
     disjuncts = list(range(len(spec.disjuncts))) if disjuncts is None else list(disjuncts)
     net = TorchNetwork.from_network(network)
     root, C, d = root_alpha_bounds(network, spec, disjuncts, settings, deadline, net, prior)
@@ -243,7 +244,7 @@ def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadlin
     return _search_loop(search, pool, deadline)
 
 
-def _search_loop(search: _Search, pool: _Pool, deadline) -> BabOutcome:
+def _search_loop(search: _Search, pool: _Pool, deadline: Deadline) -> BabOutcome:
     """Split the lowest-bound domains, bound the children, until every domain closes."""
     closed_min = math.inf
     while True:
@@ -252,11 +253,11 @@ def _search_loop(search: _Search, pool: _Pool, deadline) -> BabOutcome:
             log.info("torch branch and bound closed %d domains", search.nodes)
             return BabOutcome(closed_min, None, search.nodes, True)
         bound = min(float(pool.f["bound"].min()), closed_min)
-        if _expired(deadline):
-            return BabOutcome(bound, None, search.nodes, False, "time limit reached")
+        if deadline.expired:
+            return BabOutcome(bound, None, search.nodes, False, Reason.time_limit())
         if len(pool) > search.settings.max_domains:
-            return BabOutcome(bound, None, search.nodes, False,
-                              f"more than {search.settings.max_domains} open domains")
+            return BabOutcome(bound, None, search.nodes, False, Reason(
+                ReasonKind.RESOURCE_LIMIT, f"more than {search.settings.max_domains} open domains"))
         batch = pool.pop_lowest(search.settings.batch)
         best = torch.cat(batch["score"], dim=1).max(1)
         leaves = best.values < 0  # no unstable ReLU left
@@ -273,14 +274,6 @@ def _search_loop(search: _Search, pool: _Pool, deadline) -> BabOutcome:
         if cex is not None:
             return BabOutcome(-math.inf, cex, search.nodes, True)
         pool.add(children)
-
-
-def _expired(deadline) -> bool:
-    if deadline is None:
-        return False
-    if hasattr(deadline, "expired"):
-        return bool(deadline.expired)
-    return time.monotonic() > deadline
 
 
 def _split(batch: dict, flat_index: torch.Tensor) -> dict:
@@ -327,6 +320,7 @@ def _decide_leaves(network, spec, disjuncts, root_bounds, trees, batch, leaves, 
             continue
         cex = tree.counterexample(x)
         if cex is not None:
-            return -math.inf, cex, ""
-        return bound, None, "a fully split domain has a non-positive LP bound and no checked counterexample"
+            return -math.inf, cex, None
+        return bound, None, Reason(ReasonKind.NOT_APPLICABLE, "a fully split domain has a "
+                                   "non-positive LP bound and no checked counterexample")
     return least

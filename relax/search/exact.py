@@ -3,7 +3,7 @@
 1. CROWN (milliseconds): a positive bound decides *holds*.
 2. A short PGD attack: a float64-checked counterexample decides *violated*.
 3. ReLU networks: alpha-CROWN at the root and batched beta-CROWN branch and bound
-   (:mod:`relax.search.beta_crown`, option ``pipeline="torch"``, the default), whose
+   (:mod:`relax.search.beta_crown`, :attr:`ExactOptions.pipeline` ``"torch"``, the default), whose
    every evaluated domain proposes a counterexample candidate.  The ``pipeline="lp"``
    path (also the fallback when the torch search gives up for memory) runs LP
    tightening, the LP per disjunct, and LP branch and bound
@@ -22,18 +22,20 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from dataclasses import replace
-from typing import Sequence
+from dataclasses import dataclass, replace
+from typing import Literal, Sequence
 
 import numpy as np
 
 from relax.bounds import bound_specs
+from relax.deadline import Deadline
 from relax.lp.method import lp_disjunct_bounds
 from relax.lp.runner import DEFAULT_LP_SOLVER
 from relax.lp.tighten import tighten_bounds
 from relax.network import Network
+from relax.options import MethodOptions, option
 from relax.protocol import BoundOutcome, VerifyOptions
+from relax.result import Reason, ReasonKind, join_reasons
 from relax.search.attack import pgd_attack
 from relax.search.beta_crown import torch_branch_and_bound
 from relax.search.input_split import input_split_search
@@ -41,7 +43,7 @@ from relax.search.lp_bab import branch_and_bound
 from relax.search.threads import torch_threads
 from relax.spec import Spec
 
-__all__ = ["exact_method", "exact_one", "short_attack"]
+__all__ = ["exact_method", "exact_one", "short_attack", "ExactOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +52,22 @@ log = logging.getLogger(__name__)
 SHORT_ATTACK_FRACTION = 0.5
 
 
-def exact_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
+@dataclass(frozen=True)
+class ExactOptions(MethodOptions):
+    """Options of the ``exact`` method."""
+
+    pipeline: Literal["torch", "lp"] = option(
+        "torch", "ReLU networks: torch (alpha/beta-CROWN branch and bound) or lp (LP tightening, "
+                 "LP per disjunct, LP branch and bound)")
+
+
+def exact_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
+                 options: VerifyOptions) -> list[BoundOutcome]:
     """CROWN, attack, alpha-CROWN, branch and bound; see the module docstring."""
     solver = options.solver or DEFAULT_LP_SOLVER
+    pipeline = options.of(ExactOptions).pipeline
     with torch_threads():
-        return [exact_one(network, spec, deadline, options, solver) for spec in specs]
+        return [exact_one(network, spec, deadline, options, solver, pipeline) for spec in specs]
 
 
 def short_attack(options: VerifyOptions):
@@ -63,8 +76,8 @@ def short_attack(options: VerifyOptions):
     return replace(attack, steps=max(1, int(attack.steps * SHORT_ATTACK_FRACTION)))
 
 
-def exact_one(network: Network, spec: Spec, deadline, options: VerifyOptions, solver: str,
-              crown=None) -> BoundOutcome:
+def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyOptions, solver: str,
+              pipeline: str = "torch", crown=None) -> BoundOutcome:
     """The pipeline for one spec (``crown``: its CROWN bounds if already computed)."""
     crown = crown or bound_specs(network, [spec], "crown", device=options.device)[0]
     if crown.bound > 0:
@@ -73,33 +86,39 @@ def exact_one(network: Network, spec: Spec, deadline, options: VerifyOptions, so
     if cex is not None:
         return BoundOutcome(-math.inf, solver, cex)
     open_disjuncts = [j for j, b in enumerate(crown.disjunct_bounds) if b <= 0]
-    closed = [float(b) for b in crown.disjunct_bounds if b > 0]
     if not network.is_relu:
         outcome = input_split_search(network, spec, open_disjuncts, deadline)
         log.info("input splitting: bound %.4g after %d domains", outcome.bound, outcome.nodes)
-        return BoundOutcome(min([outcome.bound] + closed), "input-split", outcome.counterexample,
-                            reason=outcome.reason or None)
-    if options.get("pipeline", "torch") == "torch":
+        return _combined(outcome, crown, open_disjuncts, "input-split")
+    if pipeline == "torch":
         outcome = torch_branch_and_bound(network, spec, open_disjuncts, deadline)
         log.info("torch branch and bound: bound %.4g after %d domains", outcome.bound, outcome.nodes)
-        if outcome.complete or _expired(deadline):
-            return BoundOutcome(min([outcome.bound] + closed), "torch-bab", outcome.counterexample,
-                                reason=outcome.reason or None)
+        if outcome.complete or outcome.reason.kind is ReasonKind.TIME_LIMIT:
+            return _combined(outcome, crown, open_disjuncts, "torch-bab")
         log.info("torch branch and bound gave up (%s); LP path next", outcome.reason)
     return _lp_path(network, spec, crown, deadline, solver)
 
 
-def _lp_path(network, spec, crown, deadline, solver) -> BoundOutcome:
+def _combined(outcome, crown, open_disjuncts, solver: str) -> BoundOutcome:
+    """A search's outcome on the open disjuncts with CROWN's bounds on the closed ones; both
+    bound the open disjuncts' minimum, so the result is never weaker than CROWN."""
+    closed = [float(b) for b in crown.disjunct_bounds if b > 0]
+    open_crown = min(float(crown.disjunct_bounds[j]) for j in open_disjuncts)
+    bound = min([max(outcome.bound, open_crown)] + closed)
+    return BoundOutcome(bound, solver, outcome.counterexample, reason=outcome.reason)
+
+
+def _lp_path(network, spec, crown, deadline: Deadline, solver) -> BoundOutcome:
     """LP tightening, the LP per disjunct, LP branch and bound on the open ones."""
     bounds = tighten_bounds(network, spec.lower, spec.upper, crown.layers, solver, deadline)
-    per_disjunct = np.maximum(lp_disjunct_bounds(network, spec, bounds, solver, deadline),
-                              crown.disjunct_bounds)
+    per_disjunct = lp_disjunct_bounds(network, spec, bounds, solver, deadline,
+                                      known=crown.disjunct_bounds)
     reasons = []
     for j in np.argsort(per_disjunct):
         if per_disjunct[j] > 0:
             continue
-        if _expired(deadline):
-            reasons.append("time limit reached")
+        if deadline.expired:
+            reasons.append(Reason.time_limit())
             break
         outcome = branch_and_bound(network, spec, spec.disjuncts[j], bounds, solver, deadline)
         log.info("disjunct %d: bound %.4g after %d nodes", j, outcome.bound, outcome.nodes)
@@ -108,12 +127,14 @@ def _lp_path(network, spec, crown, deadline, solver) -> BoundOutcome:
         per_disjunct[j] = max(per_disjunct[j], outcome.bound)
         if outcome.reason:
             reasons.append(outcome.reason)
-    return BoundOutcome(float(per_disjunct.min()), solver, reason="; ".join(reasons) or None)
+    return BoundOutcome(float(per_disjunct.min()), solver, reason=_first(reasons))
 
 
-def _expired(deadline) -> bool:
-    if deadline is None:
-        return False
-    if hasattr(deadline, "expired"):
-        return bool(deadline.expired)
-    return time.monotonic() > deadline
+def _first(reasons: list[Reason]) -> Reason | None:
+    """One reason for several disjuncts: the time limit if it is among them, else the
+    first, with every message joined."""
+    if not reasons:
+        return None
+    kinds = [r.kind for r in reasons]
+    kind = ReasonKind.TIME_LIMIT if ReasonKind.TIME_LIMIT in kinds else kinds[0]
+    return Reason(kind, join_reasons(reasons))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +30,8 @@ import torch
 
 from relax.bounds.crown import crown_layer_bounds
 from relax.bounds.torch_network import TorchNetwork
+from relax.deadline import NEVER, Deadline
+from relax.result import Reason, ReasonKind
 from relax.network import Network
 from relax.search.attack import AttackOptions, pgd_attack
 from relax.search.lp_bab import BabOutcome
@@ -141,7 +142,7 @@ class _Search:
                 return x
         return None
 
-    def attack(self, domains: _Domains, deadline) -> np.ndarray | None:
+    def attack(self, domains: _Domains, deadline: Deadline) -> np.ndarray | None:
         """A short PGD inside the lowest open box."""
         i = int(torch.argmin(domains.bound))
         lo, hi = domains.lower[i].numpy(), domains.upper[i].numpy()
@@ -151,7 +152,7 @@ class _Search:
         return x if x is not None and self.spec.is_violated_by(x, self.network.forward(x)) else None
 
 
-def input_split_search(network: Network, spec: Spec, disjuncts=None, deadline=None,
+def input_split_search(network: Network, spec: Spec, disjuncts=None, deadline: Deadline = NEVER,
                        settings: InputSplitSettings = InputSplitSettings()) -> BabOutcome:
     """Decide ``spec``'s disjuncts ``disjuncts`` (default all) by splitting the input box."""
     disjuncts = list(range(len(spec.disjuncts))) if disjuncts is None else list(disjuncts)
@@ -167,7 +168,7 @@ def input_split_search(network: Network, spec: Spec, disjuncts=None, deadline=No
     return _loop(search, _Domains(lower, upper, which, bound, split), deadline)
 
 
-def _loop(search: _Search, pool: _Domains, deadline) -> BabOutcome:
+def _loop(search: _Search, pool: _Domains, deadline: Deadline) -> BabOutcome:
     """Close positive domains, split the lowest, until none is open (or time, or memory)."""
     closed_min, rounds = math.inf, 0
     while True:
@@ -178,11 +179,11 @@ def _loop(search: _Search, pool: _Domains, deadline) -> BabOutcome:
         if len(pool) == 0:
             return BabOutcome(closed_min, None, search.nodes, True)
         bound = min(float(pool.bound.min()), closed_min)
-        if _expired(deadline):
-            return BabOutcome(bound, None, search.nodes, False, "time limit reached")
+        if deadline.expired:
+            return BabOutcome(bound, None, search.nodes, False, Reason.time_limit())
         if len(pool) > search.settings.max_domains:
-            return BabOutcome(bound, None, search.nodes, False,
-                              f"more than {search.settings.max_domains} open domains")
+            return BabOutcome(bound, None, search.nodes, False, Reason(
+                ReasonKind.RESOURCE_LIMIT, f"more than {search.settings.max_domains} open domains"))
         rounds += 1
         cex = search.attack(pool, deadline) if rounds % search.settings.attack_every == 0 else None
         if cex is None:
@@ -207,11 +208,3 @@ def _round(search: _Search, pool: _Domains):
     # a sub-box inherits its parent's bound (valid on the larger box)
     bound = torch.maximum(bound, torch.cat([parents.bound, parents.bound]))
     return rest.join(_Domains(lower, upper, which, bound, split)), search.check(points)
-
-
-def _expired(deadline) -> bool:
-    if deadline is None:
-        return False
-    if hasattr(deadline, "expired"):
-        return bool(deadline.expired)
-    return time.monotonic() > deadline

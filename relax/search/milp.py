@@ -9,25 +9,41 @@ only from branch and bound with safe leaf bounds.
 from __future__ import annotations
 
 import math
-import time
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Literal, Sequence
 
 import numpy as np
 
 from relax.bounds import Bounds, bound_specs
+from relax.deadline import NEVER, Deadline
 from relax.errors import UsageError
 from relax.lp.encode import encode_milp
 from relax.lp.method import lp_disjunct_bounds
 from relax.lp.objectives import disjunct_objective
 from relax.lp.runner import DEFAULT_LP_SOLVER
 from relax.network import Network
+from relax.options import MethodOptions, option
 from relax.protocol import BoundOutcome, VerifyOptions
 from relax.search.attack import pgd_attack
 from relax.search.exact import exact_one, short_attack
 from relax.search.threads import torch_threads
 from relax.spec import Spec
 
-__all__ = ["milp_method", "milp_margin"]
+__all__ = ["milp_method", "milp_margin", "MilpOptions"]
+
+
+@dataclass(frozen=True)
+class MilpOptions(MethodOptions):
+    """Options of the ``milp`` method."""
+
+    search_share: float = option(0.5, "fraction of the time left after PGD for the MILP "
+                                      "counterexample search (the rest: the exact method)")
+    pipeline: Literal["torch", "lp"] = option("torch", "the exact stage's pipeline (see exact)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.search_share <= 1:
+            raise UsageError(f"milp.search_share must be in [0, 1], got {self.search_share}")
 
 
 def milp_margin(network: Network, spec: Spec, bounds: Bounds, solver: str = "highs",
@@ -39,30 +55,30 @@ def milp_margin(network: Network, spec: Spec, bounds: Bounds, solver: str = "hig
     a *value* for comparison tables, resting on the MILP solver's tolerances;
     verdicts never use it (they come from :func:`exact_method`).
     """
-    from solvers import SolveOptions, get_solver
+    from solvers import get_solver
     from solvers.solution import Status
 
     backend = get_solver(solver)
-    deadline = None if time_limit is None else time.monotonic() + time_limit
+    deadline = Deadline.after(time_limit)
     lp_bounds = lp_disjunct_bounds(network, spec, bounds, None, deadline)
     encoding = encode_milp(network, spec.lower, spec.upper, bounds)
     best = math.inf
     for j in np.argsort(lp_bounds):
         if lp_bounds[j] >= best:
             break
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
+        if deadline.expired:
             return None
         objective = disjunct_objective(encoding, spec.disjuncts[j])
         program = objective.program.with_objective(objective.c, objective.c0)
-        solution = backend.solve(program, SolveOptions(time_limit=remaining))
+        solution = backend.solve(program, deadline.solve_options())
         if solution.status is not Status.OPTIMAL or solution.objective is None:
             return None
         best = min(best, solution.objective)
     return float(best)
 
 
-def milp_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
+def milp_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
+                options: VerifyOptions) -> list[BoundOutcome]:
     """MILP counterexample search, then certified branch and bound (module docstring)."""
     from solvers import get_solver
     from solvers.program import ProblemKind
@@ -73,43 +89,40 @@ def milp_method(network: Network, specs: Sequence[Spec], deadline, options: Veri
         accepts = ", ".join(sorted(k.value for k in backend.kinds))
         raise UsageError(f"solver {solver!r} cannot take MILP problems (it accepts: {accepts})")
     lp_solver = solver if ProblemKind.LP in backend.kinds else DEFAULT_LP_SOLVER
+    settings = options.of(MilpOptions)
     outcomes = []
     with torch_threads():
         for spec in specs:
-            outcomes.append(_milp_one(network, spec, deadline, options, solver, lp_solver))
+            outcomes.append(_milp_one(network, spec, deadline, options, solver, lp_solver, settings))
     return outcomes
 
 
-def _milp_one(network, spec, deadline, options, solver, lp_solver) -> BoundOutcome:
+def _milp_one(network, spec, deadline: Deadline, options, solver, lp_solver,
+              settings: MilpOptions) -> BoundOutcome:
     """CROWN, a short attack, the MILP's optimum as a candidate (ReLU networks), then exact."""
     crown = bound_specs(network, [spec], "crown", device=options.device)[0]
     if crown.bound > 0:
         return BoundOutcome(crown.bound, "crown")
     cex = pgd_attack(network, spec, short_attack(options), deadline)
     if cex is None and network.is_relu:
-        cex = _milp_counterexample(network, spec, crown, solver, _halfway(deadline))
+        cex = _milp_counterexample(network, spec, crown, solver, deadline.share(settings.search_share))
     if cex is not None:
         return BoundOutcome(-math.inf, solver, cex)
-    return exact_one(network, spec, deadline, options, lp_solver, crown=crown)
+    return exact_one(network, spec, deadline, options, lp_solver, settings.pipeline, crown=crown)
 
 
-def _halfway(deadline: float | None) -> float | None:
-    return None if deadline is None else time.monotonic() + (deadline - time.monotonic()) / 2
-
-
-def _milp_counterexample(network, spec, crown, solver, deadline) -> np.ndarray | None:
+def _milp_counterexample(network, spec, crown, solver, deadline: Deadline = NEVER) -> np.ndarray | None:
     """The MILP optimum of each disjunct, kept only if the float64 check confirms it."""
-    from solvers import SolveOptions, get_solver
+    from solvers import get_solver
 
     encoding = encode_milp(network, spec.lower, spec.upper, crown.layers)
     inputs = encoding.program.block("input").indices
     for disjunct in spec.disjuncts:
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
+        if deadline.expired:
             break
         objective = disjunct_objective(encoding, disjunct)
         program = objective.program.with_objective(objective.c, objective.c0)
-        solution = get_solver(solver).solve(program, SolveOptions(time_limit=remaining))
+        solution = get_solver(solver).solve(program, deadline.solve_options())
         if solution.x is not None:
             x = np.clip(solution.x[inputs], spec.lower, spec.upper)
             if spec.is_violated_by(x, network.forward(x)):
