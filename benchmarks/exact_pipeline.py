@@ -7,7 +7,9 @@ Every instance runs ``relax verify NET PROP --method M --timeout T --json`` in a
 process (as a user runs it), once per checkout, the checkouts interleaved per
 instance so that both see the same machine load.  ``--busy`` keeps one CPU-bound
 process (``while True: pass``) running beside the whole measurement, as on a shared
-machine; ``--threads N`` sets ``RELAX_THREADS`` (default: relax's own choice).
+machine; ``--threads N`` sets ``RELAX_THREADS`` (default: relax's own choice);
+``--one-thread`` forces one thread everywhere (``OMP_NUM_THREADS=1``), else the thread
+variables are removed so each checkout runs with its own default, as a user's would.
 Reports relax's own seconds (the JSON ``seconds``: no interpreter start-up) and
 the wall seconds of the process.  Writes
 ``benchmarks/results/exact_pipeline<tag>.{csv,md}``.
@@ -47,9 +49,12 @@ def instances(benchmark: str, network: str | None, count: int | None):
     return rows[:count] if count else rows
 
 
-def run_one(code: Path, net: Path, prop: Path, method: str, timeout: float, threads: str | None) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-               MKL_NUM_THREADS="1")
+def run_one(code: Path, net: Path, prop: Path, method: str, timeout: float, threads: str | None,
+            one_thread: bool) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    env["PYTHONPATH"] = str(code)
+    if one_thread:  # force every checkout to one thread (else each makes its own choice)
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     if threads:
         env["RELAX_THREADS"] = threads
     command = [sys.executable, "-c", CLI, "verify", str(net), str(prop), "--method", method,
@@ -74,7 +79,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=30)
     parser.add_argument("--count", type=int, default=None)
     parser.add_argument("--busy", action="store_true")
-    parser.add_argument("--threads", default=None)
+    parser.add_argument("--threads", default=None, help="RELAX_THREADS for the runs")
+    parser.add_argument("--one-thread", action="store_true",
+                        help="OMP/MKL/OPENBLAS_NUM_THREADS=1 for every run (default: the user's environment "
+                             "without them, so each checkout picks its own thread count)")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     codes = [(c.split("=", 1)[0], Path(c.split("=", 1)[1]).resolve()) for c in args.code]
@@ -84,7 +92,7 @@ def main() -> None:
         for net, prop in instances(args.benchmark, args.network, args.count):
             row = {"network": net.stem, "property": prop.stem}
             for label, code in codes:
-                out = run_one(code, net, prop, args.method, args.timeout, args.threads)
+                out = run_one(code, net, prop, args.method, args.timeout, args.threads, args.one_thread)
                 row.update({f"{label}_verdict": out["verdict"], f"{label}_s": out["seconds"],
                             f"{label}_wall": out["wall"]})
             rows.append(row)
@@ -106,7 +114,8 @@ def write(rows, labels, args) -> None:
     lines = [f"# exact pipeline: {', '.join(labels)} ({args.benchmark} {args.network or ''}, "
              f"timeout {args.timeout:g} s)", "",
              f"Machine: {describe_machine()}; shared with other jobs, {load}; "
-             f"RELAX_THREADS={args.threads or 'default'}.",
+             f"RELAX_THREADS={args.threads or 'default'}; "
+             f"{'OMP_NUM_THREADS=1 forced' if args.one_thread else 'thread variables unset (torch default unless relax picks)'}.",
              f"Command: `python {' '.join(sys.argv)}`", "",
              "| instance | " + " | ".join(f"{l} verdict | {l} s" for l in labels) + " |",
              "|---|" + "---|---|" * len(labels)]
