@@ -166,7 +166,8 @@ def sdp_method(network: Network, specs: Sequence[Spec], deadline, options: Verif
     the SDP of every disjunct that CROWN did not prove (every disjunct with option
     ``skip_proved=False``), with hidden bounds from option ``intermediate`` (``crown``,
     default, or ``lp``: LP-tightened), solver ``options.solver`` (default
-    :func:`default_sdp_solver`) and option ``cuts`` (False).  A disjunct's bound is the
+    :func:`default_sdp_solver`) and option ``cuts`` (True: the triangle cuts, so the
+    SDP contains the LP).  A disjunct's bound is the
     max of the SDP's and CROWN's (both sound).  For fo-sdp, ``options.device`` and the
     options ``max_iterations``, ``lr``, ``patience``, ``eig``, ``lanczos_steps``, ``init``,
     ``dtype`` are passed on."""
@@ -202,7 +203,7 @@ def _sdp_one(network, spec, deadline, options, source, solver) -> BoundOutcome:
     per = np.array(crown.disjunct_bounds, dtype=np.float64)
     if todo:
         sub = Spec(spec.lower, spec.upper, tuple(spec.disjuncts[j] for j in todo))
-        sdp = sdp_bound(network, sub, bounds, solver, bool(options.get("cuts", False)), deadline,
+        sdp = sdp_bound(network, sub, bounds, solver, bool(options.get("cuts", True)), deadline,
                         _method_options(solver, options))
         per[todo] = np.maximum(per[todo], sdp)
     late = deadline is not None and time.monotonic() > deadline

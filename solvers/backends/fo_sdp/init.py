@@ -116,12 +116,13 @@ def start_value(data: ProblemData, layout: Layout, p: np.ndarray) -> float:
 
 
 def initial_duals(data: ProblemData, layout: Layout, init: str) -> np.ndarray:
-    """``"zeros"``, ``"interval"``, ``"linear"`` (the better of interval and CROWN) or
-    ``"lp"`` (the best of those and the LP's duals), each completed by :func:`box_kappa`."""
+    """``"zeros"``, ``"interval"``, ``"crown"``, ``"linear"`` (the better of interval and
+    CROWN; on deep nets the last layer's interval bound can beat CROWN) or ``"lp"`` (the
+    best of those and the LP's duals), each completed by :func:`box_kappa`."""
     if init == "zeros":
         return np.zeros(layout.size)
-    candidates = [np.zeros(layout.size)]
-    if init in ("linear", "lp"):
+    candidates = [] if init == "crown" else [np.zeros(layout.size)]
+    if init in ("linear", "lp", "crown"):
         candidates.append(crown_duals(data, layout))
     if init == "lp":
         lp = lp_duals(data, layout)

@@ -10,7 +10,7 @@ from solvers.backend import SolveOptions
 __all__ = ["FoSdpOptions", "METHODS", "INITS"]
 
 METHODS = ("auto", "lbfgs", "adam")
-INITS = ("linear", "interval", "zeros", "lp")
+INITS = ("linear", "crown", "interval", "zeros", "lp")
 _EIGS = ("auto", "lanczos", "dense")
 
 
@@ -23,8 +23,8 @@ class FoSdpOptions:
     are float64), ``method`` ("auto": spectral L-BFGS for ``1 + n <= lbfgs_below``,
     else Adam), ``max_iterations`` (evaluations), ``cuts`` (triangle cuts in the dual,
     on by default: the dual then contains CROWN's and the LP's bounds), ``init``
-    ("linear": the better of the interval and the CROWN bound; "lp": the triangle
-    LP's optimal duals; "interval"; "zeros"), ``check_every`` (certify every k-th
+    ("linear": the better of the interval and the CROWN bound; "crown"; "lp": the
+    best of those and the triangle LP's optimal duals; "interval"; "zeros"), ``check_every`` (certify every k-th
     iterate; 0: off), ``target`` (stop once the estimate reaches it), ``seed``,
     ``dense_check_limit`` (largest ``1 + n`` certified by a dense ``eigvalsh``; larger
     problems use the block LDL^T certificate).
