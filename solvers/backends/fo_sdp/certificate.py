@@ -25,6 +25,7 @@ Every sum is a :func:`math.fsum` minus a relative allowance, rounded one ulp dow
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,6 +35,7 @@ from solvers.backends.fo_sdp.problem import (EPS, Layout, ProblemData, prepare,
                                              split_numpy)
 
 __all__ = ["certified_bound", "certify", "linear_bound", "dense_lagrangian", "linear_part",
+           "Blocks", "lagrangian_blocks",
            "bound_from_eigenvalue", "operation_count"]
 
 
@@ -54,30 +56,55 @@ def linear_part(data: ProblemData, lams, absolute: bool):
     return m00, g
 
 
-def dense_lagrangian(data: ProblemData, lams, kappa: np.ndarray, absolute: bool) -> np.ndarray:
-    """``D = Mt - diag(kappa)`` as a dense float64 matrix (or its absolute companion)."""
+@dataclass(frozen=True)
+class Blocks:
+    """``D = Mt - diag(kappa)`` by blocks over ``[1; layer 0; ...; layer L]``: the corner
+    ``D_00``, the first row's part ``row[k]`` on layer ``k``, the diagonal ``diag[k]`` of
+    layer ``k``'s diagonal block (a diagonal matrix), and ``off[k]`` the block between
+    layers ``k + 1`` (rows) and ``k`` (dense); every other block is zero."""
+
+    corner: float
+    row: list
+    diag: list
+    off: list
+
+
+def lagrangian_blocks(data: ProblemData, lams, kappa: np.ndarray, absolute: bool) -> Blocks:
+    """The blocks of ``D`` (or, ``absolute``, of the same computation on absolute values,
+    which bounds the rounding in forming ``D``)."""
     f = np.abs if absolute else (lambda a: a)
     sg = 1.0 if absolute else -1.0
     m00, g = linear_part(data, lams, absolute)
-    offsets = np.concatenate([[1], 1 + np.cumsum(data.sizes)]).astype(int)
-    D = np.zeros((data.n + 1, data.n + 1))
     rad, ctr = data.rad, [f(c) for c in data.ctr]
     hc = [np.zeros(r.size) for r in rad]
+    diag = [np.zeros(r.size) for r in rad]
+    off = []
     for k, (_, _, gamma, _) in enumerate(lams):
         W = data.weights[k].toarray() if sp.issparse(data.weights[k]) else data.weights[k]
         block = 0.5 * f(gamma)[:, None] * f(W)
         hc[k + 1] = hc[k + 1] + sg * f(gamma) * ctr[k + 1] + block @ ctr[k]
         hc[k] = hc[k] + block.T @ ctr[k + 1]
+        off.append(rad[k + 1][:, None] * block * rad[k][None, :])
+        diag[k + 1] = diag[k + 1] + sg * f(gamma) * rad[k + 1] ** 2
+    ctr_all, g_all, hc_all = np.concatenate(ctr), np.concatenate(g), np.concatenate(hc)
+    corner = m00 + ctr_all @ g_all + ctr_all @ hc_all + sg * f(kappa[0])
+    starts = np.concatenate([[0], np.cumsum(data.sizes)]).astype(int)
+    kap = [f(kappa[1:])[a:b] for a, b in zip(starts[:-1], starts[1:])]
+    return Blocks(float(corner), [r * (0.5 * gk + h) for r, gk, h in zip(rad, g, hc)],
+                  [dk + sg * kk for dk, kk in zip(diag, kap)], off)
+
+
+def dense_lagrangian(data: ProblemData, lams, kappa: np.ndarray, absolute: bool) -> np.ndarray:
+    """``D`` (or its absolute companion) as a dense float64 matrix."""
+    blocks = lagrangian_blocks(data, lams, kappa, absolute)
+    offsets = np.concatenate([[1], 1 + np.cumsum(data.sizes)]).astype(int)
+    D = np.zeros((data.n + 1, data.n + 1))
+    for k, block in enumerate(blocks.off):
         rows, cols = slice(offsets[k + 1], offsets[k + 2]), slice(offsets[k], offsets[k + 1])
-        D[rows, cols] = rad[k + 1][:, None] * block * rad[k][None, :]
-        D[cols, rows] = D[rows, cols].T
-        idx = np.arange(offsets[k + 1], offsets[k + 2])
-        D[idx, idx] += sg * f(gamma) * rad[k + 1] ** 2
-    rad_all, ctr_all = np.concatenate(rad), np.concatenate(ctr)
-    g_all, hc_all = np.concatenate(g), np.concatenate(hc)
-    D[0, 1:] = D[1:, 0] = rad_all * (0.5 * g_all + hc_all)
-    D[0, 0] = m00 + ctr_all @ g_all + ctr_all @ hc_all
-    D[np.diag_indices(data.n + 1)] += sg * f(kappa)
+        D[rows, cols] = block
+        D[cols, rows] = block.T
+    D[0, 1:] = D[1:, 0] = np.concatenate(blocks.row)
+    D[np.diag_indices(data.n + 1)] = np.concatenate([[blocks.corner]] + blocks.diag)
     return D
 
 
