@@ -109,3 +109,17 @@ def test_the_sdp_method_is_never_below_crown_and_with_an_lp_start_not_below_the_
         solver="fo-sdp", extra=common + (("intermediate", "lp"), ("init", "lp"))))
     assert plain.bound >= crown - 1e-9 * max(1.0, abs(crown))
     assert lp_start.bound >= lp - 1e-9 * max(1.0, abs(lp))
+
+
+def test_the_low_rank_stage_keeps_the_bound_valid_and_not_below_the_start():
+    from relax.sdp.method import solve_row
+
+    network, spec, crown, programs = _case(1, (4, 8, 8, 6, 3))
+    d = spec.disjuncts[0]
+    reference = solve_row(network, spec, crown.layers, d.A[0], float(d.b[0]), "cvxpy-clarabel",
+                          True).objective
+    solution = get_solver("fo-sdp").solve(programs[0], SolveOptions(
+        time_limit=2.0, extra=(("method", "bm"), ("max_iterations", 30))))
+    start = _solve(programs[0], max_iterations=0).bound
+    assert start <= solution.bound <= reference + 1e-7
+    assert solution.warm_start.checks[0][0] == 0          # the low-rank multipliers' check

@@ -63,7 +63,8 @@ def _solution(batch: Batch, i: int, rec: Record) -> Solution:
     bound = max(b for _, b in checks)
     best = rec.best if rec.best is not None else rec.last
     state = FoSdpState(batch.datas[i].sizes, batch.options.cuts, np.array(best), rec.vector,
-                       rec.iterations, np.asarray(rec.history), tuple(rec.checks))
+                       rec.iterations, np.asarray(rec.history), tuple(rec.checks),
+                       tuple(rec.check_seconds))
     message = (f"{rec.iterations} iterations in {rec.seconds:.2f}s; estimated dual value "
                f"{rec.best_value:.6g}, certified {bound:.6g} (start {final[0][1]:.6g})")
     log.info("fo-sdp: %s", message)

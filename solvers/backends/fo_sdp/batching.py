@@ -128,6 +128,8 @@ class Batch:
     def run(self, deadline: float | None) -> list:
         """Runs the optimiser; one :class:`Record` (or the exception) per problem."""
         start = time.perf_counter()
+        for record in self.records:
+            record.t0 = start
         if self.method == "adam":
             outcome = self._adam(deadline), [None] * len(self.records)
         else:
@@ -152,7 +154,7 @@ class Batch:
             if opts.check_every and (s.step - 1) % opts.check_every == 0:
                 for i, rec in enumerate(self.records):
                     if was_active[i]:
-                        rec.checks.append((s.step - 1, self.certify(i, self._np(previous[i]))))
+                        rec.add_check(s.step - 1, self.certify(i, self._np(previous[i])))
             previous[:], was_active[:] = list(s.params), [bool(a) for a in s.active]
 
         previous, was_active = list(state.params), [True] * len(self.records)
@@ -197,4 +199,27 @@ class Batch:
         runner = SpectralRun(self.datas[i], self.layouts[i], self.options,
                              lambda p, tau: gather.call(i, (p, tau)), self.op.t,
                              self.scale[i], lambda p: self.certify(i, p))
-        return lambda: runner.run(self.records[i], self.warm[i] is not None, deadline)
+        if self.method != "bm":
+            return lambda: runner.run(self.records[i], self.warm[i] is not None, deadline)
+
+        def job():
+            x0 = self._low_rank(i, deadline)
+            return runner.run(self.records[i], self.warm[i] is not None or x0 is not None,
+                              deadline, x0)
+        return job
+
+    def _low_rank(self, i: int, deadline) -> np.ndarray | None:
+        """The Burer-Monteiro stage of ``method="bm"``: its multipliers when their rigorous
+        bound beats the start's (recorded as a check at iteration 0), else None."""
+        from solvers.backends.fo_sdp import burer_monteiro as bm
+
+        data, layout, rec = self.datas[i], self.layouts[i], self.records[i]
+        problem = bm.BmProblem.build(data, layout, self.options.rank, self.scale[i])
+        state = bm.init_state(problem, rec.start, bm.centre_point(data), self.options.seed)
+        left = None if deadline is None else deadline - time.perf_counter()
+        stop = None if left is None else time.perf_counter() + self.options.bm_fraction * left
+        state = bm.run(problem, state, stop, outer=20 if stop is None else 10_000)
+        params = bm.to_params(problem, state)
+        bound = self.certify(i, params)
+        rec.add_check(0, bound)
+        return params if bound > self.certify(i, rec.start) else None

@@ -9,7 +9,7 @@ from solvers.backend import SolveOptions
 
 __all__ = ["FoSdpOptions", "METHODS", "INITS"]
 
-METHODS = ("auto", "lbfgs", "adam")
+METHODS = ("auto", "lbfgs", "adam", "bm")
 INITS = ("linear", "crown", "interval", "zeros", "lp")
 _EIGS = ("auto", "lanczos", "dense")
 
@@ -30,7 +30,10 @@ class FoSdpOptions:
     problems use the block LDL^T certificate).
     Adam: ``lr``, ``patience``, ``eig``, ``dense_below``, ``lanczos_steps``, ``ritz``,
     ``smooth_eig``.  L-BFGS: ``lbfgs_below``, ``memory``, ``smooth_stages``,
-    ``stage_tol``, ``stage_gap``, ``stage_patience``."""
+    ``stage_tol``, ``stage_gap``, ``stage_patience``.  ``method="bm"`` (experimental): a
+    rank-``rank`` Burer-Monteiro augmented Lagrangian for ``bm_fraction`` of the time
+    limit, whose multipliers (when their certificate beats the start) start the
+    spectral L-BFGS."""
 
     device: str = "cpu"
     dtype: str = "float64"
@@ -55,6 +58,8 @@ class FoSdpOptions:
     stage_tol: float = 1e-5
     stage_gap: float = 0.05
     stage_patience: int = 50
+    rank: int = 4
+    bm_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         for name, allowed in (("method", METHODS), ("init", INITS), ("eig", _EIGS),

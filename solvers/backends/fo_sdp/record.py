@@ -4,6 +4,7 @@ warm-start payload :class:`FoSdpState`."""
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +20,7 @@ class FoSdpState:
     :class:`~solvers.backends.fo_sdp.problem.Layout`), the last eigenvector, and the
     run's record.  ``history[t]`` is the *estimated* dual value at iteration ``t`` (not
     a bound); ``checks`` holds the ``(iteration, rigorous bound)`` pairs of every
-    ``check_every``-th iterate."""
+    ``check_every``-th iterate, ``check_seconds`` when each was taken."""
 
     sizes: tuple[int, ...]
     cuts: bool
@@ -28,6 +29,7 @@ class FoSdpState:
     iterations: int
     history: np.ndarray = field(default_factory=lambda: np.zeros(0))
     checks: tuple[tuple[int, float], ...] = ()
+    check_seconds: tuple[float, ...] = ()
 
 
 @dataclass
@@ -45,3 +47,10 @@ class Record:
     iterations: int = 0
     status: Status = Status.ITERATION_LIMIT
     seconds: float = 0.0
+    check_seconds: list = field(default_factory=list)
+    t0: float = field(default_factory=time.perf_counter)
+
+    def add_check(self, iteration: int, bound: float) -> None:
+        """Record a rigorous check and the seconds since ``t0`` (the run's start)."""
+        self.checks.append((iteration, bound))
+        self.check_seconds.append(time.perf_counter() - self.t0)

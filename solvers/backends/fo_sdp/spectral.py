@@ -132,15 +132,15 @@ class SpectralRun:
             rec.best_value, rec.best = exact, p
         every = self.opts.check_every
         if every and (rec.iterations - 1) % every == 0:
-            rec.checks.append((rec.iterations - 1, self.certify(p)))
+            rec.add_check(rec.iterations - 1, self.certify(p))
         rec.last, rec.vector = p, vector.detach().cpu().double().numpy()
 
-    def run(self, rec: Record, warm: bool, deadline: float | None) -> Record:
-        """L-BFGS-B stage by stage from ``rec.start``; fills and returns ``rec``."""
+    def run(self, rec: Record, warm: bool, deadline: float | None, x0=None) -> Record:
+        """L-BFGS-B stage by stage from ``x0`` (default ``rec.start``); fills ``rec``."""
         from scipy.optimize import minimize
 
         self.deadline = deadline
-        x = np.clip(rec.start, self.lower, self.upper)[self.free_idx]
+        x = np.clip(rec.start if x0 is None else x0, self.lower, self.upper)[self.free_idx]
         rec.status = Status.OPTIMAL
         try:
             for tau in self._temperatures(warm):
