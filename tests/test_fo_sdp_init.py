@@ -123,3 +123,12 @@ def test_the_low_rank_stage_keeps_the_bound_valid_and_not_below_the_start():
     start = _solve(programs[0], max_iterations=0).bound
     assert start <= solution.bound <= reference + 1e-7
     assert solution.warm_start.checks[0][0] == 0          # the low-rank multipliers' check
+
+
+def test_a_warm_start_from_another_problem_never_lowers_the_start():
+    _, _, crown, programs = _case(1, (4, 8, 8, 6, 3))
+    first = _solve(programs[0], max_iterations=30)
+    for program, reference in zip(programs[1:], crown.disjunct_bounds[1:]):
+        options = SolveOptions(extra=(("max_iterations", 0),))
+        warm = get_solver("fo-sdp").solve(program, options, first.warm_start)
+        assert warm.bound >= reference - 1e-9 * max(1.0, abs(reference))

@@ -117,9 +117,19 @@ class Batch:
         return None
 
     def _starts(self) -> list[np.ndarray]:
-        return [lay.project(np.asarray(w.params, np.float64)) if w is not None
-                else initial_duals(d, lay, self.options.init)
-                for w, d, lay in zip(self.warm, self.datas, self.layouts)]
+        """Each problem's own start (``init``); with a warm start, the better of the two by
+        their rigorous bounds, so a warm start never lowers the start (e.g. CROWN's)."""
+        starts = []
+        for i, (w, d, lay) in enumerate(zip(self.warm, self.datas, self.layouts)):
+            own = initial_duals(d, lay, self.options.init)
+            if w is not None:
+                other = lay.project(np.asarray(w.params, np.float64))
+                if self.certify(i, other) > self.certify(i, own):
+                    own = other
+                else:
+                    self.warm[i] = None
+            starts.append(own)
+        return starts
 
     def certify(self, i: int, params: np.ndarray) -> float:
         """Problem ``i``'s rigorous bound at the duals ``params``."""
