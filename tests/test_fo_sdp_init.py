@@ -16,6 +16,7 @@ import pytest
 
 from relax import robustness, verify
 from relax.protocol import VerifyOptions
+from relax.sdp.method import SdpOptions
 from relax.bounds import bound_specs
 from relax.io.onnx_import import from_onnx
 from relax.io.vnnlib import read_vnnlib
@@ -103,10 +104,11 @@ def test_the_sdp_method_is_never_below_crown_and_with_an_lp_start_not_below_the_
     network, spec, _, _ = _case(seed, widths)
     crown = verify(network, spec, "crown").bound
     lp = verify(network, spec, "lp").bound
-    common = (("skip_proved", False), ("max_iterations", 20))
-    plain = verify(network, spec, "sdp", options=VerifyOptions(solver="fo-sdp", extra=common))
+    common = {"skip_proved": False, "max_iterations": 20}
+    plain = verify(network, spec, "sdp", options=VerifyOptions(
+        solver="fo-sdp", methods=(SdpOptions(**common),)))
     lp_start = verify(network, spec, "sdp", options=VerifyOptions(
-        solver="fo-sdp", extra=common + (("intermediate", "lp"), ("init", "lp"))))
+        solver="fo-sdp", methods=(SdpOptions(intermediate="lp", init="lp", **common),)))
     assert plain.bound >= crown - 1e-9 * max(1.0, abs(crown))
     assert lp_start.bound >= lp - 1e-9 * max(1.0, abs(lp))
 
