@@ -8,7 +8,8 @@ iterations, their times recorded) at 10/60/300 s, beside CROWN, the triangle LP 
 reference value for the SDP optimum (``--reference EPS=VALUE``; see the table note).
 Part 2 measures warm starts one by one (10 s runs): the start's certified bound per
 ``init``, across target classes of the image and across neighbouring eps.  Writes
-``benchmarks/results/fo_sdp.md``, ``.csv`` and ``fo_sdp.png`` (bound against time).
+``benchmarks/results/fo_sdp.md``, ``.csv``, ``fo_sdp_traces.csv`` (every check) and
+``fo_sdp.png`` (best certified bound so far against time).
 
     python benchmarks/fo_sdp.py [--seconds 60] [--long] [--reference 0.02=8.604]
 """
@@ -79,13 +80,15 @@ def curves(eps_values, seconds: float, checkpoints):
     rows, traces = [], {}
     for eps in eps_values:
         program, crown, lp = instance(eps)
+        start_bound = solve(program, 10.0, max_iterations=0).bound
         for name, extra in METHODS:
             start = time.perf_counter()
             solution = solve(program, seconds, **extra)
             wall = time.perf_counter() - start
             state = solution.warm_start
-            traces[(eps, name)] = (list(state.check_seconds) + [solution.stats.seconds],
-                                   [b for _, b in state.checks] + [solution.bound])
+            traces[(eps, name)] = ([0.0] + list(state.check_seconds) + [solution.stats.seconds],
+                                   [start_bound] + [b for _, b in state.checks]
+                                   + [solution.bound])
             row = {"eps": eps, "method": name, "crown": crown, "lp": lp,
                    "iterations": solution.stats.iterations, "wall_s": round(wall, 1)}
             row.update({f"bound_{t}s": best_by(solution, t) for t in checkpoints})
@@ -123,8 +126,11 @@ def plot(traces, references, path: Path) -> None:
                 order = np.argsort(t)
                 ax.step(np.asarray(t)[order], np.maximum.accumulate(np.asarray(b)[order]),
                         where="post", label=name)
-        for label, value in references.get(eps, ()):
-            ax.axhline(value, linestyle="--", linewidth=0.8, label=label)
+        marks = references.get(eps, ())
+        for (label, value), color in zip(marks, ("gray", "black", "red")):
+            ax.axhline(value, linestyle="--", linewidth=0.8, color=color, label=label)
+        values = [v for _, v in marks]
+        ax.set_ylim(min(values) - 0.2, max(values) + 0.2)
         ax.set(title=f"eps {eps}", xlabel="seconds", ylabel="certified bound")
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -153,6 +159,11 @@ def main() -> None:
              for e, (c, lp) in crown_lp.items()}
     RESULTS.mkdir(exist_ok=True)
     plot(traces, marks, RESULTS / "fo_sdp.png")
+    with open(RESULTS / "fo_sdp_traces.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["eps", "method", "seconds", "certified_bound"])
+        for (eps, name), (times, values) in traces.items():
+            writer.writerows([eps, name, t, b] for t, b in zip(times, values))
     with open(RESULTS / "fo_sdp.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
