@@ -65,11 +65,10 @@ class TorchNetwork:
     def from_module(cls, model: torch.nn.Module) -> "TorchNetwork":
         """The network of ``Linear (Act Linear)*`` (a leading ``Flatten`` allowed) with the
         module's own parameters (their dtype and device; gradients flow to them)."""
+        from relax.bounds.activations import RULES
         from relax.errors import UsageError
-        from relax.network import ReLU, Sigmoid, Softplus, Tanh
 
-        kinds = {torch.nn.ReLU: ReLU, torch.nn.Sigmoid: Sigmoid, torch.nn.Tanh: Tanh,
-                 torch.nn.Softplus: Softplus}
+        kinds = {rule.torch_module: rule.ir for rule in RULES.values()}
         modules = [m for m in (model if isinstance(model, torch.nn.Sequential) else [model])
                    if not isinstance(m, (torch.nn.Flatten, torch.nn.Identity))]
         weights, biases, activations = [], [], []
@@ -124,13 +123,7 @@ def matmul_weight(x: torch.Tensor, weight: torch.Tensor, transpose: bool) -> tor
 
 
 def activation_torch(activation, z: torch.Tensor) -> torch.Tensor:
-    name = activation.name
-    if name == "relu":
-        return torch.relu(z)
-    if name == "sigmoid":
-        return torch.sigmoid(z)
-    if name == "tanh":
-        return torch.tanh(z)
-    if name == "softplus":
-        return torch.nn.functional.softplus(z)
-    raise ValueError(f"unknown activation {name}")
+    """``act(z)`` from the activation's rule (:data:`relax.bounds.activations.RULES`)."""
+    from relax.bounds.activations import rule_of
+
+    return rule_of(activation).value(z)
