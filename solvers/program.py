@@ -178,13 +178,13 @@ class LayeredReluProgram:
         entries, the boxes ``n_k``, ``c`` has ``n_L``; no NaN anywhere (boxes may be infinite)."""
         L = len(self.weights)
         counts = (len(self.biases), len(self.pre_lower), len(self.pre_upper))
-        if L == 0 or counts != (L, L, L) or len(self.lower) != L + 1 or len(self.upper) != L + 1:
-            raise InvalidProblem("LayeredReluProgram: need L >= 1 weights, biases and pre-bounds "
+        if counts != (L, L, L) or len(self.lower) != L + 1 or len(self.upper) != L + 1:
+            raise InvalidProblem("LayeredReluProgram: need L weights, biases and pre-bounds "
                                  "and L + 1 boxes")
         shapes = [tuple(W.shape) if hasattr(W, "shape") else np.shape(W) for W in self.weights]
         if any(len(shape) != 2 for shape in shapes):
             raise InvalidProblem("LayeredReluProgram: every weight must be a matrix")
-        sizes = [shapes[0][1]] + [shape[0] for shape in shapes]
+        sizes = [np.size(self.lower[0])] + [shape[0] for shape in shapes]
         for k, W in enumerate(self.weights):
             if shapes[k] != (sizes[k + 1], sizes[k]):
                 raise InvalidProblem(f"LayeredReluProgram: weight {k} has shape {shapes[k]}, "

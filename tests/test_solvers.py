@@ -474,6 +474,6 @@ def test_layered_relu_program_validates_its_shapes():
     for weights, biases, c, message in [(bad_weight, tuple(b), np.ones(2), "weight 1"),
                                         (tuple(W), tuple(b), bad_c, "c has 3 entries"),
                                         (tuple(W), nan_bias, np.ones(2), "NaN"),
-                                        (tuple(W[:1]), tuple(b), np.ones(2), "L >= 1")]:
+                                        (tuple(W[:1]), tuple(b), np.ones(2), "need L weights")]:
         with pytest.raises(InvalidProblem, match=message):
             LayeredReluProgram(weights, biases, *map(tuple, boxes), *map(tuple, pre), c)
