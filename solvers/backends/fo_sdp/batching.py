@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers.backends.fo_sdp import adam
+import solvers.backends.fo_sdp.adam as adam
 from solvers.backends.fo_sdp.certificate import certify
 from solvers.backends.fo_sdp.init import initial_duals
 from solvers.backends.fo_sdp.operator import Operator
