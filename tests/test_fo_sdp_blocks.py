@@ -16,7 +16,7 @@ import pytest
 from relax.search.milp import milp_margin
 from relax.spec import Spec
 from solvers import SolveOptions, get_solver
-from solvers.backends.fo_sdp import blocks, certificate, problem
+from solvers.backends.fo_sdp import blocks, certificate, init, problem
 from tests.test_fo_sdp_init import _case
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -85,3 +85,21 @@ def test_bound_past_the_dense_limit_matches_the_dense_one_and_stays_below_exact(
         exact = milp_margin(network, Spec(spec.lower, spec.upper, (d,)), bounds)
         assert np.isfinite(block) and abs(block - dense) <= 1e-7 * max(1.0, abs(dense))
         assert block <= exact + 1e-9
+
+
+def test_the_linear_certificate_of_any_gamma_free_duals_is_below_the_exact_margin():
+    network, spec, crown, programs = _case(1, (4, 8, 8, 6, 3))
+    rng = np.random.default_rng(3)
+    for program, d in zip(programs, spec.disjuncts):
+        exact = milp_margin(network, Spec(spec.lower, spec.upper, (d,)), crown.layers)
+        data = problem.prepare(program, True)
+        layout = problem.Layout(data)
+        for scale in (0.1, 1.0, 10.0):
+            params = layout.project(scale * rng.normal(size=layout.size))
+            for k in range(len(layout.hidden)):
+                layout.split(params, k)[2][:] = 0.0                  # gamma = 0: linear
+            assert certificate.certify(data, layout, params, 6000) <= exact + 1e-9
+        crown_start = init.box_kappa(data, layout, init.crown_duals(data, layout))
+        for _ in range(5):                       # near CROWN's duals: values near the margin
+            params = crown_start * (1 + 0.05 * rng.normal(size=layout.size))
+            assert certificate.certify(data, layout, params, 6000) <= exact + 1e-9
