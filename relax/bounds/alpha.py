@@ -43,6 +43,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from relax.bounds.activations import RULES
 from relax.bounds.adam import AdamGroup, ProjectedAdam
 from relax.bounds.ibp import affine_interval
 from relax.bounds.relaxations import relax_smooth
@@ -51,8 +52,6 @@ from relax.deadline import NEVER, Deadline
 from relax.errors import UnsupportedNetworkError
 
 __all__ = ["AlphaSettings", "Domains", "DomainBounds", "alpha_crown", "check_activations"]
-
-SMOOTH = ("sigmoid", "tanh", "softplus")
 
 
 @dataclass(frozen=True)
@@ -120,14 +119,14 @@ class DomainBounds:
 def check_activations(net: TorchNetwork) -> None:
     """Refuse activations without a sound relaxation here (typed error)."""
     for act in net.activations:
-        if act.name != "relu" and act.name not in SMOOTH:
+        if act.name not in RULES:
             raise UnsupportedNetworkError(f"alpha-CROWN has no relaxation for activation {act.name!r}")
 
 
 def _layer_base(activation, l, u):
     """Per-layer data that does not depend on ``alpha``: for ReLU (unstable, active,
     upper slope, upper offset); for a smooth activation its fixed sound lines."""
-    if activation.name != "relu":
+    if RULES[activation.name].smooth:
         return relax_smooth(activation.name, l.detach(), u.detach())
     unstable = (l < 0) & (u > 0)
     width = torch.where(unstable, u - l, torch.ones_like(u))

@@ -35,6 +35,7 @@ import scipy.sparse as sp
 import torch
 
 from relax.bounds import Bounds
+from relax.bounds.activations import SMOOTH
 from relax.bounds.relaxations import ROUNDING_MARGIN, activation_derivative, activation_value
 from relax.bounds.relaxations import _extreme_offset as extreme_offset
 from relax.errors import UsageError
@@ -64,9 +65,6 @@ class LpEncoding:
         C = np.atleast_2d(coeffs)
         linear = np.asarray((M.T @ C.T).T)
         return [(np.asarray(linear[r]).ravel(), float(C[r] @ g - offsets[r])) for r in range(C.shape[0])]
-
-
-SMOOTH = ("sigmoid", "tanh", "softplus")
 
 
 def _require_relaxable(network: Network, integer: bool) -> None:

@@ -33,7 +33,7 @@ import torch
 
 from relax.deadline import NEVER, Deadline
 from relax.result import Reason, ReasonKind
-from relax.search.lp_bab import BabOutcome, _Tree
+from relax.search.lp_bab import BabOutcome, DisjunctTree
 from relax.bounds import Bounds
 from relax.bounds.alpha import AlphaSettings, Domains, alpha_crown
 from relax.bounds.crown import crown_layer_bounds
@@ -184,7 +184,7 @@ class _Search:
         self.common_upper = [u.min(0).values for u in root.upper]
         self.root_bounds = Bounds(tuple(l.numpy() for l in self.common_lower),
                                   tuple(u.numpy() for u in self.common_upper), "alpha-crown")
-        self.trees: dict[int, _Tree] = {}
+        self.trees: dict[int, DisjunctTree] = {}
         self.nodes = len(disjuncts)
 
     def check(self, xs):
@@ -305,7 +305,7 @@ def _decide_leaves(network, spec, disjuncts, root_bounds, trees, batch, leaves, 
     for r in torch.nonzero(leaves).flatten().tolist():
         j = disjuncts[int(batch["disjunct"][r])]
         if j not in trees:
-            trees[j] = _Tree(network, spec, spec.disjuncts[j], root_bounds, None, None)
+            trees[j] = DisjunctTree(network, spec, spec.disjuncts[j], root_bounds, None, None)
         tree = trees[j]
         fixed = {}
         for b, (k, i) in enumerate(tree.neurons):

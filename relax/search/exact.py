@@ -77,12 +77,13 @@ def short_attack(options: VerifyOptions):
 
 
 def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyOptions, solver: str,
-              pipeline: str = "torch", crown=None) -> BoundOutcome:
-    """The pipeline for one spec (``crown``: its CROWN bounds if already computed)."""
+              pipeline: str = "torch", crown=None, attack: bool = True) -> BoundOutcome:
+    """The pipeline for one spec (``crown``: its CROWN bounds if already computed;
+    ``attack=False`` when the caller already ran PGD on it, as milp does)."""
     crown = crown or bound_specs(network, [spec], "crown", device=options.device)[0]
     if crown.bound > 0:
         return BoundOutcome(crown.bound, "crown")
-    cex = pgd_attack(network, spec, short_attack(options), deadline)
+    cex = pgd_attack(network, spec, short_attack(options), deadline) if attack else None
     if cex is not None:
         return BoundOutcome(-math.inf, solver, cex)
     open_disjuncts = [j for j, b in enumerate(crown.disjunct_bounds) if b <= 0]

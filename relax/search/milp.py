@@ -108,7 +108,8 @@ def _milp_one(network, spec, deadline: Deadline, options, solver, lp_solver,
         cex = _milp_counterexample(network, spec, crown, solver, deadline.share(settings.search_share))
     if cex is not None:
         return BoundOutcome(-math.inf, solver, cex)
-    return exact_one(network, spec, deadline, options, lp_solver, settings.pipeline, crown=crown)
+    return exact_one(network, spec, deadline, options, lp_solver, settings.pipeline, crown=crown,
+                     attack=False)
 
 
 def _milp_counterexample(network, spec, crown, solver, deadline: Deadline = NEVER) -> np.ndarray | None:
