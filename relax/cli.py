@@ -1,25 +1,39 @@
-"""The ``relax`` command line: ``verify``, ``compare``.
+"""The ``relax`` command line: ``verify``, ``compare``, ``solvers``.
 
-Bad input (files, options) prints one line ``relax: error: ...`` on stderr and
-exits with code 2; any verdict exits with 0.
+The contract:
+
+- stdout carries only the results (``--json``: exactly one JSON object; ``compare``:
+  only the table): while a command works, fd 1 points at stderr
+  (:mod:`relax.console`), so no library or C code can write there;
+- bad input (files, options, typed errors of relax and the solver registry) prints one
+  line ``relax: error: ...`` on stderr and exits with 2, before any work starts;
+- anything else is a bug: ``relax: internal error: ...`` and exit 1 (traceback with ``-v``);
+- Ctrl-C: one line and exit 130; any verdict exits with 0.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import sys
 import time
-from pathlib import Path
+import traceback
 
-import numpy as np
-
-from relax.errors import RelaxError, UsageError
-from solvers.errors import SolverError
+from relax.cli_args import check_device, positive_int, radius, seconds
+from relax.errors import RelaxError, SpecError, UsageError
+from solvers.errors import SolverUnavailable, UnknownSolver, UnsupportedProblem
 
 log = logging.getLogger("relax")
+
+#: errors that are the user's to fix (everything else is a bug in relax)
+USER_ERRORS = (RelaxError, SolverUnavailable, UnknownSolver, UnsupportedProblem, OSError)
+
+EPILOG = """examples:
+  relax verify NET.onnx PROP.vnnlib --method crown --json
+  relax verify --instances instances.csv --method exact --output results.csv
+  relax compare --methods ibp crown lp exact --eps 0.01 0.03
+"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,81 +43,106 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("relax")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from relax.methods import describe_methods
     from relax.verify import BOUND_METHODS
 
-    parser = _Parser(prog="relax", description="Verify neural networks with convex relaxations.")
+    parser = _Parser(prog="relax", description="Verify neural networks with convex relaxations.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action="version", version=f"relax {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    verify = commands.add_parser("verify", help="verify a property (or a list of instances)")
+    methods_text = "methods (name, what, complete?, activations):\n" + describe_methods(BOUND_METHODS)
+    verify = commands.add_parser("verify", help="verify a property (or a list of instances)",
+                                 epilog=methods_text + "\n\n" + EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     verify.add_argument("network", nargs="?", help="network in ONNX format")
     verify.add_argument("property", nargs="?", help="property in VNNLIB format")
     verify.add_argument("--instances", help="CSV of network,property,timeout (VNN-COMP style)")
     verify.add_argument("--output", default="relax_results.csv", help="results CSV for --instances")
-    verify.add_argument("--method", default="crown", choices=sorted(BOUND_METHODS))
-    verify.add_argument("--solver", default=None, help="solver backend (see `relax solvers`)")
-    verify.add_argument("--timeout", type=float, default=None, help="seconds per property")
-    verify.add_argument("--device", default="cpu", help="cpu or cuda")
+    _method_options(verify, BOUND_METHODS)
     verify.add_argument("--json", action="store_true", help="print one JSON object")
-    verify.add_argument("--k", type=int, default=3, help="k-ReLU group size (method krelu)")
 
     commands.add_parser("solvers", help="list solver backends and whether they are usable here")
 
     compare = commands.add_parser("compare", help="compare methods side by side")
     compare.add_argument("--network", help="ONNX network (default: the embedded MNIST network)")
     compare.add_argument("--mnist", help="MNIST directory to take images from (default: embedded)")
-    compare.add_argument("--count", type=int, default=3, help="number of images")
-    compare.add_argument("--eps", type=float, nargs="+", default=None, help="L-inf radii")
+    compare.add_argument("--count", type=positive_int, default=3, help="number of images")
+    compare.add_argument("--eps", type=radius, nargs="+", default=None, help="perturbation radii")
     compare.add_argument("--methods", nargs="+", default=None,
-                         help="methods to run (default: ibp crown lp exact; also: sdp)")
-    compare.add_argument("--timeout", type=float, default=5.0, help="seconds per property and method")
+                         help="methods to run (default: ibp crown lp exact; also: sdp, krelu, ...)")
+    compare.add_argument("--timeout", type=seconds, default=5.0,
+                         help="seconds per property and method (default 5)")
     compare.add_argument("--norm", choices=("linf", "l2"), default="linf",
                          help="perturbation norm of --eps (l2: crc uses the ball, others its box)")
     compare.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
-    compare.add_argument("--k", type=int, default=3, help="k-ReLU group size (method krelu)")
+    compare.add_argument("--k", type=positive_int, default=3, help="k-ReLU group size (method krelu)")
     return parser
 
 
+def _method_options(parser, methods) -> None:
+    parser.add_argument("--method", default="crown", choices=sorted(methods))
+    parser.add_argument("--solver", default=None,
+                        help="solver backend for the method's LP/MILP/SDP (see `relax solvers`)")
+    parser.add_argument("--timeout", type=seconds, default=None, help="seconds per property")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    parser.add_argument("--k", type=positive_int, default=3,
+                        help="k-ReLU group size, 1..5 (method krelu; default 3)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = any(a in ("-v", "--verbose") for a in argv)
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
-        if args.command == "verify":
-            return _verify_instances(args) if args.instances else _verify_one(args)
-        if args.command == "solvers":
-            return _solvers()
-        return _compare(args)
-    except (RelaxError, SolverError) as error:
-        print(f"relax: error: {_one_line(error)}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as error:
+        from relax.console import results_stream
+
+        with results_stream() as out:
+            return _COMMANDS[args.command](args, out)
+    except USER_ERRORS as error:
         print(f"relax: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("relax: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a bug in relax, not the user's input
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        hint = "" if verbose else " (run with -v for the traceback)"
+        print(f"relax: internal error: {type(error).__name__}: {_one_line(error)}{hint}",
+              file=sys.stderr)
+        return 1
 
 
-def _one_line(error: Exception) -> str:
+def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def _options(args):
+def _options(args, method: str):
+    """Typed options from the flags, checked against ``method`` before any work."""
+    from relax.methods import check_solver
     from relax.verify import VerifyOptions
-    from solvers import get_solver
 
-    if args.solver is not None:  # unknown or unavailable: a one-line error now, not per instance
-        from solvers.errors import SolverUnavailable
-
-        available, reason = get_solver(args.solver).is_available()
-        if not available:
-            raise SolverUnavailable(f"solver {args.solver!r} is not usable here: {reason}")
+    check_device(args.device)
+    check_solver(method, args.solver)
+    if not 1 <= args.k <= 5:
+        raise UsageError(f"argument --k: k-ReLU needs 1 <= k <= 5, got {args.k}")
     return VerifyOptions(solver=args.solver, device=args.device, extra=(("krelu_k", args.k),))
 
 
-def _solvers() -> int:
+def _solvers(args, out) -> int:
     from solvers import list_solvers
 
     rows = [["solver", "problems", "usable", "aliases / why not"]]
@@ -113,36 +152,57 @@ def _solvers() -> int:
         rows.append([info.name, kinds, "yes" if info.available else "no", note])
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3])
+        print("  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3], file=out)
     return 0
 
 
-def _verify_one(args) -> int:
+def load_property(network, path: str):
+    """The specs of a VNNLIB file; an input box that is empty everywhere is bad input."""
+    from relax.io.vnnlib import read_vnnlib
+
+    specs = read_vnnlib(path, network.input_size, network.output_size)
+    if not specs:
+        raise SpecError(f"{path}: the input box is empty (a lower bound exceeds its upper "
+                        "bound in every disjunct): nothing to verify")
+    return specs
+
+
+def _verify(args, out) -> int:
+    if args.instances:
+        if args.network or args.property:
+            raise UsageError("give either NETWORK PROPERTY or --instances CSV, not both")
+        return _verify_instances(args, out)
+    return _verify_one(args, out)
+
+
+def _verify_one(args, out) -> int:
     from relax.io.onnx_import import from_onnx
     from relax.verify import verify
-    from relax.io.vnnlib import read_vnnlib
 
     if not args.network or not args.property:
         raise UsageError("verify needs NETWORK and PROPERTY, or --instances CSV")
-    options = _options(args)
+    options = _options(args, args.method)
     network = from_onnx(args.network)
-    specs = read_vnnlib(args.property, network.input_size, network.output_size)
+    specs = load_property(network, args.property)
     result = verify(network, specs, args.method, args.timeout, options)
     if args.json:
-        print(json.dumps(result.to_json()))
+        print(json.dumps(result.to_json()), file=out)
     else:
         bound = "n/a" if result.bound is None else f"{result.bound:.6g}"
         print(f"{result.verdict.value}  (method {result.method}, bound {bound}, "
-              f"{result.seconds:.2f} s)" + (f": {result.reason}" if result.reason else ""))
+              f"{result.seconds:.2f} s)" + (f": {result.reason}" if result.reason else ""), file=out)
     return 0
 
 
-def _verify_instances(args) -> int:
+def _verify_instances(args, out) -> int:
+    import csv
+    from pathlib import Path
+
     from tqdm import tqdm
 
     from relax.instances import read_instances, run_instance
 
-    options = _options(args)
+    options = _options(args, args.method)
     instances = read_instances(args.instances)
     out_path = Path(args.output)
     counts: dict[str, int] = {}
@@ -155,71 +215,70 @@ def _verify_instances(args) -> int:
             handle.flush()
             counts[row.verdict] = counts.get(row.verdict, 0) + 1
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-    print(f"{len(instances)} instances ({summary}); results in {out_path}")
+    print(f"{len(instances)} instances ({summary}); results in {out_path}", file=out)
     return 0
 
 
-def _compare(args) -> int:
+def _compare(args, out) -> int:
     from tqdm import tqdm
 
-    from relax.compare import DEFAULT_EPS, DEFAULT_METHODS, available_methods, compare
+    from relax.compare import DEFAULT_EPS, compare, legend, render_table
     from relax.verify import VerifyOptions
 
+    methods = _compare_methods(args)
     network, images, labels = _compare_inputs(args)
-    methods = args.methods or [m for m in DEFAULT_METHODS if m in available_methods()]
-    unknown = sorted(set(methods) - set(available_methods()))
-    if unknown:
-        raise UsageError(f"unknown method(s) {', '.join(unknown)}; available: {', '.join(available_methods())}")
     eps_values = args.eps or list(DEFAULT_EPS)
+    options = VerifyOptions(extra=(("krelu_k", args.k),))
     bar = tqdm(total=len(images) * len(eps_values), desc="compare", unit="prop", file=sys.stderr)
     start = time.monotonic()
-    rows = compare(network, images, labels, eps_values, methods, args.timeout,
-                   VerifyOptions(extra=(("krelu_k", args.k),)), progress=bar.update, norm=args.norm)
+    rows = compare(network, images, labels, eps_values, methods, args.timeout, options,
+                   progress=bar.update, norm=args.norm)
     bar.close()
     if args.json:
         for row in rows:
-            print(json.dumps({"image": row.image, "label": row.label, "eps": row.eps,
-                              "exact": row.exact_value,
-                              "results": {m: r.to_json() for m, r in row.results.items()}}))
-    else:
-        print(f"network: {network.describe()}")
-        print(_table(rows, methods))
-        print("bound = sound lower bound on the margin (> 0 certifies); exact value = MILP optimum "
-              f"of the margin (reference); total {time.monotonic() - start:.1f} s")
+            print(json.dumps(row.to_json()), file=out)
+        return 0
+    print(f"network: {network.describe()}", file=out)
+    print(render_table(rows, methods), file=out)
+    print(legend(time.monotonic() - start), file=out)
     return 0
 
 
+def _compare_methods(args) -> list[str]:
+    from relax.compare import DEFAULT_METHODS, available_methods
+
+    methods = args.methods or [m for m in DEFAULT_METHODS if m in available_methods()]
+    unknown = sorted(set(methods) - set(available_methods()))
+    if unknown:
+        raise UsageError(f"unknown method(s) {', '.join(unknown)}; "
+                         f"available: {', '.join(available_methods())}")
+    if not 1 <= args.k <= 5:
+        raise UsageError(f"argument --k: k-ReLU needs 1 <= k <= 5, got {args.k}")
+    return list(dict.fromkeys(methods))
+
+
 def _compare_inputs(args):
+    """Network, images and labels, checked to fit each other before any work."""
     from relax.data import default_images, default_network_path
     from relax.io.mnist import load_mnist
     from relax.io.onnx_import import from_onnx
 
-    if args.count < 1:
-        raise UsageError("--count must be at least 1")
     network = from_onnx(args.network or default_network_path())
     if args.mnist:
         images, labels = load_mnist(args.mnist, "test", limit=args.count)
     else:
         images, labels = default_images()
-    return network, images[: args.count], labels[: args.count]
+    images, labels = images[: args.count], labels[: args.count]
+    if network.input_size != images.shape[1]:
+        raise UsageError(f"the network takes {network.input_size} inputs, so it does not take "
+                         f"MNIST images ({images.shape[1]} pixels)")
+    if network.output_size <= int(max(labels)):
+        raise UsageError(f"the network has {network.output_size} outputs, too few for the "
+                         f"MNIST labels 0..9")
+    return network, images, labels
 
 
-def _table(rows, methods) -> str:
-    header = ["img", "label", "pred", "eps"]
-    for m in methods:
-        header += [f"{m} bound", f"{m} verdict", f"{m} s"]
-    header.append("exact value")
-    lines = [header]
-    for row in rows:
-        cells = [str(row.image), str(row.label), str(row.predicted), f"{row.eps:g}"]
-        for m in methods:
-            r = row.results[m]
-            bound = "-" if r.bound is None or not np.isfinite(r.bound) else f"{r.bound:+.3f}"
-            cells += [bound, r.verdict.value, f"{r.seconds:.2f}"]
-        cells.append("-" if row.exact_value is None else f"{row.exact_value:+.3f}")
-        lines.append(cells)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines)
+_COMMANDS = {"verify": _verify, "solvers": _solvers, "compare": _compare}
 
 
 if __name__ == "__main__":
