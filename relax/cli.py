@@ -1,4 +1,4 @@
-"""The ``relax`` command line: ``verify``, ``compare``, ``solvers``.
+"""The ``relax`` command line: ``verify``, ``bound``, ``compare``, ``solvers``.
 
 The contract:
 
@@ -71,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--output", default="relax_results.csv", help="results CSV for --instances")
     _method_options(verify, BOUND_METHODS)
     verify.add_argument("--json", action="store_true", help="print one JSON object")
+
+    bound = commands.add_parser(
+        "bound", help="a method's own bound on every disjunct (no early exit, no attack)",
+        epilog=methods_text, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bound.add_argument("network", help="network in ONNX format")
+    bound.add_argument("property", help="property in VNNLIB format")
+    _method_options(bound, BOUND_METHODS)
+    bound.add_argument("--json", action="store_true", help="print one JSON object")
 
     commands.add_parser("solvers", help="list solver backends and whether they are usable here")
 
@@ -194,6 +202,26 @@ def _verify_one(args, out) -> int:
     return 0
 
 
+def _bound(args, out) -> int:
+    from relax.bounding import bound_report
+    from relax.io.onnx_import import from_onnx
+
+    options = _options(args, args.method)
+    network = from_onnx(args.network)
+    specs = load_property(network, args.property)
+    report = bound_report(network, specs, args.method, args.timeout, options)
+    if args.json:
+        print(json.dumps(report.to_json()), file=out)
+        return 0
+    for index, row in enumerate(report.disjunct_bounds):
+        values = " ".join(f"{v:+.6g}" for v in row)
+        print(f"spec {index}: min {min(row):+.6g}  disjuncts {values}", file=out)
+    reason = f": {'; '.join(report.reasons)}" if report.reasons else ""
+    print(f"bound {report.bound:+.6g}  (method {report.method}, {report.seconds:.2f} s){reason}",
+          file=out)
+    return 0
+
+
 def _verify_instances(args, out) -> int:
     import csv
     from pathlib import Path
@@ -278,7 +306,7 @@ def _compare_inputs(args):
     return network, images, labels
 
 
-_COMMANDS = {"verify": _verify, "solvers": _solvers, "compare": _compare}
+_COMMANDS = {"verify": _verify, "bound": _bound, "solvers": _solvers, "compare": _compare}
 
 
 if __name__ == "__main__":

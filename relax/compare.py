@@ -7,10 +7,11 @@ for every (image, eps, method) and returns one :class:`Comparison` row each;
 The *exact value* of a row is what is soundly known of the property's true
 minimum margin ``m*`` (:class:`ExactValue`):
 
-- ``= v``: the big-M MILP was solved to optimality within the time limit
-  (``v`` rests on the MILP solver's tolerances: a reference, never a verdict);
 - ``>= b``: the ``exact`` method proved the property with the bound ``b``;
 - ``<= c``: the ``exact`` method found a float64-checked counterexample of margin ``c``;
+- ``= v``: where ``exact`` did not decide (or did not run), the big-M MILP was solved
+  to optimality within the time limit (``v`` rests on the MILP solver's tolerances:
+  a reference, never a verdict);
 - ``-``: none of these within the time limit.
 """
 
@@ -119,18 +120,15 @@ def compare(
 
 def exact_value(network: Network, spec: Spec, exact: Result | None,
                 timeout: float | None) -> ExactValue | None:
-    """The MILP optimum within ``timeout``, else what ``exact`` decided (module docstring)."""
-    value = _milp_value(network, spec, timeout)
-    if value is not None:
-        return ExactValue("=", value, "milp")
-    if exact is None:
-        return None
-    if exact.verdict is Verdict.HOLDS and exact.bound is not None:
+    """What ``exact`` decided; where it did not (or did not run), the MILP optimum
+    within ``timeout`` (module docstring)."""
+    if exact is not None and exact.verdict is Verdict.HOLDS and exact.bound is not None:
         return ExactValue(">=", float(exact.bound), "exact")
-    if exact.verdict is Verdict.VIOLATED and exact.counterexample is not None:
+    if exact is not None and exact.verdict is Verdict.VIOLATED and exact.counterexample is not None:
         x = np.asarray(exact.counterexample, dtype=np.float64)
         return ExactValue("<=", float(spec.margin(network.forward(x))[0]), "exact")
-    return None
+    value = _milp_value(network, spec, timeout)
+    return None if value is None else ExactValue("=", value, "milp")
 
 
 def _milp_value(network: Network, spec: Spec, timeout: float | None) -> float | None:
@@ -169,7 +167,7 @@ def render_table(rows: Sequence[Comparison], methods: Sequence[str]) -> str:
 
 
 def legend(total_seconds: float) -> str:
-    return ("bound = sound lower bound on the margin (> 0 certifies). exact value = the true "
-            "minimum margin: +v is the MILP optimum (reference, within the time limit), >=b a "
-            "bound proved by `exact`, <=c the margin of a checked counterexample, - not known "
-            f"in time. total {total_seconds:.1f} s")
+    return ("bound = sound lower bound on the margin (> 0 certifies). exact value = what is "
+            "known of the true minimum margin: >=b proved by `exact`, <=c the margin of its "
+            "checked counterexample, +v the MILP optimum where `exact` did not decide "
+            f"(reference, within the time limit), - not known in time. total {total_seconds:.1f} s")

@@ -107,7 +107,7 @@ def _decide(network, specs, outcomes, deadline, options):
         return Verdict.HOLDS, None, None
     for spec, outcome in zip(specs, outcomes):
         candidates = [outcome.counterexample] if outcome.counterexample is not None else []
-        if outcome.bound <= FLOAT_SLACK:
+        if outcome.bound <= FLOAT_SLACK and not options.bound_only:  # bound mode: no attack
             candidates.append(pgd_attack(network, spec, options.attack, deadline))
         for x in candidates:
             if x is not None and spec.is_violated_by(x, network.forward(x)):
