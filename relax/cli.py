@@ -22,6 +22,7 @@ import traceback
 
 from relax.cli_args import check_device, positive_int, radius, seconds
 from relax.errors import RelaxError, SpecError, UsageError
+from relax.runs.records import relax_version
 from solvers.errors import SolverUnavailable, UnknownSolver, UnsupportedProblem
 
 log = logging.getLogger("relax")
@@ -43,15 +44,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("relax")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def build_parser() -> argparse.ArgumentParser:
     from relax.methods import describe_methods
     from relax.verify import BOUND_METHODS
@@ -59,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="relax", description="Verify neural networks with convex relaxations.",
                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    parser.add_argument("--version", action="version", version=f"relax {_version()}")
+    parser.add_argument("--version", action="version", version=f"relax {relax_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     methods_text = "methods (name, what, complete?, activations):\n" + describe_methods(BOUND_METHODS)
     verify = commands.add_parser("verify", help="verify a property (or a list of instances)",
@@ -68,7 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("network", nargs="?", help="network in ONNX format")
     verify.add_argument("property", nargs="?", help="property in VNNLIB format")
     verify.add_argument("--instances", help="CSV of network,property,timeout (VNN-COMP style)")
-    verify.add_argument("--output", default="relax_results.csv", help="results CSV for --instances")
+    verify.add_argument("--output", default="relax_results.csv",
+                        help="results CSV for --instances (never overwritten; see --resume)")
+    verify.add_argument("--resume", action="store_true",
+                        help="skip the rows already in --output and append the rest")
+    verify.add_argument("--workers", type=positive_int, default=1,
+                        help="worker processes for --instances (default 1)")
+    verify.add_argument("--threads", type=positive_int, default=None,
+                        help="torch/BLAS threads per worker (default: cores // workers)")
+    verify.add_argument("--engine", choices=("local", "dask"), default="local",
+                        help="where --instances runs: here, or on a Dask cluster")
+    verify.add_argument("--cluster", default=None,
+                        help="scheduler address of an existing cluster (implies --engine dask)")
     _method_options(verify, BOUND_METHODS)
     verify.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -113,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     verbose = any(a in ("-v", "--verbose") for a in argv)
     try:
         args = build_parser().parse_args(argv)
+        args.argv = argv  # the command, for the results file
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
         from relax.console import results_stream
@@ -223,28 +227,63 @@ def _bound(args, out) -> int:
 
 
 def _verify_instances(args, out) -> int:
-    import csv
+    from functools import partial
     from pathlib import Path
 
-    from tqdm import tqdm
-
-    from relax.instances import read_instances, run_instance
+    from relax.instances import read_instances
+    from relax.runs.local import RunPlan, run_plan
+    from relax.runs.records import ResultsFile, run_metadata
 
     options = _options(args, args.method)
-    instances = read_instances(args.instances)
-    out_path = Path(args.output)
-    counts: dict[str, int] = {}
-    with out_path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["network", "property", "verdict", "bound", "method", "seconds", "reason"])
-        for instance in tqdm(instances, desc="instances", unit="prop", file=sys.stderr):
-            row = run_instance(instance, args.method, options, args.timeout)
-            writer.writerow(row.csv_row())
-            handle.flush()
-            counts[row.verdict] = counts.get(row.verdict, 0) + 1
-    summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-    print(f"{len(instances)} instances ({summary}); results in {out_path}", file=out)
+    plan = RunPlan(tuple(read_instances(args.instances)), args.method, options, args.timeout)
+    results = ResultsFile(Path(args.output), resume=args.resume)
+    results.prepare()  # before any work: never overwrite, resume keys
+    runner = partial(_runner_for(args), workers=args.workers, threads=args.threads)
+    with _Progress(len(plan.instances)) as progress:
+        rows = run_plan(plan, results, run_metadata(args.argv), runner, progress=progress.update)
+    skipped = len(plan.instances) - len(rows)
+    print(f"{len(rows)} instances run ({_counts(rows)}), {skipped} already in the file; "
+          f"results in {results.path}", file=out)
     return 0
+
+
+def _runner_for(args):
+    from relax.runs.local import execute
+
+    if args.engine == "local" and args.cluster is None:
+        return execute
+    from relax.runs.cluster import cluster_runner
+
+    return cluster_runner(args.engine, args.cluster)
+
+
+def _counts(rows) -> str:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.verdict] = counts.get(row.verdict, 0) + 1
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"
+
+
+class _Progress:
+    """A progress bar on stderr with the counts of each verdict."""
+
+    def __init__(self, total: int):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc="instances", unit="prop", file=sys.stderr)
+        self.counts = {"holds": 0, "violated": 0, "unknown": 0}
+
+    def update(self, row) -> None:
+        self.counts[row.verdict] = self.counts.get(row.verdict, 0) + 1
+        solved = self.counts["holds"] + self.counts["violated"]
+        self.bar.set_postfix(solved=solved, unknown=self.counts["unknown"], refresh=False)
+        self.bar.update()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
 
 
 def _compare(args, out) -> int:
