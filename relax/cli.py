@@ -1,4 +1,4 @@
-"""The ``relax`` command line: ``verify``, ``bound``, ``compare``, ``solvers``.
+"""The ``relax`` command line: ``verify``, ``bound``, ``compare``, ``report``, ``solvers``.
 
 The contract:
 
@@ -68,10 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="worker processes for --instances (default 1)")
     verify.add_argument("--threads", type=positive_int, default=None,
                         help="torch/BLAS threads per worker (default: cores // workers)")
-    verify.add_argument("--engine", choices=("local", "dask"), default="local",
-                        help="where --instances runs: here, or on a Dask cluster")
+    verify.add_argument("--engine", choices=("local", "dask", "ray"), default="local",
+                        help="where --instances runs: here (processes), or on a Dask or Ray "
+                             "cluster (a local one of --workers processes unless --cluster)")
     verify.add_argument("--cluster", default=None,
-                        help="scheduler address of an existing cluster (implies --engine dask)")
+                        help="address of an existing cluster (Dask scheduler unless --engine ray)")
     _method_options(verify, BOUND_METHODS)
     verify.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -96,8 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
                          help="seconds per property and method (default 5)")
     compare.add_argument("--norm", choices=("linf", "l2"), default="linf",
                          help="perturbation norm of --eps (l2: crc uses the ball, others its box)")
-    compare.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     compare.add_argument("--k", type=positive_int, default=3, help="k-ReLU group size (method krelu)")
+    compare.add_argument("--plot", default=None, help="write the tightness ladder figure (PNG)")
+    compare.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    formats = compare.add_mutually_exclusive_group()
+    formats.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    formats.add_argument("--markdown", action="store_true", help="print a Markdown table")
+
+    report = commands.add_parser("report", help="summarise results CSVs: Markdown and figures")
+    report.add_argument("results", nargs="+", help="results CSVs (one run each)")
+    report.add_argument("--truth", default=None,
+                        help="CSV with property,verdict columns: the known answers")
+    report.add_argument("--cactus", default=None, help="write the cactus plot (PNG)")
+    report.add_argument("--scatter", default=None, help="write the per-instance time scatter (PNG)")
     return parser
 
 
@@ -289,7 +301,7 @@ class _Progress:
 def _compare(args, out) -> int:
     from tqdm import tqdm
 
-    from relax.compare import DEFAULT_EPS, compare, legend, render_table
+    from relax.compare import DEFAULT_EPS, compare, legend, render_table, write_csv
     from relax.verify import VerifyOptions
 
     methods = _compare_methods(args)
@@ -301,13 +313,36 @@ def _compare(args, out) -> int:
     rows = compare(network, images, labels, eps_values, methods, args.timeout, options,
                    progress=bar.update, norm=args.norm)
     bar.close()
+    if args.csv:
+        write_csv(args.csv, rows, methods)
+    if args.plot:
+        from relax.plots import ladder_plot
+
+        ladder_plot(rows, methods, args.plot)
     if args.json:
         for row in rows:
             print(json.dumps(row.to_json()), file=out)
         return 0
-    print(f"network: {network.describe()}", file=out)
-    print(render_table(rows, methods), file=out)
-    print(legend(time.monotonic() - start), file=out)
+    if not args.markdown:
+        print(f"network: {network.describe()}", file=out)
+    print(render_table(rows, methods, markdown=args.markdown), file=out)
+    print(("\n" if args.markdown else "") + legend(time.monotonic() - start), file=out)
+    return 0
+
+
+def _report(args, out) -> int:
+    from relax.report import read_run, read_truth, summary_markdown
+
+    runs = [read_run(path) for path in args.results]
+    truth = read_truth(args.truth)
+    if args.cactus or args.scatter:
+        from relax.plots import cactus_plot, time_scatter
+
+        if args.cactus:
+            cactus_plot(runs, args.cactus)
+        if args.scatter:
+            time_scatter(runs, args.scatter)
+    print(summary_markdown(runs, truth), file=out, end="")
     return 0
 
 
@@ -345,7 +380,8 @@ def _compare_inputs(args):
     return network, images, labels
 
 
-_COMMANDS = {"verify": _verify, "bound": _bound, "solvers": _solvers, "compare": _compare}
+_COMMANDS = {"verify": _verify, "bound": _bound, "solvers": _solvers, "compare": _compare,
+             "report": _report}
 
 
 if __name__ == "__main__":

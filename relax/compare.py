@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -30,14 +30,15 @@ from relax.spec import Spec, robustness
 from relax.verify import BOUND_METHODS, VerifyOptions, verify
 
 __all__ = ["Comparison", "ExactValue", "compare", "available_methods", "render_table", "legend",
+           "write_csv", "ladder_breaks",
            "DEFAULT_EPS", "DEFAULT_METHODS"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EPS = (0.03, 0.08)
-# methods of the default table: the ones that finish in seconds on the embedded network
-# (the SDP is much slower on CPU and runs when asked for with --methods)
-DEFAULT_METHODS = ("ibp", "crown", "lp", "exact")
+# the default table: the whole ladder (the ones registered here; alpha-crown comes with
+# the alpha-CROWN method)
+DEFAULT_METHODS = ("ibp", "crown", "alpha-crown", "lp", "krelu", "sdp", "exact")
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ def compare(
     exact_values: bool = True,
     norm: str = "linf",
 ) -> list[Comparison]:
-    """Run every method on every (image, eps) robustness property.
+    """Run every method on every (image, eps) robustness property; relaxations in
+    bound mode (:attr:`VerifyOptions.bound_only`), complete methods deciding.
 
     ``norm`` is ``"linf"`` or ``"l2"`` (then eps is an l2 radius: ``crc`` uses the
     ball, box-based methods its enclosing box, which is sound but looser).
@@ -110,12 +112,20 @@ def compare(
     rows = []
     for index, label, eps, spec in specs:
         predicted = int(np.argmax(network.forward(images[index])))
-        results = {m: verify(network, spec, m, timeout, options) for m in methods}
+        results = {m: verify(network, spec, m, timeout, _mode(m, options)) for m in methods}
         exact = exact_value(network, spec, results.get("exact"), timeout) if exact_values else None
         rows.append(Comparison(index, label, predicted, eps, results, exact))
         if progress is not None:
             progress()
     return rows
+
+
+def _mode(method: str, options: VerifyOptions) -> VerifyOptions:
+    """Bound mode for the relaxations (their own bound: no early exit, no attack);
+    complete methods decide (their verdict feeds the exact value)."""
+    from relax.methods import method_info
+
+    return options if method_info(method).complete else replace(options, bound_only=True)
 
 
 def exact_value(network: Network, spec: Spec, exact: Result | None,
@@ -147,13 +157,11 @@ def _milp_value(network: Network, spec: Spec, timeout: float | None) -> float | 
     return milp_margin(network, spec, bounds, time_limit=left) if left > 0 else None
 
 
-def render_table(rows: Sequence[Comparison], methods: Sequence[str]) -> str:
-    """A plain-text table: per method bound, verdict, seconds; then the exact value."""
+def _cells(rows: Sequence[Comparison], methods: Sequence[str]) -> list[list[str]]:
     header = ["img", "label", "pred", "eps"]
     for m in methods:
         header += [f"{m} bound", f"{m} verdict", f"{m} s"]
-    header.append("exact value")
-    lines = [header]
+    lines = [header + ["exact value", "order"]]
     for row in rows:
         cells = [str(row.image), str(row.label), str(row.predicted), f"{row.eps:g}"]
         for m in methods:
@@ -161,13 +169,50 @@ def render_table(rows: Sequence[Comparison], methods: Sequence[str]) -> str:
             bound = "-" if r.bound is None or not np.isfinite(r.bound) else f"{r.bound:+.3f}"
             cells += [bound, r.verdict.value, f"{r.seconds:.2f}"]
         cells.append("-" if row.exact is None else row.exact.text())
+        cells.append(", ".join(f"{a}>{b}!" for a, b in ladder_breaks(row, methods)) or "ok")
         lines.append(cells)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return lines
+
+
+def render_table(rows: Sequence[Comparison], methods: Sequence[str], markdown: bool = False) -> str:
+    """A plain-text (or Markdown) table: per method bound, verdict, seconds; the exact
+    value; and ``order``: the pairs where a looser relaxation beat a tighter one."""
+    lines = _cells(rows, methods)
+    if markdown:
+        out = ["| " + " | ".join(lines[0]) + " |", "|" + "---|" * len(lines[0])]
+        return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines[1:]])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines)
+
+
+def write_csv(path, rows: Sequence[Comparison], methods: Sequence[str]) -> None:
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows(_cells(rows, methods))
+
+
+#: the tightness order of the relaxations (each at least as tight as the ones before,
+#: given the same intermediate bounds); the SDP is not ordered against the LP family
+LADDER = (("ibp", "crown"), ("crown", "alpha-crown"), ("crown", "lp"), ("alpha-crown", "lp"),
+          ("lp", "krelu"), ("crown", "sdp"))
+LADDER_SLACK = 1e-6
+
+
+def ladder_breaks(row: Comparison, methods: Sequence[str]) -> list[tuple[str, str]]:
+    """Pairs (looser, tighter) where the looser relaxation's bound is higher: a bug
+    (or a method that stopped early); also any bound above the known exact value."""
+    bounds = {m: row.results[m].bound for m in methods if row.results[m].bound is not None}
+    breaks = [(a, b) for a, b in LADDER if a in bounds and b in bounds
+              and np.isfinite(bounds[b]) and bounds[a] > bounds[b] + LADDER_SLACK]
+    if row.exact is not None and row.exact.relation in ("=", "<="):
+        breaks += [(m, "exact") for m, v in bounds.items() if v > row.exact.value + LADDER_SLACK]
+    return breaks
 
 
 def legend(total_seconds: float) -> str:
     return ("bound = sound lower bound on the margin (> 0 certifies). exact value = what is "
             "known of the true minimum margin: >=b proved by `exact`, <=c the margin of its "
             "checked counterexample, +v the MILP optimum where `exact` did not decide "
-            f"(reference, within the time limit), - not known in time. total {total_seconds:.1f} s")
+            f"(reference, within the time limit), - not known in time. order: pairs where a looser "
+            f"relaxation beat a tighter one (marked !). total {total_seconds:.1f} s")
