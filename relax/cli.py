@@ -121,6 +121,9 @@ def _method_options(parser, methods) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     parser.add_argument("--k", type=positive_int, default=3,
                         help="k-ReLU group size, 1..5 (method krelu; default 3)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress lines on stderr (a long single run shows its phase "
+                             "and current bound after 2 s)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,11 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.argv = argv  # the command, for the results file
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                            format="%(levelname)s %(name)s: %(message)s")
-        from relax.console import results_stream
+        _logging(args.verbose)
+        from relax.console import long_run_progress, results_stream
 
-        with results_stream() as out:
+        single = args.command == "bound" or (args.command == "verify" and not args.instances)
+        progress = single and not args.quiet and not verbose
+        with results_stream() as out, long_run_progress(progress):
             return _COMMANDS[args.command](args, out)
     except USER_ERRORS as error:
         print(f"relax: error: {_one_line(error)}", file=sys.stderr)
@@ -148,6 +152,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"relax: internal error: {type(error).__name__}: {_one_line(error)}{hint}",
               file=sys.stderr)
         return 1
+
+
+def _logging(verbose: bool) -> None:
+    """-v: every INFO record; otherwise warnings only (progress: relax.console)."""
+    root, level = logging.getLogger(), logging.INFO if verbose else logging.WARNING
+    if not root.handlers:  # (an embedding program or test may have its own)
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(level)
+        root.addHandler(handler)
+    root.setLevel(level)
 
 
 def _one_line(error: BaseException) -> str:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import logging
 import os
 import sys
+import time
 from typing import Iterator, TextIO
 
-__all__ = ["results_stream"]
+__all__ = ["results_stream", "long_run_progress", "LateProgress"]
 
 
 def _flush_c_stdio() -> None:
@@ -63,3 +65,41 @@ def results_stream() -> Iterator[TextIO]:
         os.close(saved)
         if out is not original:
             out.close()
+
+
+#: a single verification shows relax's INFO log lines (phase, current bound) on stderr
+#: once it has run this long, unless ``--quiet``
+PROGRESS_AFTER_SECONDS = 2.0
+
+
+class LateProgress(logging.Handler):
+    """Shows INFO records of the ``relax`` loggers only after ``after`` seconds, so
+    quick runs stay silent and long ones say what they are doing."""
+
+    def __init__(self, after: float):
+        super().__init__(logging.INFO)
+        self.start = time.monotonic()
+        self.after = after
+        self.setFormatter(logging.Formatter("relax: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.WARNING and time.monotonic() - self.start >= self.after:
+            sys.stderr.write(self.format(record) + "\n")
+
+
+@contextlib.contextmanager
+def long_run_progress(enabled: bool) -> Iterator[None]:
+    """Attach :class:`LateProgress` to the ``relax`` logger for the block."""
+    if not enabled:
+        yield
+        return
+    logger = logging.getLogger("relax")
+    handler, level = LateProgress(PROGRESS_AFTER_SECONDS), logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

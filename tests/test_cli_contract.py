@@ -248,3 +248,38 @@ def test_no_sparse_invariant_warning():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV)
     assert done.returncode == 0 and "torch.Size([5, 4])" in done.stdout
     assert "Sparse invariant" not in done.stderr
+
+
+def test_a_long_single_run_shows_its_progress_unless_quiet(tiny, capfd, monkeypatch):
+    import logging
+
+    import relax.console
+    from relax.protocol import BoundOutcome
+
+    def chatty(network, specs, deadline, options):
+        logging.getLogger("relax.chatty").info("phase lp, bound -0.5")
+        return [BoundOutcome(1.0) for _ in specs]
+
+    monkeypatch.setattr(relax.console, "PROGRESS_AFTER_SECONDS", 0.0)
+    monkeypatch.setitem(VERIFY_MODULE.BOUND_METHODS, "crown", chatty)
+    assert main(["verify", tiny["relu"], tiny["prop"], "--method", "crown"]) == 0
+    captured = capfd.readouterr()
+    assert "relax: phase lp, bound -0.5" in captured.err and captured.out.startswith("holds")
+    assert main(["verify", tiny["relu"], tiny["prop"], "--method", "crown", "--quiet"]) == 0
+    assert "phase lp" not in capfd.readouterr().err
+    monkeypatch.setattr(relax.console, "PROGRESS_AFTER_SECONDS", 3600.0)
+    assert main(["verify", tiny["relu"], tiny["prop"], "--method", "crown"]) == 0
+    assert "phase lp" not in capfd.readouterr().err  # a quick run stays silent
+
+
+def test_help_lists_every_method_and_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["verify", "--help"])
+    text = capsys.readouterr().out
+    assert done.value.code == 0
+    for method in BOUND_METHODS:
+        assert f"\n  {method} " in text
+    assert "complete" in text and "examples:" in text
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("relax ")

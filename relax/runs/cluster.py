@@ -43,7 +43,8 @@ def dask_execute(plan: RunPlan, todo: Sequence[Instance], workers: int = 2,
     except ImportError:
         raise _missing("dask") from None
     cluster = None if address else LocalCluster(n_workers=workers, threads_per_worker=1,
-                                                processes=True, dashboard_address=None)
+                                                processes=True, dashboard_address=None,
+                                                silence_logs=logging.ERROR)
     client = Client(address or cluster)
     try:
         client.run(_set_threads, threads or 1)
