@@ -107,3 +107,42 @@ def test_compare_formats_and_ladder_plot(tmp_path, capfd, monkeypatch):
     assert main([*base, "--json"]) == 0
     lines = capfd.readouterr().out.strip().splitlines()
     assert [json.loads(line)["eps"] for line in lines] == [0.01, 0.05]
+
+
+def test_compare_exact_value_is_what_is_known_of_the_true_margin():
+    """On small ReLU nets: '>=' never exceeds the sampled minimum margin, '<=' is the
+    margin of a point in the box, '=' matches the MILP; ladder breaks are listed."""
+    import numpy as np
+
+    from relax.compare import compare, ladder_breaks
+    from relax.search.milp import milp_margin
+    from relax.bounds import bound_specs
+    from relax.spec import robustness
+    from tests.helpers import random_network
+
+    rng = np.random.default_rng(3)
+    network = random_network(rng, [4, 8, 8, 3])
+    images = rng.uniform(0.2, 0.8, size=(3, 4))
+    labels = np.argmax(network.forward(images), axis=1)
+    rows = compare(network, images, labels, [0.02, 0.3], ["ibp", "crown", "lp", "exact"], 20.0)
+    relations = set()
+    for row in rows:
+        spec = robustness(images[row.image], row.label, row.eps, num_classes=3)
+        xs = rng.uniform(spec.lower, spec.upper, size=(20000, 4))
+        sampled = spec.margin(network.forward(xs)).min()
+        assert row.exact is not None
+        relations.add(row.exact.relation)
+        if row.exact.relation == ">=":
+            assert row.exact.value <= sampled + 1e-9
+        elif row.exact.relation == "<=":
+            assert row.exact.value <= 0.0
+        else:
+            bounds = bound_specs(network, [spec], "crown")[0].layers
+            assert row.exact.value == pytest.approx(milp_margin(network, spec, bounds), abs=1e-6)
+        for method in ("ibp", "crown", "lp"):  # bound mode: sound bounds, no attack
+            assert row.results[method].bound <= sampled + 1e-9
+            assert row.results[method].verdict.value != "violated"
+        breaks = ladder_breaks(row, ["ibp", "crown", "lp"])
+        assert ("crown", "lp") not in breaks  # the LP over CROWN's bounds is never looser
+        assert not [b for _, b in breaks if b == "exact"]  # no bound above the true margin
+    assert relations & {">=", "<="}
