@@ -33,6 +33,7 @@ from machine import describe_machine  # noqa: E402
 from relax.instances import read_instances  # noqa: E402
 from relax.protocol import VerifyOptions  # noqa: E402
 from relax.runs.local import RunPlan, execute  # noqa: E402
+from relax.search.exact import ExactOptions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -84,9 +85,9 @@ def main() -> None:
 def run_all(instances, args):
     """Every instance through the CLI's runner (``relax.runs``: one process or
     ``--workers``), rows back in list order."""
-    extra = (("pipeline", args.pipeline),) if args.pipeline else ()
-    plan = RunPlan(tuple(instances), args.method, VerifyOptions(solver=args.solver, extra=extra),
-                   args.timeout)
+    methods = (ExactOptions(pipeline=args.pipeline),) if args.pipeline else ()
+    plan = RunPlan(tuple(instances), args.method,
+                   VerifyOptions(solver=args.solver, methods=methods), args.timeout)
     order = {(i.network, i.property): n for n, i in enumerate(instances)}
     rows = []
     for result in tqdm(execute(plan, instances, args.workers, args.threads),

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Sequence
 
+from relax.deadline import Deadline
 from relax.network import Network
 from relax.protocol import VerifyOptions
 from relax.spec import Spec
@@ -64,12 +65,12 @@ def bound_report(network: Network, specs: Sequence[Spec], method: str,
     start = time.monotonic()
     for s in specs:
         s.check_fits(network.input_size, network.output_size)
-    deadline = None if timeout is None else start + timeout
+    deadline = Deadline.after(timeout)
     outcomes = BOUND_METHODS[method](network, split_disjuncts(specs), deadline,
                                      replace(options, bound_only=True))
     values, rows = iter(float(o.bound) for o in outcomes), []
     for s in specs:
         rows.append(tuple(next(values) for _ in s.disjuncts))
-    reasons = tuple(dict.fromkeys(o.reason for o in outcomes if o.reason))
+    reasons = tuple(dict.fromkeys(str(o.reason) for o in outcomes if o.reason))
     solver = next((o.solver for o in outcomes if o.solver), None)
     return BoundReport(method, tuple(rows), solver, time.monotonic() - start, reasons)

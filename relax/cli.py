@@ -31,7 +31,7 @@ log = logging.getLogger("relax")
 USER_ERRORS = (RelaxError, SolverUnavailable, UnknownSolver, UnsupportedProblem, OSError)
 
 EPILOG = """examples:
-  relax verify NET.onnx PROP.vnnlib --method crown --json
+  relax verify NET.onnx PROP.vnnlib --method krelu --set krelu.k=2 --timeout 60 --json
   relax verify --instances instances.csv --method exact --output results.csv
   relax compare --methods ibp crown lp exact --eps 0.01 0.03
 """
@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address of an existing cluster (Dask scheduler unless --engine ray)")
     _method_options(verify, BOUND_METHODS)
     verify.add_argument("--json", action="store_true", help="print one JSON object")
+    verify.add_argument("--help-method", metavar="METHOD", choices=sorted(BOUND_METHODS),
+                        help="list METHOD's options (name, type, default, meaning) and exit")
 
     bound = commands.add_parser(
         "bound", help="a method's own bound on every disjunct (no early exit, no attack)",
@@ -97,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="seconds per property and method (default 5)")
     compare.add_argument("--norm", choices=("linf", "l2"), default="linf",
                          help="perturbation norm of --eps (l2: crc uses the ball, others its box)")
-    compare.add_argument("--k", type=positive_int, default=3, help="k-ReLU group size (method krelu)")
+    _settings(compare)
     compare.add_argument("--plot", default=None, help="write the tightness ladder figure (PNG)")
     compare.add_argument("--csv", default=None, help="also write the rows to this CSV file")
     formats = compare.add_mutually_exclusive_group()
@@ -119,11 +121,26 @@ def _method_options(parser, methods) -> None:
                         help="solver backend for the method's LP/MILP/SDP (see `relax solvers`)")
     parser.add_argument("--timeout", type=seconds, default=None, help="seconds per property")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    parser.add_argument("--k", type=positive_int, default=3,
-                        help="k-ReLU group size, 1..5 (method krelu; default 3)")
+    _settings(parser)
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress lines on stderr (a long single run shows its phase "
                              "and current bound after 2 s)")
+
+
+def _settings(parser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.NAME=VALUE",
+                        help="a method option, e.g. krelu.k=2 (repeatable; see --help-method)")
+    parser.add_argument("--k", type=positive_int, default=None,
+                        help="k-ReLU group size, 1..5 (same as --set krelu.k=K; default 3)")
+
+
+def _method_settings(args) -> tuple:
+    """The typed method options of ``--k`` and ``--set`` (later settings win)."""
+    from relax.options import parse_settings
+
+    if args.k is not None and not 1 <= args.k <= 5:
+        raise UsageError(f"argument --k: k-ReLU needs 1 <= k <= 5, got {args.k}")
+    return parse_settings(([f"krelu.k={args.k}"] if args.k is not None else []) + args.set)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,11 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         args.argv = argv  # the command, for the results file
         _logging(args.verbose)
-        from relax.console import long_run_progress, results_stream
+        from relax.console import results_stream
 
-        single = args.command == "bound" or (args.command == "verify" and not args.instances)
-        progress = single and not args.quiet and not verbose
-        with results_stream() as out, long_run_progress(progress):
+        with results_stream() as out:
             return _COMMANDS[args.command](args, out)
     except USER_ERRORS as error:
         print(f"relax: error: {_one_line(error)}", file=sys.stderr)
@@ -165,6 +180,13 @@ def _logging(verbose: bool) -> None:
     root.setLevel(level)
 
 
+def _progress(args):
+    """A long single run shows relax's progress lines on stderr (not with -q or -v)."""
+    from relax.console import long_run_progress
+
+    return long_run_progress(not args.quiet and not args.verbose)
+
+
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -176,9 +198,7 @@ def _options(args, method: str):
 
     check_device(args.device)
     check_solver(method, args.solver)
-    if not 1 <= args.k <= 5:
-        raise UsageError(f"argument --k: k-ReLU needs 1 <= k <= 5, got {args.k}")
-    return VerifyOptions(solver=args.solver, device=args.device, extra=(("krelu_k", args.k),))
+    return VerifyOptions(solver=args.solver, device=args.device, methods=_method_settings(args))
 
 
 def _solvers(args, out) -> int:
@@ -207,6 +227,11 @@ def load_property(network, path: str):
 
 
 def _verify(args, out) -> int:
+    if args.help_method:
+        from relax.options import format_options
+
+        print(format_options(args.help_method), file=out)
+        return 0
     if args.instances:
         if args.network or args.property:
             raise UsageError("give either NETWORK PROPERTY or --instances CSV, not both")
@@ -223,7 +248,8 @@ def _verify_one(args, out) -> int:
     options = _options(args, args.method)
     network = from_onnx(args.network)
     specs = load_property(network, args.property)
-    result = verify(network, specs, args.method, args.timeout, options)
+    with _progress(args):  # from here on: work (bad input was refused above)
+        result = verify(network, specs, args.method, args.timeout, options)
     if args.json:
         print(json.dumps(result.to_json()), file=out)
     else:
@@ -240,7 +266,8 @@ def _bound(args, out) -> int:
     options = _options(args, args.method)
     network = from_onnx(args.network)
     specs = load_property(network, args.property)
-    report = bound_report(network, specs, args.method, args.timeout, options)
+    with _progress(args):
+        report = bound_report(network, specs, args.method, args.timeout, options)
     if args.json:
         print(json.dumps(report.to_json()), file=out)
         return 0
@@ -322,7 +349,7 @@ def _compare(args, out) -> int:
     methods = _compare_methods(args)
     network, images, labels = _compare_inputs(args)
     eps_values = args.eps or list(DEFAULT_EPS)
-    options = VerifyOptions(extra=(("krelu_k", args.k),))
+    options = VerifyOptions(methods=_method_settings(args))
     bar = tqdm(total=len(images) * len(eps_values), desc="compare", unit="prop", file=sys.stderr)
     start = time.monotonic()
     rows = compare(network, images, labels, eps_values, methods, args.timeout, options,
@@ -369,8 +396,7 @@ def _compare_methods(args) -> list[str]:
     if unknown:
         raise UsageError(f"unknown method(s) {', '.join(unknown)}; "
                          f"available: {', '.join(available_methods())}")
-    if not 1 <= args.k <= 5:
-        raise UsageError(f"argument --k: k-ReLU needs 1 <= k <= 5, got {args.k}")
+    _method_settings(args)  # bad --k / --set: refused before any work
     return list(dict.fromkeys(methods))
 
 

@@ -18,7 +18,6 @@ minimum margin ``m*`` (:class:`ExactValue`):
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 
@@ -145,16 +144,17 @@ def _milp_value(network: Network, spec: Spec, timeout: float | None) -> float | 
     """The big-M MILP's optimum over CROWN intermediate bounds, LP-tightened in the
     first half of ``timeout``; ``None`` when not solved to optimality in time."""
     from relax.bounds import bound_specs
+    from relax.deadline import Deadline
     from relax.lp.tighten import tighten_bounds
     from relax.search.milp import milp_margin
 
     if not network.is_relu or spec.ball is not None or timeout is None:
         return None
-    start = time.monotonic()
+    deadline = Deadline.after(timeout)
     bounds = bound_specs(network, [spec], "crown")[0].layers
-    bounds = tighten_bounds(network, spec.lower, spec.upper, bounds, None, start + timeout / 2)
-    left = timeout - (time.monotonic() - start)
-    return milp_margin(network, spec, bounds, time_limit=left) if left > 0 else None
+    bounds = tighten_bounds(network, spec.lower, spec.upper, bounds, None, deadline.share(0.5))
+    return None if deadline.expired else milp_margin(network, spec, bounds,
+                                                     time_limit=deadline.left())
 
 
 def _cells(rows: Sequence[Comparison], methods: Sequence[str]) -> list[list[str]]:

@@ -283,3 +283,38 @@ def test_help_lists_every_method_and_version(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.startswith("relax ")
+
+
+def test_help_method_lists_the_typed_options(capfd):
+    assert main(["verify", "--help-method", "krelu"]) == 0
+    out = capfd.readouterr().out
+    assert out.startswith("options of method 'krelu'") and "\n  k " in out
+
+
+@pytest.mark.parametrize("setting, needle", [
+    ("krelu.nope=1", "no option 'nope'"),
+    ("krelu.k=abc", "krelu.k"),
+    ("k=2", "METHOD.NAME=VALUE"),
+])
+def test_bad_set_exits_2_before_any_work(tiny, capfd, monkeypatch, setting, needle):
+    monkeypatch.setattr(VERIFY_MODULE, "verify", lambda *a, **k: pytest.fail("work started"))
+    assert main(["verify", tiny["relu"], tiny["prop"], "--method", "krelu", "--set", setting]) == 2
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0]
+
+
+def test_set_reaches_the_method(tiny, monkeypatch):
+    from relax.krelu.method import KreluOptions
+
+    seen = []
+
+    def spy(network, specs, deadline, options):
+        seen.append(options.of(KreluOptions).k)
+        from relax.protocol import BoundOutcome
+        return [BoundOutcome(1.0) for _ in specs]
+
+    monkeypatch.setitem(VERIFY_MODULE.BOUND_METHODS, "krelu", spy)
+    assert main(["verify", tiny["relu"], tiny["prop"], "--method", "krelu", "--set", "krelu.k=2"]) == 0
+    assert main(["verify", tiny["relu"], tiny["prop"], "--method", "krelu", "--k", "4"]) == 0
+    assert main(["verify", tiny["relu"], tiny["prop"], "--method", "krelu"]) == 0
+    assert seen == [2, 4, KreluOptions().k]

@@ -10,6 +10,7 @@ and appends the rest.  Without resume an existing file is never overwritten.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import platform
@@ -28,8 +29,8 @@ COLUMNS = ["network", "property", "verdict", "bound", "method", "seconds", "reas
 
 def options_text(options, timeout: float | None) -> str:
     """The options that change a result, as canonical JSON (part of the resume key)."""
-    fields = {"solver": options.solver, "device": options.device,
-              "timeout": timeout, **{k: v for k, v in options.extra}}
+    fields = {"solver": options.solver, "device": options.device, "timeout": timeout,
+              **{type(m).__name__: dataclasses.asdict(m) for m in options.methods}}
     return json.dumps(fields, sort_keys=True, default=str)
 
 

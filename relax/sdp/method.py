@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Literal, Sequence
 
 import numpy as np
 
 from relax.bounds import Bounds, bound_specs
+from relax.deadline import NEVER, Deadline
 from relax.errors import UsageError
 from relax.network import Network
 from relax.spec import Spec
+from relax.options import MethodOptions, option
 from relax.protocol import BoundOutcome, VerifyOptions
+from relax.result import Reason
 from solvers.backend import SolveOptions
 from relax.sdp.encode import SdpEncoding, _require_relu, encode_sdp, layered_program
 from solvers.solution import Solution
 
-__all__ = ["solve_row", "sdp_bound", "sdp_bounds", "sdp_method", "default_sdp_solver", "SDP_SOLVERS",
+__all__ = ["SdpOptions", "solve_row", "sdp_bound", "sdp_bounds", "sdp_method", "default_sdp_solver", "SDP_SOLVERS",
            "CLARABEL_MAX_SIZE", "SCS_MAX_SIZE"]
 
 log = logging.getLogger(__name__)
@@ -29,26 +32,38 @@ SCS_MAX_SIZE = 200       # ... and SCS; larger networks get fo-sdp
 
 # -- solving --------------------------------------------------------------------------------
 
-def _time_left(deadline: float | None) -> float | None:
-    return None if deadline is None else deadline - time.monotonic()
+@dataclass(frozen=True)
+class SdpOptions(MethodOptions):
+    """Options of the ``sdp`` method; the last eight are passed to fo-sdp (``None``: its default)."""
+
+    intermediate: Literal["crown", "lp"] = option("crown", "hidden-layer bounds: crown, or lp "
+                                                           "(CROWN, then LP-tightened)")
+    skip_proved: bool = option(True, "skip the SDP of disjuncts CROWN already proves")
+    cuts: bool = option(False, "add the linear cuts to the SDP")
+    max_iterations: int | None = option(None, "fo-sdp: iterations")
+    lr: float | None = option(None, "fo-sdp: step size")
+    patience: int | None = option(None, "fo-sdp: iterations without progress before stopping")
+    eig: str | None = option(None, "fo-sdp: eigenvalue method")
+    lanczos_steps: int | None = option(None, "fo-sdp: Lanczos steps")
+    init: str | None = option(None, "fo-sdp: dual initialisation")
+    dtype: Literal["float64", "float32"] | None = option(None, "fo-sdp: working precision")
+    method: str | None = option(None, "fo-sdp: optimiser")
 
 
 def _options_for(solver: str, options: SolveOptions | None, cuts: bool,
-                 deadline: float | None) -> SolveOptions:
+                 deadline: Deadline) -> SolveOptions:
     """``options`` with the deadline's time limit (and ``cuts`` for fo-sdp)."""
-    options = options or SolveOptions()
-    left = None if deadline is None else max(_time_left(deadline), 1e-3)
-    limit = options.time_limit if left is None else min(options.time_limit or left, left)
+    options = deadline.solve_options(options)
     extra = dict(options.extra)
     if solver == "fo-sdp":
         extra["cuts"] = bool(cuts)
-    return SolveOptions(limit, options.tolerance, options.threads, options.verbose,
+    return SolveOptions(options.time_limit, options.tolerance, options.threads, options.verbose,
                         tuple(extra.items()))
 
 
 def solve_row(network: Network, spec: Spec, bounds: Bounds, row, offset: float,
               solver: str = "cvxpy-clarabel", cuts: bool = False,
-              deadline: float | None = None, options: SolveOptions | None = None,
+              deadline: Deadline = NEVER, options: SolveOptions | None = None,
               warm_start=None, encoding: SdpEncoding | None = None) -> Solution:
     """Solve the SDP for the margin ``row^T y - offset``; ``Solution.bound`` is sound."""
     from solvers.registry import get_solver
@@ -74,7 +89,7 @@ def _sound(solution: Solution) -> float:
 
 
 def sdp_bound(network: Network, spec: Spec, bounds: Bounds, solver: str = "cvxpy-clarabel",
-              cuts: bool = False, deadline: float | None = None,
+              cuts: bool = False, deadline: Deadline = NEVER,
               options: SolveOptions | None = None, batch: bool = True) -> np.ndarray:
     """Sound lower bounds on every disjunct's margin from the SDP (max over its rows).
 
@@ -91,8 +106,7 @@ def sdp_bound(network: Network, spec: Spec, bounds: Bounds, solver: str = "cvxpy
     out = np.full(len(spec.disjuncts), -np.inf)
     for j, disjunct in enumerate(spec.disjuncts):
         for row, offset in zip(disjunct.A, disjunct.b):
-            left = _time_left(deadline)
-            if left is not None and left <= 0:
+            if deadline.expired:
                 return out
             solution = solve_row(network, spec, bounds, row, offset, solver, cuts, deadline,
                                  options, encoding=encoding)
@@ -103,7 +117,7 @@ def sdp_bound(network: Network, spec: Spec, bounds: Bounds, solver: str = "cvxpy
 
 
 def sdp_bounds(network: Network, specs: Sequence[Spec], bounds: Sequence[Bounds],
-               cuts: bool = False, deadline: float | None = None,
+               cuts: bool = False, deadline: Deadline = NEVER,
                options: SolveOptions | None = None) -> list[np.ndarray]:
     """:func:`sdp_bound` with ``fo-sdp`` for several specs (e.g. images) at once: every row of
     every spec's disjuncts (with that spec's box and hidden ``bounds``) is one problem of
@@ -123,8 +137,7 @@ def sdp_bounds(network: Network, specs: Sequence[Spec], bounds: Sequence[Bounds]
                                                 offset))
                 owners.append((i, j))
     out = [np.full(len(spec.disjuncts), -np.inf) for spec in specs]
-    left = _time_left(deadline)
-    if not programs or (left is not None and left <= 0):
+    if not programs or deadline.expired:
         return out
     solutions = solve_batch(programs, _options_for("fo-sdp", options, cuts, deadline))
     for (i, j), solution in zip(owners, solutions):
@@ -150,15 +163,19 @@ _FO_SDP_KEYS = ("max_iterations", "lr", "patience", "eig", "lanczos_steps", "ini
 
 
 def _method_options(solver: str, options: VerifyOptions) -> SolveOptions:
-    """fo-sdp gets ``options.device`` and the :data:`_FO_SDP_KEYS` found in ``options.extra``."""
+    """fo-sdp gets ``options.device`` and the :data:`_FO_SDP_KEYS` fields of :class:`SdpOptions`
+    that are set."""
     extra = {}
     if solver == "fo-sdp":
+        settings = options.of(SdpOptions)
         extra["device"] = options.device
-        extra.update({k: options.get(k) for k in _FO_SDP_KEYS if options.get(k) is not None})
+        extra.update({k: getattr(settings, k) for k in _FO_SDP_KEYS
+                      if getattr(settings, k) is not None})
     return SolveOptions(extra=tuple(extra.items()))
 
 
-def sdp_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
+def sdp_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
+               options: VerifyOptions) -> list[BoundOutcome]:
     """The ``sdp`` verification method.
 
     Per spec: CROWN bounds (hidden layers and disjuncts); if CROWN does not prove the
@@ -171,9 +188,7 @@ def sdp_method(network: Network, specs: Sequence[Spec], deadline, options: Verif
     options ``max_iterations``, ``lr``, ``patience``, ``eig``, ``lanczos_steps``, ``init``,
     ``dtype`` are passed on."""
     _require_relu(network)
-    source = options.get("intermediate", "crown")
-    if source not in ("crown", "lp"):
-        raise UsageError(f"option intermediate must be 'crown' or 'lp', got {source!r}")
+    source = options.of(SdpOptions).intermediate
     solver = options.solver or default_sdp_solver(network)
     if solver not in SDP_SOLVERS:
         raise UsageError(f"solver {solver!r} cannot solve the SDP; "
@@ -184,11 +199,13 @@ def sdp_method(network: Network, specs: Sequence[Spec], deadline, options: Verif
 def _sdp_one(network, spec, deadline, options, source, solver) -> BoundOutcome:
     from relax.search.attack import pgd_attack
 
-    skip_proved = bool(options.get("skip_proved", True))
+    settings = options.of(SdpOptions)
+    skip_proved = settings.skip_proved and not options.bound_only
     crown = bound_specs(network, [spec], "crown", device=options.device)[0]
     if crown.bound > 0 and skip_proved:
         return BoundOutcome(crown.bound, solver)
-    cex = pgd_attack(network, spec, options.attack, deadline) if crown.bound <= 0 else None
+    attack = crown.bound <= 0 and not options.bound_only
+    cex = pgd_attack(network, spec, options.attack, deadline) if attack else None
     if cex is not None:
         return BoundOutcome(crown.bound, solver, cex)
     bounds = crown.layers
@@ -202,8 +219,8 @@ def _sdp_one(network, spec, deadline, options, source, solver) -> BoundOutcome:
     per = np.array(crown.disjunct_bounds, dtype=np.float64)
     if todo:
         sub = Spec(spec.lower, spec.upper, tuple(spec.disjuncts[j] for j in todo))
-        sdp = sdp_bound(network, sub, bounds, solver, bool(options.get("cuts", False)), deadline,
+        sdp = sdp_bound(network, sub, bounds, solver, settings.cuts, deadline,
                         _method_options(solver, options))
         per[todo] = np.maximum(per[todo], sdp)
-    late = deadline is not None and time.monotonic() > deadline
-    return BoundOutcome(float(per.min()), solver, reason="time limit reached" if late else None)
+    return BoundOutcome(float(per.min()), solver,
+                        reason=Reason.time_limit() if deadline.expired else None)
