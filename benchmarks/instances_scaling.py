@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shlex
 import sys
 import time
 from functools import partial
@@ -70,7 +71,7 @@ def write(table, args) -> None:
     base_name, base_seconds, base = table[0]
     lines = [f"# Instance runs: mnistfc {args.network}, method `{args.method}`, "
              f"{len(base)} instances", "", f"Machine: {describe_machine()} (shared with other jobs)",
-             "", f"Command: `python benchmarks/instances_scaling.py {' '.join(sys.argv[1:])}`", "",
+             "", f"Command: `python benchmarks/instances_scaling.py {shlex.join(sys.argv[1:])}`", "",
              f"Time limits: {args.timeout or 'the list'}'s. Wall time includes starting the "
              "workers / cluster.", "",
              "| engine | wall s | vs 1 process | solved | verdicts = sequential |", "|---|---|---|---|---|"]

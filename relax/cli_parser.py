@@ -63,11 +63,12 @@ def _verify_parser(commands, methods_text: str) -> None:
                         help="worker processes for --instances (default 1)")
     verify.add_argument("--threads", type=positive_int, default=None,
                         help="torch/BLAS threads per worker (default: cores // workers)")
-    verify.add_argument("--engine", choices=("local", "dask", "ray"), default="local",
-                        help="where --instances runs: here (processes), or on a Dask or Ray "
+    verify.add_argument("--engine", choices=("local", "ray", "dask"), default="local",
+                        help="where --instances runs: here (processes), or on a Ray or Dask "
                              "cluster (a local one of --workers processes unless --cluster)")
-    verify.add_argument("--cluster", default=None,
-                        help="address of an existing cluster (Dask scheduler unless --engine ray)")
+    verify.add_argument("--cluster", default=None, metavar="ADDRESS",
+                        help="an existing cluster: Ray HOST:6379 (or a Dask scheduler with "
+                             "--engine dask)")
     _method_options(verify, BOUND_METHODS)
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.add_argument("--help-method", metavar="METHOD", choices=sorted(BOUND_METHODS),
