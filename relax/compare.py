@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from relax.network import Network
-from relax.result import Result, Verdict
+from relax.result import ReasonKind, Result, Verdict
 from relax.spec import Spec, robustness
 from relax.verify import BOUND_METHODS, VerifyOptions, verify
 
@@ -64,6 +64,13 @@ class Comparison:
     eps: float
     results: dict[str, Result]
     exact: ExactValue | None = None
+    timeout: float | None = None
+
+    def timed_out(self, method: str) -> bool:
+        """The method stopped at the time limit (its bound is the one it had then)."""
+        r = self.results[method]
+        late = self.timeout is not None and r.seconds >= self.timeout
+        return late or any(x.kind is ReasonKind.TIME_LIMIT for x in r.reasons)
 
     @property
     def exact_value(self) -> float | None:
@@ -113,7 +120,7 @@ def compare(
         predicted = int(np.argmax(network.forward(images[index])))
         results = {m: verify(network, spec, m, timeout, _mode(m, options)) for m in methods}
         exact = exact_value(network, spec, results.get("exact"), timeout) if exact_values else None
-        rows.append(Comparison(index, label, predicted, eps, results, exact))
+        rows.append(Comparison(index, label, predicted, eps, results, exact, timeout))
         if progress is not None:
             progress()
     return rows
@@ -167,7 +174,7 @@ def _cells(rows: Sequence[Comparison], methods: Sequence[str]) -> list[list[str]
         for m in methods:
             r = row.results[m]
             bound = "-" if r.bound is None or not np.isfinite(r.bound) else f"{r.bound:+.3f}"
-            cells += [bound, r.verdict.value, f"{r.seconds:.2f}"]
+            cells += [bound + ("*" if row.timed_out(m) else ""), r.verdict.value, f"{r.seconds:.2f}"]
         cells.append("-" if row.exact is None else row.exact.text())
         cells.append(", ".join(f"{a}>{b}!" for a, b in ladder_breaks(row, methods)) or "ok")
         lines.append(cells)
@@ -200,10 +207,11 @@ LADDER_SLACK = 1e-6
 
 
 def ladder_breaks(row: Comparison, methods: Sequence[str]) -> list[tuple[str, str]]:
-    """Pairs (looser, tighter) where the looser relaxation's bound is higher: a bug
-    (or a method that stopped early); also any bound above the known exact value."""
+    """Pairs (looser, tighter) where the looser relaxation's bound is higher although
+    the tighter one finished in time: a bug; also any bound above the known exact value."""
     bounds = {m: row.results[m].bound for m in methods if row.results[m].bound is not None}
-    breaks = [(a, b) for a, b in LADDER if a in bounds and b in bounds
+    finished = {m for m in bounds if not row.timed_out(m)}
+    breaks = [(a, b) for a, b in LADDER if a in bounds and b in finished
               and np.isfinite(bounds[b]) and bounds[a] > bounds[b] + LADDER_SLACK]
     if row.exact is not None and row.exact.relation in ("=", "<="):
         breaks += [(m, "exact") for m, v in bounds.items() if v > row.exact.value + LADDER_SLACK]
@@ -214,5 +222,6 @@ def legend(total_seconds: float) -> str:
     return ("bound = sound lower bound on the margin (> 0 certifies). exact value = what is "
             "known of the true minimum margin: >=b proved by `exact`, <=c the margin of its "
             "checked counterexample, +v the MILP optimum where `exact` did not decide "
-            f"(reference, within the time limit), - not known in time. order: pairs where a looser "
-            f"relaxation beat a tighter one (marked !). total {total_seconds:.1f} s")
+            f"(reference, within the time limit), - not known in time. * = time limit reached (the "
+            "bound so far). order: pairs where a looser relaxation beat a tighter one that "
+            f"finished (marked !). total {total_seconds:.1f} s")

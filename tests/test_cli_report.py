@@ -146,3 +146,22 @@ def test_compare_exact_value_is_what_is_known_of_the_true_margin():
         assert ("crown", "lp") not in breaks  # the LP over CROWN's bounds is never looser
         assert not [b for _, b in breaks if b == "exact"]  # no bound above the true margin
     assert relations & {">=", "<="}
+
+
+def test_ladder_breaks_flag_a_looser_bound_above_a_finished_tighter_one():
+    from relax.compare import Comparison, ExactValue, ladder_breaks, render_table
+    from relax.result import Result, Verdict
+
+    def result(bound, seconds=0.1):
+        return Result(Verdict.UNKNOWN, bound, "m", None, seconds)
+
+    methods = ["ibp", "crown", "lp"]
+    row = Comparison(0, 1, 1, 0.1, {"ibp": result(-2.0), "crown": result(1.0), "lp": result(0.5)},
+                     ExactValue("<=", 0.7, "exact"), timeout=5.0)
+    assert ladder_breaks(row, methods) == [("crown", "lp"), ("crown", "exact")]
+    late = Comparison(0, 1, 1, 0.1, {"ibp": result(-2.0), "crown": result(1.0),
+                                     "lp": result(0.5, seconds=5.0)}, None, timeout=5.0)
+    assert ladder_breaks(late, methods) == []  # lp stopped at the limit: not a bug
+    table = render_table([row, late], methods).splitlines()
+    assert table[1].endswith("crown>lp!, crown>exact!") and table[2].endswith("ok")
+    assert "+0.500*" in table[2] and "+0.500*" not in table[1]
