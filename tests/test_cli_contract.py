@@ -132,7 +132,7 @@ def test_c_level_output_never_reaches_stdout():
 
 
 def test_compare_stdout_is_only_the_table():
-    done = run_cli("compare", "--count", "1", "--eps", "0.01", "--methods", "ibp", "lp")
+    done = run_cli("compare", "--count", "1", "--eps", "0.01", "--methods", "ibp", "lp", "--timeout", "1")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert lines[0].startswith("network: ") and "ibp bound" in lines[1]
