@@ -39,7 +39,7 @@ class SdpOptions(MethodOptions):
     intermediate: Literal["crown", "lp"] = option("crown", "hidden-layer bounds: crown, or lp "
                                                            "(CROWN, then LP-tightened)")
     skip_proved: bool = option(True, "skip the SDP of disjuncts CROWN already proves")
-    cuts: bool = option(False, "add the linear cuts to the SDP")
+    cuts: bool = option(True, "add the triangle cuts to the SDP (then it contains the LP)")
     max_iterations: int | None = option(None, "fo-sdp: iterations")
     lr: float | None = option(None, "fo-sdp: step size")
     patience: int | None = option(None, "fo-sdp: iterations without progress before stopping")
@@ -183,7 +183,8 @@ def sdp_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
     the SDP of every disjunct that CROWN did not prove (every disjunct with option
     ``skip_proved=False``), with hidden bounds from option ``intermediate`` (``crown``,
     default, or ``lp``: LP-tightened), solver ``options.solver`` (default
-    :func:`default_sdp_solver`) and option ``cuts`` (False).  A disjunct's bound is the
+    :func:`default_sdp_solver`) and option ``cuts`` (True: the triangle cuts, so the
+    SDP contains the LP).  A disjunct's bound is the
     max of the SDP's and CROWN's (both sound).  For fo-sdp, ``options.device`` and the
     options ``max_iterations``, ``lr``, ``patience``, ``eig``, ``lanczos_steps``, ``init``,
     ``dtype`` are passed on."""
