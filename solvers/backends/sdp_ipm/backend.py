@@ -1,0 +1,150 @@
+r"""``sdp-ipm``: the backend.  A :class:`~solvers.program.LayeredReluProgram` goes to
+:func:`~.problem.build` (the multiplier form), :func:`~.start.feasible_start` and
+:func:`~.ipm.path_following`; ``Solution.bound`` is the larger of
+:func:`solvers.backends.fo_sdp.certified_bound` on the last and on the best multipliers
+(fo-sdp's float64 eigenvalue check, never the solver's objective), and at least the start's
+certified (linear) bound when that is larger.
+
+Options: :class:`IpmOptions` (pass it as ``SolveOptions(extra=(("ipm", IpmOptions(...)),))``;
+the ``cuts`` key of ``extra`` is honoured as well, it is how ``relax.sdp`` asks for the
+triangle cuts).  ``SolveOptions.tolerance`` overrides ``IpmOptions.tolerance`` and
+``time_limit`` bounds the iterations.  Warm start: a :class:`IpmWarmStart` (the best
+multipliers) for the same layer sizes and ``cuts`` starts from a convex combination with
+the linear start (IPM warm starts must stay interior), when its certified value is higher.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from solvers.backend import Backend, SolveOptions
+from solvers.program import LayeredReluProgram, ProblemKind
+from solvers.solution import Solution, SolveStats, Status
+
+__all__ = ["SdpIpmBackend", "IpmOptions", "IpmWarmStart", "memory_estimate"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IpmOptions:
+    """``device`` (torch device), ``max_iterations``, ``tolerance`` (relative gap and
+    primal residual), ``fraction`` (of the step to the boundary), ``start``
+    (``"linear"``: the CROWN-like multipliers, or ``"interval"``: all neuron multipliers
+    0), ``tau`` (the start's distance from the boundary, ``Z >= tau I``, in units of the
+    scaled objective), ``delta`` (signed multipliers start at least this far inside)."""
+
+    device: str = "cpu"
+    max_iterations: int = 80
+    tolerance: float = 1e-9
+    feasibility: float = 1e-7
+    fraction: float = 0.95
+    start: str = "linear"
+    tau: float = 1e-2
+    delta: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.start not in ("linear", "interval"):
+            raise ValueError(f"IpmOptions.start must be 'linear' or 'interval', got {self.start!r}")
+        if not 0 < self.fraction < 1:
+            raise ValueError(f"IpmOptions.fraction must be in (0, 1), got {self.fraction}")
+
+
+@dataclass(frozen=True, eq=False)
+class IpmWarmStart:
+    """The best multipliers of a run, in the solver's own (scaled) layout."""
+
+    sizes: tuple[int, ...]
+    cuts: bool
+    y: np.ndarray
+    scale: float
+    factor: np.ndarray
+
+
+def memory_estimate(problem: LayeredReluProgram, cuts: bool) -> int:
+    """Rough peak bytes: about 24 ``s x s`` and 6 ``m x m`` float64 matrices."""
+    s = 1 + sum(np.asarray(lo).size for lo in problem.lower)
+    m = s + (4 if cuts else 3) * sum(np.asarray(w).shape[0] for w in problem.weights)
+    return 8 * (24 * s * s + 6 * m * m + 4 * s * m)
+
+
+def _certify(problem, sdp, y, cuts: bool) -> float:
+    from solvers.backends.fo_sdp import certified_bound
+    from solvers.backends.sdp_ipm.problem import to_fo_sdp_params
+
+    try:
+        return float(certified_bound(problem, to_fo_sdp_params(sdp, y), cuts))
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        log.warning("sdp-ipm: certification failed: %s", exc)
+        return -math.inf
+
+
+class SdpIpmBackend(Backend):
+    """Our structured interior-point solver for the ReLU SDP (see the package docstring)."""
+
+    name = "sdp-ipm"
+    kinds = frozenset({ProblemKind.LAYERED_QCQP})
+
+    @classmethod
+    def is_available(cls) -> tuple[bool, str]:
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            return False, f"torch is not installed ({exc})"
+        return True, ""
+
+    def _solve(self, problem: LayeredReluProgram, options: SolveOptions, warm_start) -> Solution:
+        from solvers.backends.sdp_ipm.ipm import path_following
+        from solvers.backends.sdp_ipm.problem import build
+        from solvers.backends.sdp_ipm.start import feasible_start, linear_multipliers
+
+        extra = options.extra_dict
+        opts = extra.get("ipm") or IpmOptions()
+        if not isinstance(opts, IpmOptions):
+            raise TypeError(f"sdp-ipm: option 'ipm' must be an IpmOptions, got {type(opts)}")
+        cuts = bool(extra.get("cuts", False))
+        deadline = None if options.time_limit is None else time.monotonic() + options.time_limit
+        sdp = build(problem, cuts)
+        y_n = (linear_multipliers(problem, sdp) if opts.start == "linear"
+               else np.zeros(sdp.m_neurons))
+        y0 = feasible_start(sdp, y_n, opts.tau, opts.delta)
+        y0 = _blend_warm_start(sdp, y0, warm_start, opts)
+        run = path_following(sdp, y0, opts.device, opts.max_iterations,
+                             options.tolerance or opts.tolerance, opts.fraction, opts.feasibility, deadline)
+        bound = max(_certify(problem, sdp, run.best_y, cuts), _certify(problem, sdp, run.y, cuts))
+        status = (Status.OPTIMAL if run.converged else
+                  Status.TIME_LIMIT if run.timed_out else Status.ITERATION_LIMIT)
+        message = (f"{run.iterations} iterations ({run.seconds_per_iteration:.3f} s each), "
+                   f"side {sdp.side}, {sdp.m_neurons + sdp.side} multipliers; dual value "
+                   f"{run.best_value * sdp.scale:.10g}, certified {bound:.10g}")
+        log.info("sdp-ipm: %s", message)
+        warm = IpmWarmStart(tuple(sdp.sizes), cuts, run.best_y, sdp.scale, sdp.factor)
+        return Solution(status, None, bound, stats=SolveStats(iterations=run.iterations),
+                        warm_start=warm, solver=self.name, message=message,
+                        dual_objective=run.best_value * sdp.scale)
+
+
+def _blend_warm_start(sdp, y0: np.ndarray, warm_start, opts: IpmOptions) -> np.ndarray:
+    """``0.9 warm + 0.1 y0`` when ``warm_start`` fits (same sizes, cuts, multiplier count)
+    and keeps ``Z`` positive definite; else ``y0``.  Convex combinations of dual feasible
+    points are dual feasible; the ``y0`` part keeps it interior."""
+    if not isinstance(warm_start, IpmWarmStart) or warm_start.sizes != tuple(sdp.sizes) \
+            or warm_start.cuts != sdp.cuts or warm_start.y.size != y0.size:
+        return y0
+    m = sdp.m_neurons
+    y = warm_start.y.copy()
+    y[:m] *= (warm_start.factor * warm_start.scale) / (sdp.factor * sdp.scale)
+    y[m:] *= warm_start.scale / sdp.scale
+    blend = 0.9 * y + 0.1 * y0
+    Z = sdp.C - 0.5 * ((sdp.U * blend[:m]) @ sdp.V.T + (sdp.V * blend[:m]) @ sdp.U.T) \
+        - np.diag(blend[m:])
+    try:
+        np.linalg.cholesky(Z)
+    except np.linalg.LinAlgError:
+        return y0
+    return blend
