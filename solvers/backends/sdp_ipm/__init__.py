@@ -9,6 +9,7 @@ constraint is a rank-one or rank-two update of one row/column of ``P``), :mod:`.
 the rigorous float64 re-certification of the multipliers).
 """
 
-from solvers.backends.sdp_ipm.backend import IpmOptions, IpmWarmStart, SdpIpmBackend
+from solvers.backends.sdp_ipm.backend import (IpmOptions, IpmWarmStart, SdpIpmBackend,
+                                              memory_estimate)
 
-__all__ = ["SdpIpmBackend", "IpmOptions", "IpmWarmStart"]
+__all__ = ["SdpIpmBackend", "IpmOptions", "IpmWarmStart", "memory_estimate"]

@@ -6,8 +6,8 @@ r"""``sdp-ipm``: the backend.  A :class:`~solvers.program.LayeredReluProgram` go
 certified (linear) bound when that is larger.
 
 Options: :class:`IpmOptions` (pass it as ``SolveOptions(extra=(("ipm", IpmOptions(...)),))``;
-the ``cuts`` key of ``extra`` is honoured as well, it is how ``relax.sdp`` asks for the
-triangle cuts).  ``SolveOptions.tolerance`` overrides ``IpmOptions.tolerance`` and
+the ``cuts`` key of ``extra`` (default True) is how ``relax.sdp`` asks for the triangle
+cuts, and its ``device`` key overrides ``IpmOptions.device``).  ``SolveOptions.tolerance`` overrides ``IpmOptions.tolerance`` and
 ``time_limit`` bounds the iterations.  Warm start: a :class:`IpmWarmStart` (the best
 multipliers) for the same layer sizes and ``cuts`` starts from a convex combination with
 the linear start (IPM warm starts must stay interior), when its certified value is higher.
@@ -15,6 +15,7 @@ the linear start (IPM warm starts must stay interior), when its certified value 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -41,7 +42,7 @@ class IpmOptions:
 
     device: str = "cpu"
     max_iterations: int = 80
-    tolerance: float = 1e-9
+    tolerance: float = 1e-8
     feasibility: float = 1e-7
     fraction: float = 0.95
     start: str = "linear"
@@ -66,11 +67,12 @@ class IpmWarmStart:
     factor: np.ndarray
 
 
-def memory_estimate(problem: LayeredReluProgram, cuts: bool) -> int:
-    """Rough peak bytes: about 24 ``s x s`` and 6 ``m x m`` float64 matrices."""
-    s = 1 + sum(np.asarray(lo).size for lo in problem.lower)
-    m = s + (4 if cuts else 3) * sum(np.asarray(w).shape[0] for w in problem.weights)
-    return 8 * (24 * s * s + 6 * m * m + 4 * s * m)
+def memory_estimate(side: int, neurons: int, cuts: bool = True) -> int:
+    """Rough peak bytes for a matrix of side ``side = 1 + n`` and ``neurons`` hidden neurons
+    (``m = side + 3 or 4 neurons`` multipliers): about 24 ``s x s``, 4 ``m x m`` and 6
+    ``s x m`` float64 arrays."""
+    m = side + (4 if cuts else 3) * neurons
+    return 8 * (24 * side * side + 4 * m * m + 6 * side * m)
 
 
 def _certify(problem, sdp, y, cuts: bool) -> float:
@@ -107,7 +109,9 @@ class SdpIpmBackend(Backend):
         opts = extra.get("ipm") or IpmOptions()
         if not isinstance(opts, IpmOptions):
             raise TypeError(f"sdp-ipm: option 'ipm' must be an IpmOptions, got {type(opts)}")
-        cuts = bool(extra.get("cuts", False))
+        cuts = bool(extra.get("cuts", True))
+        if "device" in extra:
+            opts = dataclasses.replace(opts, device=str(extra["device"]))
         deadline = None if options.time_limit is None else time.monotonic() + options.time_limit
         sdp = build(problem, cuts)
         y_n = (linear_multipliers(problem, sdp) if opts.start == "linear"

@@ -15,7 +15,8 @@ feasible along the way.  With ``mu = (<X, Z> + x^T z) / N`` and target ``sigma m
 (``r_p = b - A(X) + sign o x``; ``K = sym(dX_a dZ_a Z^-1)``, ``k = dx_a dz_a / z`` the
 corrector terms, 0 in the predictor; ``M`` from :mod:`.schur` plus ``x / z`` on the
 signed diagonal).  ``sigma = (mu_aff / mu)^3``; steps ``step`` times the distance to the
-boundary (exact: the smallest eigenvalue of ``L^-1 dX L^-T``).  Stops when the relative
+boundary (from the lowest Ritz value of ``L^-1 dX L^-T``; a step
+whose Cholesky fails is shortened).  Stops when the relative
 gap ``N mu / (1 + |b^T y|)`` is below ``tolerance`` and the relative primal residual
 below ``feasibility`` (the primal may have no interior: a stably active neuron, say),
 at ``max_iterations``, at the time limit or when the steps stall.
@@ -84,11 +85,39 @@ class _State:
         return out
 
 
-def _max_step(torch, L, D) -> float:
-    """Largest ``t`` with ``L L^T + t D >= 0`` (``inf`` if none binds)."""
-    W = torch.linalg.solve_triangular(L, D, upper=False)
-    W = torch.linalg.solve_triangular(L, W.T, upper=False)
-    low = float(torch.linalg.eigvalsh(0.5 * (W + W.T))[0])
+def _lowest_ritz(torch, matvec, n: int, dtype, device, steps: int) -> float:
+    """The smallest Ritz value of the symmetric operator ``matvec`` after ``steps`` Lanczos steps (full
+    reorthogonalisation, fixed start): an upper estimate of ``lambda_min(W)`` that is
+    accurate for the extreme eigenvalue; the step it gives is checked by Cholesky."""
+    steps = min(steps, n)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    q = torch.randn(n, generator=gen, dtype=dtype).to(device)
+    Q = torch.zeros(steps, n, dtype=dtype, device=device)
+    alpha, beta = [], []
+    q = q / q.norm()
+    for j in range(steps):
+        Q[j] = q
+        w = matvec(q)
+        alpha.append(float(q @ w))
+        w = w - Q[:j + 1].T @ (Q[:j + 1] @ w)
+        w = w - Q[:j + 1].T @ (Q[:j + 1] @ w)
+        nb = float(w.norm())
+        if nb < 1e-12 * (abs(alpha[-1]) + 1e-300) or j == steps - 1:
+            break
+        beta.append(nb)
+        q = w / nb
+    T = np.diag(alpha) + np.diag(beta[:len(alpha) - 1], 1) + np.diag(beta[:len(alpha) - 1], -1)
+    return float(np.linalg.eigvalsh(T)[0])
+
+
+def _max_step(torch, L, D, steps: int = 40) -> float:
+    """Largest ``t`` with ``L L^T + t D >= 0`` (``inf`` if none binds), estimated from the
+    lowest Ritz value of ``L^-1 D L^-T`` (the caller backtracks on a failed Cholesky)."""
+    def matvec(v):
+        w = torch.linalg.solve_triangular(L.T, v[:, None], upper=True)
+        return torch.linalg.solve_triangular(L, D @ w, upper=False)[:, 0]
+
+    low = _lowest_ritz(torch, matvec, L.shape[0], L.dtype, L.device, steps)
     return math.inf if low >= 0 else -1.0 / low
 
 
@@ -160,6 +189,20 @@ class _Iteration:
         return (dX, dx, dy) + self.steps(dX, dx, dZ, dz, fraction)
 
 
+def _backtrack(st: _State, dX, dy, ap: float, ad: float) -> tuple[float, float]:
+    """Shrink the steps (by 0.8) until ``X + ap dX`` and ``C - A^T (y + ad dy)`` factor."""
+    torch = st.torch
+    for _ in range(30):
+        if int(torch.linalg.cholesky_ex(st.X + ap * dX)[1]) == 0:
+            break
+        ap *= 0.8
+    for _ in range(30):
+        if int(torch.linalg.cholesky_ex(st.C - st.op.adjoint(st.y + ad * dy))[1]) == 0:
+            break
+        ad *= 0.8
+    return ap, ad
+
+
 def path_following(sdp, y0: np.ndarray, device: str = "cpu", max_iterations: int = 80,
                    tolerance: float = 1e-9, fraction: float = 0.95,
                    feasibility: float = 1e-7, deadline: float | None = None) -> IpmRun:
@@ -189,6 +232,7 @@ def path_following(sdp, y0: np.ndarray, device: str = "cpu", max_iterations: int
         run.history.append((value, gap, infeasible, ap, ad))
         log.debug("ipm %d: dual %.10g gap %.2e infeas %.2e steps %.3f %.3f", it, value, gap,
                   infeasible, ap, ad)
+        ap, ad = _backtrack(st, dX, dy, ap, ad)
         st.X, st.x = st.X + ap * dX, st.x + ap * dx
         st.X = 0.5 * (st.X + st.X.T)
         st.y = st.y + ad * dy

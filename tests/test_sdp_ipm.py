@@ -1,0 +1,163 @@
+"""sdp-ipm, the structured interior-point SDP solver: against Clarabel on the primal
+encoding, below the exact MILP margin, above CROWN, bounds only from the float64 check;
+the sdp method's encoding chosen by the backend's kinds (an outside SDP plug-in), and
+``bound_only``."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+
+from relax import robustness, verify
+from relax.bounds import bound_specs
+from relax.protocol import VerifyOptions
+from relax.sdp.encode import layered_program
+from relax.sdp.method import default_sdp_solver, sdp_method, solve_row
+from relax.search.milp import milp_margin
+from relax.spec import Spec
+from solvers import ProblemKind, SolveOptions, get_solver, list_solvers
+from solvers.backend import Backend
+from solvers.backends.sdp_ipm import IpmOptions
+from solvers.backends.sdp_ipm.problem import build, to_fo_sdp_params
+from solvers.registry import register, unregister
+from tests.helpers import random_network
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+CASES = [(0, (3, 5, 5, 3), 0.2), (1, (6, 8, 8, 4), 0.2), (3, (6, 8, 8, 4), 0.2),
+         (5, (10, 10, 10, 5), 0.1), (7, (4, 6, 6, 6, 3), 0.3)]
+
+
+@functools.lru_cache(maxsize=None)
+def _case(seed: int, widths, eps: float, fixed: int = 0):
+    """A random ReLU net, a robustness spec (its first ``fixed`` inputs fixed) and CROWN."""
+    rng = np.random.default_rng(seed)
+    network = random_network(rng, list(widths), "relu", scale=1.5)
+    x = rng.uniform(size=widths[0])
+    label = int(np.argmax(network.forward(x)))
+    spec = robustness(x, label, eps, num_classes=widths[-1])
+    if fixed:
+        lower, upper = spec.lower.copy(), spec.upper.copy()
+        lower[:fixed] = upper[:fixed] = x[:fixed]
+        spec = Spec(lower, upper, spec.disjuncts)
+    return network, spec, bound_specs(network, [spec], "crown")[0]
+
+
+def _rows(spec):
+    return [(d.A[0], float(d.b[0])) for d in spec.disjuncts]
+
+
+def _ipm(network, spec, crown, row, offset, cuts, **kwargs):
+    program = layered_program(network, spec.lower, spec.upper, crown.layers, row, offset)
+    options = SolveOptions(extra=(("cuts", cuts), ("ipm", IpmOptions(**kwargs))))
+    return get_solver("sdp-ipm").solve(program, options)
+
+
+@pytest.mark.parametrize("seed, widths, eps", CASES)
+@pytest.mark.parametrize("cuts", [False, True])
+def test_ipm_matches_clarabel_on_the_primal_encoding(seed, widths, eps, cuts):
+    network, spec, crown = _case(seed, widths, eps)
+    row, offset = _rows(spec)[0]
+    reference = solve_row(network, spec, crown.layers, row, offset, "cvxpy-clarabel", cuts=cuts)
+    solution = _ipm(network, spec, crown, row, offset, cuts)
+    assert solution.ok, solution.message
+    assert solution.bound == pytest.approx(reference.objective, rel=1e-6, abs=1e-6)
+    assert solution.bound <= reference.objective + 1e-6     # a bound never above the optimum
+
+
+@pytest.mark.parametrize("seed, widths, eps", CASES[:4])
+def test_ipm_bound_lies_between_crown_and_the_exact_margin(seed, widths, eps):
+    network, spec, crown = _case(seed, widths, eps)
+    for j, (row, offset) in enumerate(_rows(spec)):
+        solution = _ipm(network, spec, crown, row, offset, cuts=True)
+        exact = milp_margin(network, Spec(spec.lower, spec.upper, (spec.disjuncts[j],)),
+                            crown.layers)
+        assert crown.disjunct_bounds[j] - 1e-9 <= solution.bound <= exact + 1e-7
+
+
+def test_fixed_inputs_and_dead_neurons_are_eliminated():
+    network, spec, crown = _case(11, (6, 12, 12, 4), 0.15, fixed=3)
+    row, offset = _rows(spec)[0]
+    program = layered_program(network, spec.lower, spec.upper, crown.layers, row, offset)
+    sdp = build(program, cuts=True)
+    dead = sum(int((u <= 0).sum()) for u in crown.layers.upper)
+    assert dead > 0 and sdp.side == 1 + 3 + 24 - dead
+    reference = solve_row(network, spec, crown.layers, row, offset, "cvxpy-clarabel", cuts=True)
+    solution = _ipm(network, spec, crown, row, offset, cuts=True)
+    assert solution.bound == pytest.approx(reference.objective, rel=1e-6, abs=1e-6)
+
+
+def test_the_bound_is_the_float64_check_of_the_multipliers(monkeypatch):
+    from solvers.backends import fo_sdp
+
+    network, spec, crown = _case(1, (6, 8, 8, 4), 0.2)
+    row, offset = _rows(spec)[0]
+    program = layered_program(network, spec.lower, spec.upper, crown.layers, row, offset)
+    solution = _ipm(network, spec, crown, row, offset, cuts=True)
+    state = solution.warm_start
+    params = to_fo_sdp_params(build(program, True), state.y)
+    assert solution.bound >= fo_sdp.certified_bound(program, params, True)
+    assert solution.bound == pytest.approx(solution.dual_objective, abs=1e-6)
+    calls = []
+    monkeypatch.setattr(fo_sdp, "certified_bound",
+                        lambda *args, **kwargs: calls.append(args) or -123.0)
+    assert _ipm(network, spec, crown, row, offset, cuts=True).bound == -123.0 and calls
+
+
+def test_a_short_run_still_gives_a_certified_bound():
+    network, spec, crown = _case(5, (10, 10, 10, 5), 0.1)
+    row, offset = _rows(spec)[0]
+    reference = solve_row(network, spec, crown.layers, row, offset, "cvxpy-clarabel", cuts=True)
+    short = _ipm(network, spec, crown, row, offset, cuts=True, max_iterations=3)
+    assert not short.ok and math.isfinite(short.bound)
+    assert short.bound <= reference.objective + 1e-7
+
+
+def test_sdp_ipm_is_registered_and_the_default_for_small_networks():
+    backend = get_solver("sdp-ipm")
+    assert backend.kinds == frozenset({ProblemKind.LAYERED_QCQP})
+    info = {i.name: i for i in list_solvers()}["sdp-ipm"]
+    assert info.available
+    network, _, _ = _case(0, (3, 5, 5, 3), 0.2)
+    assert default_sdp_solver(network) == "sdp-ipm"
+
+
+class _OutsideSdp(Backend):
+    """A plug-in that takes conic SDPs (it delegates to Clarabel) and counts its calls."""
+
+    name = "outside-sdp"
+    kinds = frozenset({ProblemKind.SDP})
+    calls = 0
+
+    def _solve(self, problem, options, warm_start):
+        type(self).calls += 1
+        return get_solver("cvxpy-clarabel").solve(problem, options, warm_start)
+
+
+def test_an_outside_sdp_backend_is_used_through_the_registry():
+    network, spec, crown = _case(0, (3, 5, 5, 3), 0.3)
+    register(_OutsideSdp)
+    try:
+        options = VerifyOptions(solver="outside-sdp", bound_only=True, extra=(("cuts", True),))
+        outside = verify(network, spec, "sdp", options=options)
+        ours = verify(network, spec, "sdp", options=VerifyOptions(
+            solver="sdp-ipm", bound_only=True, extra=(("cuts", True),)))
+    finally:
+        unregister("outside-sdp")
+    assert _OutsideSdp.calls == len(spec.disjuncts)
+    assert outside.solver == "outside-sdp" and ours.solver == "sdp-ipm"
+    assert outside.bound == pytest.approx(ours.bound, rel=1e-5, abs=1e-5)
+
+
+def test_bound_only_computes_the_sdp_where_crown_already_proves():
+    network, spec, crown = _case(3, (10, 10, 10, 5), 0.15)
+    assert crown.bound > 0
+    quick = sdp_method(network, [spec], None, VerifyOptions(solver="sdp-ipm"))[0]
+    own = sdp_method(network, [spec], None, VerifyOptions(solver="sdp-ipm", bound_only=True))[0]
+    assert quick.bound == crown.bound
+    exact = min(milp_margin(network, Spec(spec.lower, spec.upper, (d,)), crown.layers)
+                for d in spec.disjuncts)
+    assert crown.bound + 0.1 < own.bound <= exact + 1e-7
