@@ -161,3 +161,19 @@ def test_bound_only_computes_the_sdp_where_crown_already_proves():
     exact = min(milp_margin(network, Spec(spec.lower, spec.upper, (d,)), crown.layers)
                 for d in spec.disjuncts)
     assert crown.bound + 0.1 < own.bound <= exact + 1e-7
+
+
+@pytest.mark.parametrize("seed, widths, eps", [CASES[0], CASES[3]])
+def test_multiplier_form_through_clarabel_matches_the_primal(seed, widths, eps):
+    network, spec, crown = _case(seed, widths, eps)
+    row, offset = _rows(spec)[0]
+    primal = solve_row(network, spec, crown.layers, row, offset, "cvxpy-clarabel", cuts=True)
+    dual = solve_row(network, spec, crown.layers, row, offset, "cvxpy-clarabel", cuts=True,
+                     form="multiplier")
+    assert dual.objective is None                  # its objective is not the margin's
+    assert dual.bound == pytest.approx(primal.objective, rel=1e-6, abs=1e-6)
+    assert dual.bound <= primal.objective + 1e-6
+    via_method = verify(network, spec, "sdp", options=VerifyOptions(
+        solver="cvxpy-clarabel", bound_only=True, extra=(("form", "multiplier"),)))
+    assert via_method.bound == pytest.approx(verify(network, spec, "sdp", options=VerifyOptions(
+        solver="sdp-ipm", bound_only=True)).bound, rel=1e-5, abs=1e-5)

@@ -90,7 +90,8 @@ from relax.errors import UsageError
 from relax.network import Network
 from solvers.program import ConicProgram, LayeredReluProgram, LinearProgram, PsdConstraint
 
-__all__ = ["SdpEncoding", "encode_sdp", "layered_program", "triangle_index"]
+__all__ = ["SdpEncoding", "encode_sdp", "layered_program", "triangle_index", "MultiplierEncoding",
+           "multiplier_program"]
 
 log = logging.getLogger(__name__)
 
@@ -272,3 +273,56 @@ def layered_program(network: Network, lower, upper, bounds: Bounds, row,
         tuple(np.asarray(bounds.lower[k], np.float64) for k in range(L)),
         tuple(np.asarray(bounds.upper[k], np.float64) for k in range(L)),
         c[offsets[-2]:], c0)
+
+
+# -- the multiplier (dual LMI) form, for conic interior-point solvers ------------------------
+
+@dataclass(frozen=True, eq=False)
+class MultiplierEncoding:
+    """The SDP's multiplier form (:mod:`solvers.backends.sdp_ipm.problem`) as a
+    :class:`ConicProgram` in the multipliers ``y``: ``min -b^T y`` s.t.
+    ``C - sum_j y_j A_j >= 0`` (written ``sum_j y_j (-A_j) - (-C) >= 0``), signs as
+    variable bounds.  Its optimum is minus the SDP optimum, so the program's own safe
+    bound is useless here: :meth:`certify` turns any ``y`` (e.g. ``Solution.x``) into a
+    rigorous bound with fo-sdp's float64 check on the :class:`LayeredReluProgram`."""
+
+    program: ConicProgram
+    layered: LayeredReluProgram
+    sdp: object       # solvers.backends.sdp_ipm.problem.MultiplierSdp
+    cuts: bool
+
+    def certify(self, y) -> float:
+        """A rigorous lower bound on the margin from the multipliers ``y`` (signs clipped)."""
+        from solvers.backends.fo_sdp import certified_bound
+        from solvers.backends.sdp_ipm.problem import to_fo_sdp_params
+
+        if y is None:
+            return -np.inf
+        sign = self.sdp.sign
+        y = np.asarray(y, np.float64)
+        y = np.where(sign > 0, np.maximum(y, 0.0), np.where(sign < 0, np.minimum(y, 0.0), y))
+        return float(certified_bound(self.layered, to_fo_sdp_params(self.sdp, y), self.cuts))
+
+
+def multiplier_program(network: Network, lower, upper, bounds: Bounds, row, offset: float,
+                       cuts: bool = True) -> MultiplierEncoding:
+    """The :class:`MultiplierEncoding` of the margin ``row^T y - offset`` (fixed coordinates
+    and dead neurons eliminated, coordinates scaled to ``[-1, 1]``)."""
+    from solvers.backends.sdp_ipm.problem import build
+
+    layered = layered_program(network, lower, upper, bounds, row, offset)
+    sdp = build(layered, cuts)
+    s, m = sdp.side, sdp.m_neurons
+    cols = []
+    for c in range(m):                       # -A_c = -(u v^T + v u^T) / 2, vec row-major
+        outer = np.outer(sdp.U[:, c], sdp.V[:, c])
+        cols.append(sp.csr_matrix(-0.5 * (outer + outer.T).reshape(-1, 1)))
+    diag = sp.csr_matrix((-np.ones(s), (np.arange(s) * (s + 1), np.arange(s))), shape=(s * s, s))
+    G = sp.hstack(cols + [diag], format="csr") if cols else diag
+    sign = sdp.sign
+    lo = np.where(sign > 0, 0.0, -np.inf)
+    hi = np.where(sign < 0, 0.0, np.inf)
+    n_vars = m + s
+    linear = LinearProgram(-sdp.b, sp.csr_matrix((0, n_vars)), np.zeros(0), np.zeros(0), lo, hi)
+    psd = PsdConstraint(s, G, -sdp.C.reshape(-1))
+    return MultiplierEncoding(ConicProgram(linear, (psd,)), layered, sdp, cuts)

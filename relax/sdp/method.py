@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -18,7 +19,8 @@ from relax.spec import Spec
 from relax.protocol import BoundOutcome, VerifyOptions
 from solvers.backend import Backend, SolveOptions
 from solvers.program import ProblemKind
-from relax.sdp.encode import SdpEncoding, _require_relu, encode_sdp, layered_program
+from relax.sdp.encode import (SdpEncoding, _require_relu, encode_sdp, layered_program,
+                              multiplier_program)
 from solvers.solution import Solution
 
 __all__ = ["solve_row", "sdp_bound", "sdp_bounds", "sdp_method", "default_sdp_solver",
@@ -66,16 +68,30 @@ def _options_for(backend: Backend, options: SolveOptions | None, cuts: bool,
                         tuple(extra.items()))
 
 
+FORMS = ("primal", "multiplier")
+
+
 def solve_row(network: Network, spec: Spec, bounds: Bounds, row, offset: float,
               solver: str = "cvxpy-clarabel", cuts: bool = False,
               deadline: float | None = None, options: SolveOptions | None = None,
-              warm_start=None, encoding: SdpEncoding | None = None) -> Solution:
+              warm_start=None, encoding: SdpEncoding | None = None,
+              form: str = "primal") -> Solution:
     """Solve the SDP for the margin ``row^T y - offset``; ``Solution.bound`` is sound.
-    The encoding follows what the backend takes (:func:`sdp_backend`)."""
+    The encoding follows what the backend takes (:func:`sdp_backend`); a conic backend
+    gets the primal encoding (:func:`encode_sdp`) or, with ``form="multiplier"``, the
+    multiplier form (:func:`multiplier_program`: the bound is then the float64 check of
+    the solver's multipliers ``Solution.x``, never its objective)."""
+    if form not in FORMS:
+        raise UsageError(f"SDP form must be one of {', '.join(FORMS)}, got {form!r}")
     backend = sdp_backend(solver)
     opts = _options_for(backend, options, cuts, deadline)
     if _layered(backend):
         program = layered_program(network, spec.lower, spec.upper, bounds, row, offset)
+    elif form == "multiplier":
+        dual = multiplier_program(network, spec.lower, spec.upper, bounds, row, offset, cuts)
+        solution = backend.solve(dual.program, opts, warm_start)
+        return dataclasses.replace(solution, bound=dual.certify(solution.x), objective=None,
+                                   message=f"multiplier form; {solution.message}")
     else:
         encoding = encoding or encode_sdp(network, spec.lower, spec.upper, bounds, cuts)
         program = encoding.with_objective(row, offset)
@@ -94,7 +110,8 @@ def _sound(solution: Solution) -> float:
 
 def sdp_bound(network: Network, spec: Spec, bounds: Bounds, solver: str = "cvxpy-clarabel",
               cuts: bool = False, deadline: float | None = None,
-              options: SolveOptions | None = None, batch: bool = True) -> np.ndarray:
+              options: SolveOptions | None = None, batch: bool = True,
+              form: str = "primal") -> np.ndarray:
     """Sound lower bounds on every disjunct's margin from the SDP (max over its rows).
 
     With a backend that solves batches (:func:`_batch_solver`) and ``batch`` (default) all
@@ -104,8 +121,8 @@ def sdp_bound(network: Network, spec: Spec, bounds: Bounds, solver: str = "cvxpy
     spec.check_fits(network.input_size, network.output_size)
     if batch and _batch_solver(backend) is not None:
         return sdp_bounds(network, [spec], [bounds], cuts, deadline, options, solver)[0]
-    encoding = None if _layered(backend) else encode_sdp(network, spec.lower, spec.upper,
-                                                         bounds, cuts)
+    primal = not _layered(backend) and form == "primal"
+    encoding = encode_sdp(network, spec.lower, spec.upper, bounds, cuts) if primal else None
     out = np.full(len(spec.disjuncts), -np.inf)
     for j, disjunct in enumerate(spec.disjuncts):
         for row, offset in zip(disjunct.A, disjunct.b):
@@ -113,7 +130,7 @@ def sdp_bound(network: Network, spec: Spec, bounds: Bounds, solver: str = "cvxpy
             if left is not None and left <= 0:
                 return out
             solution = solve_row(network, spec, bounds, row, offset, solver, cuts, deadline,
-                                 options, encoding=encoding)
+                                 options, encoding=encoding, form=form)
             log.debug("disjunct %d row: %s bound %.6g (%s)", j, solver, solution.bound,
                       solution.message)
             out[j] = max(out[j], _sound(solution))
@@ -212,7 +229,8 @@ def sdp_method(network: Network, specs: Sequence[Spec], deadline, options: Verif
     default, or ``lp``: LP-tightened), solver ``options.solver`` (default
     :func:`default_sdp_solver`; any backend taking a layered program or a conic SDP, see
     :func:`sdp_backend`) and option ``cuts`` (True: the triangle cuts, so the SDP contains
-    the LP).  A disjunct's bound is the max of the SDP's and CROWN's (both sound).  With
+    the LP); a conic backend gets the primal encoding or, with option ``form``
+    ``"multiplier"``, the multiplier form.  A disjunct's bound is the max of the SDP's and CROWN's (both sound).  With
     ``options.bound_only`` the SDP of every disjunct is solved (no CROWN shortcut, no
     attack): the relaxation's own value.  A layered backend gets ``options.device`` and
     the options ``max_iterations``, ``lr``, ``patience``, ``eig``, ``lanczos_steps``,
@@ -249,7 +267,8 @@ def _sdp_one(network, spec, deadline, options, source, solver) -> BoundOutcome:
     if todo:
         sub = Spec(spec.lower, spec.upper, tuple(spec.disjuncts[j] for j in todo))
         sdp = sdp_bound(network, sub, bounds, solver, bool(options.get("cuts", True)), deadline,
-                        _method_options(sdp_backend(solver), options))
+                        _method_options(sdp_backend(solver), options),
+                        form=str(options.get("form", "primal")))
         per[todo] = np.maximum(per[todo], sdp)
     late = deadline is not None and time.monotonic() > deadline
     return BoundOutcome(float(per.min()), solver, reason="time limit reached" if late else None)

@@ -63,7 +63,7 @@ class _State:
         self.torch = torch
         f64 = dict(dtype=torch.float64, device=device)
         self.C = torch.as_tensor(sdp.C, **f64)
-        self.op = Operator(torch.as_tensor(sdp.U, **f64), torch.as_tensor(sdp.V, **f64))
+        self.op = Operator(sdp.U, sdp.V, torch.float64, device)
         self.b = torch.as_tensor(sdp.b, **f64)
         sign = np.asarray(sdp.sign)
         self.signed = torch.as_tensor(np.flatnonzero(sign != 0), device=device)
@@ -110,7 +110,7 @@ def _lowest_ritz(torch, matvec, n: int, dtype, device, steps: int) -> float:
     return float(np.linalg.eigvalsh(T)[0])
 
 
-def _max_step(torch, L, D, steps: int = 40) -> float:
+def _max_step(torch, L, D, steps: int = 24) -> float:
     """Largest ``t`` with ``L L^T + t D >= 0`` (``inf`` if none binds), estimated from the
     lowest Ritz value of ``L^-1 D L^-T`` (the caller backtracks on a failed Cholesky)."""
     def matvec(v):
@@ -142,19 +142,17 @@ def _cholesky_solve(torch, M, r):
 class _Iteration:
     """One predictor-corrector step at the current iterate of a :class:`_State`."""
 
-    def __init__(self, st: _State):
+    def __init__(self, st: _State, factors=None):
         torch = st.torch
         self.st, self.torch = st, torch
-        self.LZ = torch.linalg.cholesky(st.Z)
-        self.LX = torch.linalg.cholesky(st.X)
+        self.LX, self.LZ = factors or (torch.linalg.cholesky(st.X), torch.linalg.cholesky(st.Z))
         self.Zi = torch.cholesky_inverse(self.LZ)
         self.mu = float(((st.X * st.Z).sum() + st.x @ st.z) / st.N)
-        M, XV, ZV = st.op.schur(st.X, self.Zi)
+        M = st.op.schur(st.X, self.Zi)
         idx = st.signed
         M[idx, idx] += st.x / st.z
         self.solve = _cholesky_solve(torch, M, None)
-        self.AX = torch.cat([st.op.apply_products(XV), torch.diagonal(st.X)])
-        self.AZi = torch.cat([st.op.apply_products(ZV), torch.diagonal(self.Zi)])
+        self.AX, self.AZi = st.op.apply(st.X), st.op.apply(self.Zi)
         self.rp = st.b - self.AX + st.lp_full(st.sg * st.x)
 
     def direction(self, sigma: float, K=None, k=None):
@@ -189,18 +187,24 @@ class _Iteration:
         return (dX, dx, dy) + self.steps(dX, dx, dZ, dz, fraction)
 
 
-def _backtrack(st: _State, dX, dy, ap: float, ad: float) -> tuple[float, float]:
-    """Shrink the steps (by 0.8) until ``X + ap dX`` and ``C - A^T (y + ad dy)`` factor."""
+def _backtrack(st: _State, dX, dy, ap: float, ad: float):
+    """Shrink the steps (by 0.8) until ``X + ap dX`` and ``C - A^T (y + ad dy)`` factor;
+    returns the steps and the two Cholesky factors (``None`` if one never factored)."""
     torch = st.torch
+    LX = LZ = None
     for _ in range(30):
-        if int(torch.linalg.cholesky_ex(st.X + ap * dX)[1]) == 0:
+        L, info = torch.linalg.cholesky_ex(0.5 * (st.X + ap * dX + (st.X + ap * dX).T))
+        if int(info) == 0:
+            LX = L
             break
         ap *= 0.8
     for _ in range(30):
-        if int(torch.linalg.cholesky_ex(st.C - st.op.adjoint(st.y + ad * dy))[1]) == 0:
+        L, info = torch.linalg.cholesky_ex(st.C - st.op.adjoint(st.y + ad * dy))
+        if int(info) == 0:
+            LZ = L
             break
         ad *= 0.8
-    return ap, ad
+    return ap, ad, (None if LX is None or LZ is None else (LX, LZ))
 
 
 def path_following(sdp, y0: np.ndarray, device: str = "cpu", max_iterations: int = 80,
@@ -212,13 +216,13 @@ def path_following(sdp, y0: np.ndarray, device: str = "cpu", max_iterations: int
     best_y = np.asarray(y0, np.float64).copy()
     run = IpmRun(best_y, best_y, float(b_np @ best_y), None)
     bnorm = 1.0 + float(np.linalg.norm(b_np))
-    start, stalls = time.perf_counter(), 0
+    start, stalls, factors = time.perf_counter(), 0, None
     for it in range(max_iterations):
         if deadline is not None and time.monotonic() > deadline:
             run.timed_out = True
             break
         try:
-            step = _Iteration(st)
+            step = _Iteration(st, factors)
         except RuntimeError as exc:       # X or Z lost definiteness to rounding: stop here
             log.debug("ipm %d: stopped, %s", it, exc)
             break
@@ -232,7 +236,7 @@ def path_following(sdp, y0: np.ndarray, device: str = "cpu", max_iterations: int
         run.history.append((value, gap, infeasible, ap, ad))
         log.debug("ipm %d: dual %.10g gap %.2e infeas %.2e steps %.3f %.3f", it, value, gap,
                   infeasible, ap, ad)
-        ap, ad = _backtrack(st, dX, dy, ap, ad)
+        ap, ad, factors = _backtrack(st, dX, dy, ap, ad)
         st.X, st.x = st.X + ap * dX, st.x + ap * dx
         st.X = 0.5 * (st.X + st.X.T)
         st.y = st.y + ad * dy
