@@ -379,8 +379,27 @@ def ipm_table(nets: list[str], eps_values: list[float], images: list[int], limit
     return rows
 
 
-def write_ipm_table(rows: list[dict], started: float) -> None:
+def _read_rows(path: Path) -> list[dict]:
+    """Rows of an earlier ``sdp_ipm.csv`` (numbers parsed), for ``--append``."""
+    if not path.exists():
+        return []
+    out = []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            parsed = {}
+            for k, v in row.items():
+                try:
+                    parsed[k] = int(v) if k in ("image", "target", "iterations") else float(v)
+                except (TypeError, ValueError):
+                    parsed[k] = v
+            out.append(parsed)
+    return out
+
+
+def write_ipm_table(rows: list[dict], started: float, append: bool = False) -> None:
     RESULTS.mkdir(exist_ok=True)
+    if append:
+        rows = _read_rows(RESULTS / "sdp_ipm.csv") + rows
     keys = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k)
                   if k in rows[0] else 99)
     with open(RESULTS / "sdp_ipm.csv", "w", newline="") as handle:
@@ -465,13 +484,14 @@ def main() -> None:
     p.add_argument("--images", default="0")
     p.add_argument("--ipm-limit", type=float, default=600.0)
     p.add_argument("--exact", action="store_true", help="--ipm: also the MILP's exact margin")
+    p.add_argument("--append", action="store_true", help="--ipm: add to results/sdp_ipm.*")
     args = p.parse_args()
     if args.ipm:
         started = time.time()
         nets = [n for n in IPM_NETS if any(o.strip() in n for o in args.nets.split(","))]
         rows = ipm_table(nets, [float(e) for e in args.eps.split(",")],
                          [int(i) for i in args.images.split(",")], args.ipm_limit, args.exact)
-        write_ipm_table(rows, started)
+        write_ipm_table(rows, started, args.append)
         return
     from solvers.registry import get_solver
 

@@ -31,17 +31,24 @@ with loops only over layers.  Every variable is boxed by bounds the SDP already 
 :func:`solvers.safe_bound.conic_safe_bound` gives a finite sound bound from any duals.
 
 Solvers (:func:`relax.sdp.method.sdp_bound`)
----------------------------
-``cvxpy-clarabel``, ``cvxpy-scs``, ``cvxpy-mosek``: the ConicProgram through cvxpy;
-the bound is the backend's ``Solution.bound``, i.e. ``conic_safe_bound`` recomputed
-from the row and PSD duals (``-inf`` when the solve failed; a claimed infeasibility
-is numerical -- the relaxation always contains the lifted inputs -- so it also gives
-``-inf``).  The raw objective is never used.  ``fo-sdp``: the
-:class:`~solvers.program.LayeredReluProgram` of :func:`layered_program` and the
-first-order dual solver :mod:`solvers.backends.fo_sdp` (rigorously checked bounds);
-:func:`sdp_bound` solves all rows of a spec as one batch
-(:func:`solvers.backends.fo_sdp.solve_batch`) and :func:`sdp_bounds` all rows of
-several specs (images).
+--------------------------------------------
+The encoding follows what the backend declares it takes (``backend.kinds``), never its
+name.  ``LAYERED_QCQP`` (``sdp-ipm``, ``fo-sdp``, plug-ins): the
+:class:`~solvers.program.LayeredReluProgram` of :func:`layered_program` (the triangle
+cuts are the ``cuts`` key of ``SolveOptions.extra``).  ``SDP`` (``cvxpy-clarabel``,
+``cvxpy-scs``, ``cvxpy-mosek``, plug-ins): the primal ConicProgram of :func:`encode_sdp`
+(bound: ``conic_safe_bound`` from the row and PSD duals, ``-inf`` when the solve failed;
+a claimed infeasibility is numerical -- the relaxation always contains the lifted inputs
+-- so it also gives ``-inf``), or with ``form="multiplier"`` the multiplier form of
+:func:`multiplier_program` (an LMI in the multipliers: interior-point solvers whose cost
+is driven by the number of multipliers; bound: the float64 check of the returned
+multipliers).  The raw objective is never used.  ``sdp-ipm``
+(:mod:`solvers.backends.sdp_ipm`): our structured interior-point solver on the
+multiplier form, the default while it fits in memory (``benchmarks/results/sdp_ipm.md``:
+the SDP optimum of 784-100-100-10 MNIST networks, side ~940 and ~1,500 multipliers, in
+~27 iterations and ~20 CPU seconds); ``fo-sdp``: the first-order dual solver
+:mod:`solvers.backends.fo_sdp` (rigorously checked bounds, ``O(n^2)`` memory), the
+default beyond; it also solves batches (:func:`relax.sdp.method.sdp_bounds`).
 
 Sizes measured on this machine (2 CPU cores shared with other jobs, 23 GB; one
 disjunct row, CROWN bounds, Gaussian weights, ``eps = 0.05``; ``s = 1 + inputs +
@@ -74,7 +81,7 @@ hidden`` is the size of ``P``; times are rough):
   is below CROWN's without cuts; with cuts it never drops below its CROWN-like start).
   Its hard limit is the dense final check (``dense_check_limit``, 6000).
 
-:func:`default_sdp_solver` follows these numbers.
+:func:`relax.sdp.method.default_sdp_solver` picks ``sdp-ipm`` while its memory estimate fits.
 """
 
 from __future__ import annotations
