@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
 
 from relax.instances import read_instances, run_instance  # noqa: E402
+from relax.krelu import KreluOptions  # noqa: E402
 from relax.protocol import VerifyOptions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,38 +48,31 @@ RUNS = RESULTS / "krelu_runs"
 
 
 def method_options(name: str) -> tuple[str, VerifyOptions]:
-    """``krelu3-exact`` -> ("krelu", options with k=3 and the exact hull)."""
+    """``krelu3-exact`` -> ("krelu", options with ``KreluOptions(k=3, hull="exact")``)."""
     if not name.startswith("krelu"):
         return name, VerifyOptions()
     head, *flags = name.split("-")
-    extra = [("krelu_k", int(head[5:] or 3)),
-             ("krelu_bounds", "alpha" if "alpha" in flags else "lp")]
-    if not any(f.startswith("fb") for f in flags):
-        extra.append(("krelu_feedback", 0))  # names without -fbN keep their earlier meaning
+    fields = {"k": int(head[5:] or 3), "bounds": "alpha" if "alpha" in flags else "lp",
+              "feedback": 0}  # names without -fbN keep their earlier meaning
     for flag in flags:
-        if flag == "alpha":
-            continue
-        elif flag.startswith("t") and flag[1:].isdigit():
-            extra.append(("krelu_lp_layers", int(flag[1:])))
-        elif flag in ("exact", "fast", "auto"):
-            extra.append(("krelu_hull", flag))
-        elif flag == "norefine":
-            extra.append(("krelu_refine", False))
-        elif flag == "nofirst":
-            extra.append(("krelu_first_layer", False))
-        elif flag.startswith("g") and flag[1:].isdigit():
-            extra.append(("krelu_max_groups", int(flag[1:])))
-        elif flag.startswith("ns") and flag[2:].isdigit():
-            extra.append(("krelu_ns", int(flag[2:])))
-        elif flag.startswith("fb") and flag[2:].isdigit():
-            extra.append(("krelu_feedback", int(flag[2:])))
-        elif flag.startswith("sh") and flag[2:].isdigit():
-            extra.append(("krelu_tighten_share", int(flag[2:]) / 100))
-        elif flag in ("babt", "bablp"):
-            extra.append(("krelu_bab", "torch" if flag == "babt" else "lp"))
-        else:
-            raise SystemExit(f"unknown k-ReLU flag {flag!r}")
-    return "krelu", VerifyOptions(extra=tuple(extra))
+        if flag != "alpha":
+            fields.update(_flag_fields(flag))
+    return "krelu", VerifyOptions(methods=(KreluOptions(**fields),))
+
+
+def _flag_fields(flag: str) -> dict:
+    """One ``-flag`` of a k-ReLU method name as :class:`KreluOptions` fields."""
+    numbered = {"t": "lp_layers", "g": "max_groups", "ns": "ns", "fb": "feedback", "sh": "tighten_share"}
+    for prefix, field in sorted(numbered.items(), key=lambda p: -len(p[0])):
+        if flag.startswith(prefix) and flag[len(prefix):].isdigit():
+            value = int(flag[len(prefix):])
+            return {field: value / 100 if prefix == "sh" else value}
+    named = {"exact": {"hull": "exact"}, "fast": {"hull": "fast"}, "auto": {"hull": "auto"},
+             "norefine": {"refine": False}, "nofirst": {"first_layer": False},
+             "babt": {"bab": "torch"}, "bablp": {"bab": "lp"}}
+    if flag not in named:
+        raise SystemExit(f"unknown k-ReLU flag {flag!r}")
+    return named[flag]
 
 
 def instances_for(benchmark: str, network: str | None, indices: str | None):

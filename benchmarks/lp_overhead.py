@@ -77,7 +77,7 @@ def load_cases(n_mnistfc: int, n_embedded: int) -> list[Case]:
         spec = relax.robustness(images[i], int(labels[i]), 0.05)
         cases.append(Case(f"embedded img{i} eps=0.05", embedded, spec))
     for case in cases:
-        case.bounds = intermediate_bounds(case.network, case.spec, "crown", "highs", None)
+        case.bounds = intermediate_bounds(case.network, case.spec, "crown", "highs")
     return cases
 
 

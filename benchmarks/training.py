@@ -51,6 +51,7 @@ from relax.train.pgd import PGDLoss  # noqa: E402
 from relax.train.singleprop import SinglePropLoss  # noqa: E402
 from relax.train.standard import CrossEntropy  # noqa: E402
 from relax.train.zhu import ZhuLoss  # noqa: E402
+from relax.lp.method import LpOptions  # noqa: E402
 from relax.protocol import VerifyOptions  # noqa: E402
 
 COLUMNS = ["method", "architecture", "norm", "radius", "clean_error", "pgd_error",
@@ -141,7 +142,7 @@ def evaluate(name, model, seconds, args, X, y) -> list[dict]:
         start = time.perf_counter()
         lp = crown[:m].copy()
         open_points = [i for i in range(m) if not lp[i] and not broken[i]]
-        options = VerifyOptions(extra=(("intermediate", "crown"),))
+        options = VerifyOptions(methods=(LpOptions(intermediate="crown"),))
         if open_points:
             idx = torch.tensor(open_points)
             lp[open_points] = certified(model, X[idx], y[idx], args.eps, "lp", args.lp_timeout, options)

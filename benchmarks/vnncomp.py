@@ -33,6 +33,7 @@ from machine import describe_machine  # noqa: E402
 
 from relax.instances import read_instances, run_instance  # noqa: E402
 from relax.protocol import VerifyOptions  # noqa: E402
+from relax.search.exact import ExactOptions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -81,8 +82,8 @@ def main() -> None:
 
 
 def run_all(instances, args):
-    extra = (("pipeline", args.pipeline),) if args.pipeline else ()
-    options = VerifyOptions(solver=args.solver, extra=extra)
+    methods = (ExactOptions(pipeline=args.pipeline),) if args.pipeline else ()
+    options = VerifyOptions(solver=args.solver, methods=methods)
     rows = []
     for instance in tqdm(instances, unit="prop"):
         start = time.monotonic()

@@ -100,7 +100,10 @@ def _options(args):
         available, reason = get_solver(args.solver).is_available()
         if not available:
             raise SolverUnavailable(f"solver {args.solver!r} is not usable here: {reason}")
-    return VerifyOptions(solver=args.solver, device=args.device, extra=(("krelu_k", args.k),))
+    from relax.options import parse_settings
+
+    return VerifyOptions(solver=args.solver, device=args.device,
+                         methods=parse_settings([f"krelu.k={args.k}"]))
 
 
 def _solvers() -> int:
@@ -163,6 +166,7 @@ def _compare(args) -> int:
     from tqdm import tqdm
 
     from relax.compare import DEFAULT_EPS, DEFAULT_METHODS, available_methods, compare
+    from relax.options import parse_settings
     from relax.verify import VerifyOptions
 
     network, images, labels = _compare_inputs(args)
@@ -174,7 +178,8 @@ def _compare(args) -> int:
     bar = tqdm(total=len(images) * len(eps_values), desc="compare", unit="prop", file=sys.stderr)
     start = time.monotonic()
     rows = compare(network, images, labels, eps_values, methods, args.timeout,
-                   VerifyOptions(extra=(("krelu_k", args.k),)), progress=bar.update, norm=args.norm)
+                   VerifyOptions(methods=parse_settings([f"krelu.k={args.k}"])), progress=bar.update,
+                   norm=args.norm)
     bar.close()
     if args.json:
         for row in rows:

@@ -89,5 +89,5 @@ def _exact_value(network: Network, spec, timeout: float | None) -> float | None:
 
     if not network.is_relu:
         return None
-    bounds = intermediate_bounds(network, spec, "lp", None, None)
+    bounds = intermediate_bounds(network, spec, "lp", None)
     return milp_margin(network, spec, bounds, time_limit=min(timeout or EXACT_VALUE_SECONDS, EXACT_VALUE_SECONDS))

@@ -53,3 +53,8 @@ class SolverError(RelaxError):
 
 class UsageError(RelaxError):
     """Bad combination of options (unknown method, bad eps, ...)."""
+
+
+class UnsupportedNetworkError(UsageError):
+    """A method that cannot bound this network soundly refuses it (for example k-ReLU on a
+    sigmoid network: its relaxations are those of the ReLU)."""

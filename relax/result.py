@@ -7,7 +7,7 @@ from enum import Enum
 
 import numpy as np
 
-__all__ = ["Verdict", "Result"]
+__all__ = ["Verdict", "Result", "Reason", "ReasonKind"]
 
 
 class Verdict(str, Enum):
@@ -16,10 +16,43 @@ class Verdict(str, Enum):
     UNKNOWN = "unknown"
 
 
+class ReasonKind(str, Enum):
+    """Why a method's answer is not final (or how it was obtained), as data."""
+
+    TIME_LIMIT = "time limit"          # stopped at the deadline; the bound so far is kept
+    NOT_PROVED = "not proved"          # the bound is not positive and no counterexample was found
+    SOLVER_FAILED = "solver failed"    # a solver returned no usable bound
+    NOT_APPLICABLE = "not applicable"  # the method cannot decide this input (e.g. a leaf it cannot close)
+    RESOURCE_LIMIT = "resource limit"  # memory or domain budget exhausted
+    RELAXED_INPUT = "relaxed input"    # the bound holds over a larger region than asked
+
+
+@dataclass(frozen=True)
+class Reason:
+    """A :class:`ReasonKind` with the human message shown to users."""
+
+    kind: ReasonKind
+    message: str
+
+    @classmethod
+    def time_limit(cls, message: str = "time limit reached") -> "Reason":
+        return cls(ReasonKind.TIME_LIMIT, message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def join_reasons(reasons) -> str | None:
+    """The human text of several reasons (``None`` if there are none), duplicates once."""
+    texts = list(dict.fromkeys(str(r) for r in reasons if r))
+    return "; ".join(texts) or None
+
+
 @dataclass(frozen=True, eq=False)
 class Result:
     """``holds`` comes with ``bound > 0`` (a sound lower bound on the margin),
-    ``violated`` with a float64-checked ``counterexample``, ``unknown`` with a ``reason``."""
+    ``violated`` with a float64-checked ``counterexample``, ``unknown`` with a ``reason``
+    (human text, for the CLI and JSON) and ``reasons`` (the same as data)."""
 
     verdict: Verdict
     bound: float | None
@@ -28,6 +61,7 @@ class Result:
     seconds: float
     counterexample: np.ndarray | None = None
     reason: str | None = None
+    reasons: tuple[Reason, ...] = ()
 
     def to_json(self) -> dict:
         out = {

@@ -9,23 +9,26 @@
    float64 forward pass confirms it (*violated*);
 3. otherwise the verdict is *unknown* with the reason.
 
-A method is a :class:`BoundMethod`: a function from (network, specs, deadline,
-options) to one lower bound per spec.  New methods (LP, exact, SDP) register
-in :data:`BOUND_METHODS`.
+A method is a :class:`BoundMethod`: a function from (network, specs,
+:class:`~relax.deadline.Deadline`, options) to one lower bound per spec.  New methods
+register in :data:`BOUND_METHODS` (and their options class in
+:data:`relax.options.METHOD_OPTIONS`).  The deadline is built once here, from
+``timeout``, and passed down to every step and solver call.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Callable, Sequence
 
-
-from relax.search.attack import pgd_attack
 from relax.bounds import bound_specs
+from relax.deadline import Deadline
 from relax.errors import UsageError
 from relax.network import Network
-from relax.result import Result, Verdict
+from relax.result import Reason, ReasonKind, Result, Verdict, join_reasons
+from relax.search.attack import pgd_attack
 from relax.spec import Spec
 from relax.protocol import BoundOutcome, VerifyOptions
 
@@ -36,7 +39,7 @@ log = logging.getLogger(__name__)
 FLOAT_SLACK = 1e-7
 
 
-BoundMethod = Callable[[Network, Sequence[Spec], float | None, VerifyOptions], list[BoundOutcome]]
+BoundMethod = Callable[[Network, Sequence[Spec], Deadline, VerifyOptions], list[BoundOutcome]]
 
 
 def _bound_propagation(name: str) -> BoundMethod:
@@ -85,36 +88,39 @@ def verify(
     specs = [spec] if isinstance(spec, Spec) else list(spec)
     if method not in BOUND_METHODS:
         raise UsageError(f"unknown method {method!r}; choose from {', '.join(BOUND_METHODS)}")
-    if timeout is not None and timeout <= 0:
+    if timeout is not None and not (timeout > 0 and not math.isnan(timeout)):
         raise UsageError(f"timeout must be positive, got {timeout}")
     for s in specs:
         s.check_fits(network.input_size, network.output_size)
-    deadline = None if timeout is None else start + timeout
+    deadline = Deadline.after(timeout)
     if not specs:  # every unsafe region was empty (for example, an empty input box)
         return Result(Verdict.HOLDS, float("inf"), method, None, time.monotonic() - start,
                       reason="the property's unsafe set is empty")
     outcomes = BOUND_METHODS[method](network, specs, deadline, options)
-    verdict, counterexample, reason = _decide(network, specs, outcomes, deadline, options)
+    verdict, counterexample, reasons = _decide(network, specs, outcomes, deadline, options)
     bound = min(o.bound for o in outcomes)
     solver = next((o.solver for o in outcomes if o.solver), None)
     seconds = time.monotonic() - start
-    return Result(verdict, bound, method, solver, seconds, counterexample, reason)
+    return Result(verdict, bound, method, solver, seconds, counterexample,
+                  join_reasons(reasons), tuple(reasons))
 
 
-def _decide(network, specs, outcomes, deadline, options):
-    """Holds if every bound clears the slack; else look for a checked counterexample."""
+def _decide(network, specs, outcomes, deadline: Deadline, options: VerifyOptions):
+    """Holds if every bound clears the slack; else look for a checked counterexample
+    (PGD unless ``options.bound_only``).  Returns (verdict, counterexample, reasons)."""
     if all(o.bound > FLOAT_SLACK for o in outcomes):
-        return Verdict.HOLDS, None, None
+        return Verdict.HOLDS, None, []
     for spec, outcome in zip(specs, outcomes):
         candidates = [outcome.counterexample] if outcome.counterexample is not None else []
-        if outcome.bound <= FLOAT_SLACK:
+        if outcome.bound <= FLOAT_SLACK and not options.bound_only:
             candidates.append(pgd_attack(network, spec, options.attack, deadline))
         for x in candidates:
             if x is not None and spec.is_violated_by(x, network.forward(x)):
-                return Verdict.VIOLATED, x, None
+                return Verdict.VIOLATED, x, []
     reasons = [o.reason for o in outcomes if o.reason]
-    if deadline is not None and time.monotonic() > deadline:
-        reasons.append("time limit reached")
+    if deadline.expired and not any(r.kind is ReasonKind.TIME_LIMIT for r in reasons):
+        reasons.append(Reason.time_limit())
     worst = min(o.bound for o in outcomes)
-    reasons.append(f"margin bound {worst:.4g} is not positive and no counterexample was found")
-    return Verdict.UNKNOWN, None, "; ".join(reasons)
+    reasons.append(Reason(ReasonKind.NOT_PROVED, f"margin bound {worst:.4g} is not positive "
+                                                 "and no counterexample was found"))
+    return Verdict.UNKNOWN, None, reasons

@@ -8,7 +8,6 @@ the MILP's sign; counterexamples are real.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -16,6 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relax import Verdict, robustness, verify
+from relax.deadline import Deadline
+from relax.result import ReasonKind
 from relax.search.lp_bab import branch_and_bound
 from relax.bounds import bound_specs
 from relax.lp.method import intermediate_bounds, lp_disjunct_bounds
@@ -61,7 +62,7 @@ def test_lp_bounds_lie_below_the_exact_value(seed, eps):
 def test_exact_verdict_agrees_with_the_milp(seed, eps):
     _, network, spec = _problem(seed, eps)
     result = verify(network, spec, "exact", timeout=60)
-    bounds = intermediate_bounds(network, spec, "lp", None, None)
+    bounds = intermediate_bounds(network, spec, "lp", None)
     exact = milp_margin(network, spec, bounds)
     if result.verdict is Verdict.HOLDS:
         assert exact > 0 and result.bound <= exact + 1e-7
@@ -75,7 +76,7 @@ def test_exact_verdict_agrees_with_the_milp(seed, eps):
 def _lp_fails_but_property_holds():
     for seed in range(200):
         _, network, spec = _problem(seed, 0.15, widths=(4, 12, 12, 3))
-        bounds = intermediate_bounds(network, spec, "lp", None, None)
+        bounds = intermediate_bounds(network, spec, "lp", None)
         lp = lp_disjunct_bounds(network, spec, bounds, None)
         exact = milp_margin(network, spec, bounds)
         if lp.min() < 0 < exact - 1e-3 and bound_specs(network, [spec], "crown")[0].bound < 0:
@@ -95,11 +96,12 @@ def test_branch_and_bound_closes_what_the_lp_cannot():
 def test_a_time_limit_gives_unknown_with_the_reason():
     network, spec, bounds, lp, exact = _lp_fails_but_property_holds()
     j = int(np.argmin(lp))
-    outcome = branch_and_bound(network, spec, spec.disjuncts[j], bounds, deadline=time.monotonic())
-    assert not outcome.complete and "time limit" in outcome.reason
+    outcome = branch_and_bound(network, spec, spec.disjuncts[j], bounds, deadline=Deadline.after(0))
+    assert not outcome.complete and outcome.reason.kind is ReasonKind.TIME_LIMIT
     assert outcome.bound <= exact + 1e-7 and outcome.counterexample is None
     result = verify(network, spec, "exact", timeout=1e-9)
     assert result.verdict is Verdict.UNKNOWN and "time limit" in result.reason
+    assert ReasonKind.TIME_LIMIT in [r.kind for r in result.reasons]
 
 
 def test_lp_method_reports_the_solver_and_a_valid_bound():

@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from relax.bounds import bound_specs
 from relax.lp.method import lp_disjunct_bounds
 from relax.search.milp import milp_margin
-from relax.krelu import (KreluConfig, OctahedronBounder, directions, exact_hull, fast_hull,
+from relax.krelu import (KreluOptions, OctahedronBounder, directions, exact_hull, fast_hull,
                          graph_points, krelu_disjunct_bounds, krelu_tighten, select_groups)
 from relax.spec import robustness
 from relax.verify import BOUND_METHODS, VerifyOptions, verify
@@ -107,7 +107,7 @@ def test_krelu_never_looser_than_triangle_and_below_exact(hull):
         net, spec, _ = _instance(seed)
         bounds = bound_specs(net, [spec])[0].layers
         triangle = lp_disjunct_bounds(net, spec, bounds, None)
-        _, layers = krelu_tighten(net, spec, bounds, KreluConfig(k=3, ns=8, hull=hull), tighten=False)
+        _, layers = krelu_tighten(net, spec, bounds, KreluOptions(k=3, ns=8, hull=hull), tighten=False)
         krelu = krelu_disjunct_bounds(net, spec, bounds, layers)
         assert np.all(krelu >= triangle - 1e-7)
         exact = milp_margin(net, spec, bounds, time_limit=20)
@@ -118,7 +118,7 @@ def test_krelu_strictly_tighter_than_triangle_on_an_instance():
     net, spec, _ = _instance(1)
     bounds = bound_specs(net, [spec])[0].layers
     triangle = lp_disjunct_bounds(net, spec, bounds, None)
-    _, layers = krelu_tighten(net, spec, bounds, KreluConfig(k=2, ns=8, hull="exact"), tighten=False)
+    _, layers = krelu_tighten(net, spec, bounds, KreluOptions(k=2, ns=8, hull="exact"), tighten=False)
     krelu = krelu_disjunct_bounds(net, spec, bounds, layers)
     assert krelu.min() > triangle.min() + 1e-3
 
@@ -126,7 +126,7 @@ def test_krelu_strictly_tighter_than_triangle_on_an_instance():
 def test_verify_with_krelu_method_is_registered_and_sound():
     assert "krelu" in BOUND_METHODS
     net, spec, rng = _instance(1)
-    options = VerifyOptions(extra=(("krelu_k", 2), ("krelu_ns", 8), ("krelu_bab", True)))
+    options = VerifyOptions(methods=(KreluOptions(k=2, ns=8, bab="lp"),))
     result = verify(net, spec, "krelu", timeout=30, options=options)
     exact = milp_margin(net, spec, bound_specs(net, [spec])[0].layers, time_limit=20)
     assert result.bound <= exact + 1e-6
@@ -141,7 +141,7 @@ def test_sdp_with_krelu_cuts_is_never_looser_and_sound():
 
     net, spec, _ = _instance(1, widths=(4, 6, 6, 3), eps=0.4)
     bounds = bound_specs(net, [spec])[0].layers
-    _, layers = krelu_tighten(net, spec, bounds, KreluConfig(k=2, ns=6, hull="exact"), tighten=False)
+    _, layers = krelu_tighten(net, spec, bounds, KreluOptions(k=2, ns=6, hull="exact"), tighten=False)
     extra = dense_rows(encode_triangle(net, spec.lower, spec.upper, bounds), layers)
     assert extra[0].shape[0] > 0
     row, offset = spec.disjuncts[0].A[0], spec.disjuncts[0].b[0]
@@ -164,7 +164,7 @@ def test_branch_and_bound_with_krelu_rows_agrees_with_the_milp():
 
     net, spec, _ = _instance(2, widths=(5, 10, 10, 3), eps=0.5)
     bounds = bound_specs(net, [spec])[0].layers
-    _, layers = krelu_tighten(net, spec, bounds, KreluConfig(k=3, ns=8), tighten=False)
+    _, layers = krelu_tighten(net, spec, bounds, KreluOptions(k=3, ns=8), tighten=False)
     exact = milp_margin(net, spec, bounds, time_limit=20)
     outcomes = [branch_and_bound(net, spec, d, bounds, augment=lambda e: add_rows(e, layers))
                 for d in spec.disjuncts]
@@ -186,7 +186,7 @@ def test_alpha_bounds_contain_samples_and_krelu_over_them_is_between_triangle_an
         assert np.all(l >= crown.layers.lower[k]) and np.all(u <= crown.layers.upper[k])
         assert np.all(z[k] >= l - 1e-9) and np.all(z[k] <= u + 1e-9)
     triangle = lp_disjunct_bounds(net, spec, bounds, None)
-    _, layers = krelu_tighten(net, spec, bounds, KreluConfig(k=3, ns=8), tighten=False)
+    _, layers = krelu_tighten(net, spec, bounds, KreluOptions(k=3, ns=8), tighten=False)
     krelu = krelu_disjunct_bounds(net, spec, bounds, layers)
     assert np.all(krelu >= triangle - 1e-7)
     exact = milp_margin(net, spec, bounds, time_limit=20)
@@ -196,7 +196,7 @@ def test_alpha_bounds_contain_samples_and_krelu_over_them_is_between_triangle_an
 def test_verify_krelu_with_lp_bound_source_is_sound():
     """The default source (alpha) runs in test_verify_with_krelu_method_is_registered_and_sound."""
     net, spec, _ = _instance(4)
-    options = VerifyOptions(extra=(("krelu_k", 2), ("krelu_ns", 8), ("krelu_bounds", "lp")))
+    options = VerifyOptions(methods=(KreluOptions(k=2, ns=8, bounds="lp"),))
     result = verify(net, spec, "krelu", timeout=30, options=options)
     exact = milp_margin(net, spec, bound_specs(net, [spec])[0].layers, time_limit=20)
     assert exact is not None and result.bound <= exact + 1e-6
@@ -225,7 +225,7 @@ def test_alpha_feedback_over_lp_tightened_bounds_is_sound_and_never_looser():
         seen.append(bounds)
         return None
 
-    krelu_tighten(net, spec, first, KreluConfig(k=2, ns=8), feedback=stop_after_first)
+    krelu_tighten(net, spec, first, KreluOptions(k=2, ns=8), feedback=stop_after_first)
     tightened = seen[0]
     fed, values = alpha_layer_bounds(net, spec, tightened, range(len(spec.disjuncts)), 5,
                                      use_prior=True)
@@ -249,7 +249,7 @@ def test_torch_bab_from_lp_tightened_bounds_agrees_with_the_milp():
     for seed, eps in ((2, 0.5), (1, 0.3)):
         net, spec, _ = _instance(seed, widths=(5, 10, 10, 3), eps=eps)
         crown = bound_specs(net, [spec])[0].layers
-        tightened, _ = krelu_tighten(net, spec, crown, KreluConfig(k=2, ns=8))
+        tightened, _ = krelu_tighten(net, spec, crown, KreluOptions(k=2, ns=8))
         assert all(np.all(t >= c) for t, c in zip(tightened.lower, crown.lower))
         outcome = torch_branch_and_bound(net, spec, prior=tightened)
         exact = milp_margin(net, spec, crown, time_limit=20)
@@ -260,8 +260,7 @@ def test_torch_bab_from_lp_tightened_bounds_agrees_with_the_milp():
 
 def test_verify_krelu_with_feedback_and_torch_bab_is_sound():
     net, spec, _ = _instance(4)
-    options = VerifyOptions(extra=(("krelu_k", 2), ("krelu_ns", 8), ("krelu_feedback", 3),
-                                   ("krelu_bab", "torch")))
+    options = VerifyOptions(methods=(KreluOptions(k=2, ns=8, feedback=3, bab="torch"),))
     result = verify(net, spec, "krelu", timeout=30, options=options)
     exact = milp_margin(net, spec, bound_specs(net, [spec])[0].layers, time_limit=20)
     assert exact is not None and result.bound <= exact + 1e-6

@@ -24,7 +24,7 @@ from relax.lp.method import lp_disjunct_bounds
 from relax.search.milp import milp_margin
 from relax.network import Affine, Network
 from relax.sdp.encode import encode_sdp, layered_program, triangle_index
-from relax.sdp.method import sdp_bound, solve_row
+from relax.sdp.method import SdpOptions, sdp_bound, solve_row
 from relax.spec import Conjunction, Spec
 from relax.protocol import VerifyOptions
 from solvers import ProblemKind, SolveOptions, UnsupportedProblem, get_solver
@@ -301,15 +301,15 @@ def test_verify_with_the_sdp_method():
     network, spec, _ = _problem(0, 0.3)            # CROWN fails, the SDP with cuts proves it
     exact = _exact(0, 0.3).min()
     assert bound_specs(network, [spec], "crown")[0].bound < 0 < exact
-    cuts = VerifyOptions(extra=(("cuts", True),))
+    cuts = VerifyOptions(methods=(SdpOptions(cuts=True),))
     result = verify(network, spec, "sdp", options=cuts)
     assert result.verdict is Verdict.HOLDS and result.solver == "sdp-ipm"
     assert 0 < result.bound <= exact + 1e-7
-    tightened = verify(network, spec, "sdp", options=VerifyOptions(extra=(
-        ("cuts", True), ("intermediate", "lp"), ("skip_proved", False))))
+    tightened = verify(network, spec, "sdp", options=VerifyOptions(methods=(
+        SdpOptions(cuts=True, intermediate="lp", skip_proved=False),)))
     assert result.bound - 1e-6 <= tightened.bound <= exact + 1e-7
     fo = verify(network, spec, "sdp", options=VerifyOptions(
-        solver="fo-sdp", extra=(("cuts", True), ("max_iterations", 1500))))
+        solver="fo-sdp", methods=(SdpOptions(cuts=True, max_iterations=1500),)))
     assert fo.verdict is Verdict.HOLDS and fo.solver == "fo-sdp"
     assert fo.bound <= exact + 1e-7
     network, spec, _ = _problem(2, 0.2)            # violated: PGD inside the method finds it
@@ -326,7 +326,7 @@ def test_sdp_method_rejects_bad_input():
         verify(sigmoid, spec, "sdp")
     network, spec, _ = _problem(0)
     with pytest.raises(UsageError, match="intermediate"):
-        verify(network, spec, "sdp", options=VerifyOptions(extra=(("intermediate", "ibp"),)))
+        verify(network, spec, "sdp", options=VerifyOptions(methods=(SdpOptions(intermediate="ibp"),)))
     with pytest.raises(UsageError, match="solver"):
         verify(network, spec, "sdp", options=VerifyOptions(solver="highs"))
 

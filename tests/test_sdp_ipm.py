@@ -15,7 +15,8 @@ from relax import robustness, verify
 from relax.bounds import bound_specs
 from relax.protocol import VerifyOptions
 from relax.sdp.encode import layered_program
-from relax.sdp.method import default_sdp_solver, sdp_method, solve_row
+from relax.deadline import NEVER
+from relax.sdp.method import SdpOptions, default_sdp_solver, sdp_method, solve_row
 from relax.search.milp import milp_margin
 from relax.spec import Spec
 from solvers import ProblemKind, SolveOptions, get_solver, list_solvers
@@ -141,10 +142,11 @@ def test_an_outside_sdp_backend_is_used_through_the_registry():
     network, spec, crown = _case(0, (3, 5, 5, 3), 0.3)
     register(_OutsideSdp)
     try:
-        options = VerifyOptions(solver="outside-sdp", bound_only=True, extra=(("cuts", True),))
+        options = VerifyOptions(solver="outside-sdp", bound_only=True,
+                                methods=(SdpOptions(cuts=True),))
         outside = verify(network, spec, "sdp", options=options)
         ours = verify(network, spec, "sdp", options=VerifyOptions(
-            solver="sdp-ipm", bound_only=True, extra=(("cuts", True),)))
+            solver="sdp-ipm", bound_only=True, methods=(SdpOptions(cuts=True),)))
     finally:
         unregister("outside-sdp")
     assert _OutsideSdp.calls == len(spec.disjuncts)
@@ -155,8 +157,9 @@ def test_an_outside_sdp_backend_is_used_through_the_registry():
 def test_bound_only_computes_the_sdp_where_crown_already_proves():
     network, spec, crown = _case(3, (10, 10, 10, 5), 0.15)
     assert crown.bound > 0
-    quick = sdp_method(network, [spec], None, VerifyOptions(solver="sdp-ipm"))[0]
-    own = sdp_method(network, [spec], None, VerifyOptions(solver="sdp-ipm", bound_only=True))[0]
+    quick = sdp_method(network, [spec], NEVER, VerifyOptions(solver="sdp-ipm"))[0]
+    own = sdp_method(network, [spec], NEVER,
+                     VerifyOptions(solver="sdp-ipm", bound_only=True))[0]
     assert quick.bound == crown.bound
     exact = min(milp_margin(network, Spec(spec.lower, spec.upper, (d,)), crown.layers)
                 for d in spec.disjuncts)
@@ -174,6 +177,6 @@ def test_multiplier_form_through_clarabel_matches_the_primal(seed, widths, eps):
     assert dual.bound == pytest.approx(primal.objective, rel=1e-6, abs=1e-6)
     assert dual.bound <= primal.objective + 1e-6
     via_method = verify(network, spec, "sdp", options=VerifyOptions(
-        solver="cvxpy-clarabel", bound_only=True, extra=(("form", "multiplier"),)))
+        solver="cvxpy-clarabel", bound_only=True, methods=(SdpOptions(form="multiplier"),)))
     assert via_method.bound == pytest.approx(verify(network, spec, "sdp", options=VerifyOptions(
         solver="sdp-ipm", bound_only=True)).bound, rel=1e-5, abs=1e-5)

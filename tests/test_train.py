@@ -69,6 +69,7 @@ def test_onnx_export_round_trips(tmp_path):
 # ---------------------------------------------------------------- training bounds
 
 from relax.bounds import bound_specs  # noqa: E402
+from relax.deadline import NEVER  # noqa: E402
 from relax.spec import robustness  # noqa: E402
 from relax.train.bounds import ibp_bounds, ibp_margin, input_box, layers_of, margin_matrix  # noqa: E402
 from relax.train.crown_ibp import crown_ibp_margin  # noqa: E402
@@ -152,7 +153,7 @@ def test_crown_ibp_on_one_hidden_layer_matches_relax_crown_and_lp():
     np.testing.assert_allclose(ours.detach().numpy(), crown, atol=1e-5)
     from relax.verify import BOUND_METHODS, VerifyOptions
 
-    lp = np.array([o.bound for o in BOUND_METHODS["lp"](network, specs, None, VerifyOptions())])
+    lp = np.array([o.bound for o in BOUND_METHODS["lp"](network, specs, NEVER, VerifyOptions())])
     assert (ours.detach().numpy() <= lp + 1e-6).all()
 
 

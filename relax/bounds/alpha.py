@@ -31,12 +31,12 @@ with ``alpha``.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 
 from relax.bounds.ibp import affine_interval
+from relax.deadline import NEVER, Deadline
 from relax.bounds.torch_network import TorchNetwork
 
 __all__ = ["DomainBounds", "alpha_crown", "domain_bounds"]
@@ -154,7 +154,7 @@ def _score(lines, lowers, uppers, keep):
 
 def alpha_crown(net: TorchNetwork, lower, upper, objective, prior_lower, prior_upper,
                 alpha=None, iterations: int = 20, lr: float = 0.1,
-                deadline: float | None = None, offsets=None, refine: bool = True,
+                deadline: Deadline = NEVER, offsets=None, refine: bool = True,
                 signs=None, beta=None, lr_beta: float = 0.05,
                 fast_net: TorchNetwork | None = None) -> DomainBounds:
     """Best-of-iterations alpha-CROWN bounds ``max_j rows_j`` for a batch of domains.
@@ -190,7 +190,7 @@ def alpha_crown(net: TorchNetwork, lower, upper, objective, prior_lower, prior_u
     best = torch.full((lower.shape[0],), -torch.inf, dtype=lower.dtype, device=lower.device)
     best_rows = None
     for step in range(max(iterations, 0) + 1):
-        last = step == max(iterations, 0) or (deadline is not None and time.monotonic() > deadline)
+        last = step == max(iterations, 0) or deadline.expired
         problem = exact if last else work
         if last and work is not exact:
             params = [p.detach().to(exact.dtype) for p in params]

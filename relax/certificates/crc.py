@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -52,11 +53,14 @@ from relax.bounds.relaxations import activation_derivative, activation_value
 from relax.errors import UsageError
 from relax.network import Network, Sigmoid, Softplus, Tanh
 from relax.spec import Spec
+from relax.deadline import Deadline
+from relax.options import MethodOptions, option
 from relax.protocol import BoundOutcome, VerifyOptions
+from relax.result import Reason, ReasonKind
 
 __all__ = [
     "SECOND_DERIVATIVE_RANGE", "smooth_two_layer", "curvature_bounds", "crc_pair_bounds",
-    "crc_radii", "crc_method",
+    "crc_radii", "crc_method", "CrcOptions",
 ]
 
 log = logging.getLogger(__name__)
@@ -237,8 +241,23 @@ def _ball(spec: Spec) -> tuple[np.ndarray, float]:
     return centre, float(np.linalg.norm(0.5 * (spec.upper - spec.lower))) * (1 + 1e-12)
 
 
-def crc_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
+@dataclass(frozen=True)
+class CrcOptions(MethodOptions):
+    """Options of the ``crc`` method (the dual search of :func:`crc_pair_bounds`)."""
+
+    eta_steps: int = option(14, "steps of the outer search over the dual variable eta")
+    inner_steps: int = option(30, "steps of the inner minimisation per eta")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.eta_steps < 1 or self.inner_steps < 1:
+            raise UsageError("crc.eta_steps and crc.inner_steps must be >= 1")
+
+
+def crc_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
+               options: VerifyOptions) -> list[BoundOutcome]:
     """Registered ``crc`` method: sound margin lower bounds over each spec's l2 ball."""
+    settings = options.of(CrcOptions)
     W, b, V, c0, act = smooth_two_layer(network)
     K = curvature_bounds(W, V, act)
     outcomes = []
@@ -253,8 +272,9 @@ def crc_method(network: Network, specs: Sequence[Spec], deadline, options: Verif
             ys.append(int(pos[0]))
             ts.append(int(neg[0]))
         X = np.repeat(centre[None, :], len(ys), axis=0)
-        lower = crc_pair_bounds(W, b, V, c0, act, X, np.array(ys), np.array(ts), K, rho=rho)
-        outcomes.append(BoundOutcome(spec.combine(lower - d)[0],
-                                     reason=None if spec.ball is not None else
-                                     "no l2 ball in the property: used the ball around its box"))
+        lower = crc_pair_bounds(W, b, V, c0, act, X, np.array(ys), np.array(ts), K, rho=rho,
+                                eta_steps=settings.eta_steps, inner_steps=settings.inner_steps)
+        reason = None if spec.ball is not None else Reason(
+            ReasonKind.RELAXED_INPUT, "no l2 ball in the property: used the ball around its box")
+        outcomes.append(BoundOutcome(spec.combine(lower - d)[0], reason=reason))
     return outcomes

@@ -6,12 +6,13 @@ template relaxation, both with sound right-hand sides), :mod:`~relax.krelu.encod
 (rows for the LP), :mod:`~relax.krelu.method` (the ``krelu`` verification method).
 """
 
-from relax.krelu.encode import KreluConfig, LayerRows, add_rows, layer_rows
+from relax.krelu.options import KreluOptions
+from relax.krelu.encode import LayerRows, add_rows, layer_rows
 from relax.krelu.groups import select_groups
 from relax.krelu.hull import HullRows, exact_hull, fast_hull, graph_points
 from relax.krelu.method import krelu_disjunct_bounds, krelu_method, krelu_tighten
 from relax.krelu.octahedron import OctahedronBounder, directions
 
-__all__ = ["KreluConfig", "LayerRows", "add_rows", "layer_rows", "select_groups", "HullRows",
+__all__ = ["KreluOptions", "LayerRows", "add_rows", "layer_rows", "select_groups", "HullRows",
            "exact_hull", "fast_hull", "graph_points", "krelu_disjunct_bounds", "krelu_method",
            "krelu_tighten", "OctahedronBounder", "directions"]

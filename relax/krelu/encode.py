@@ -19,43 +19,18 @@ import numpy as np
 import scipy.sparse as sp
 
 from relax.bounds import Bounds
-from relax.errors import UsageError
+from relax.deadline import NEVER, Deadline
 from relax.krelu.groups import select_groups
 from relax.krelu.hull import hull_rows
 from relax.krelu.octahedron import OctahedronBounder
+from relax.krelu.options import KreluOptions
 from relax.lp.encode import LpEncoding
 from relax.network import Network
 from solvers.program import LinearProgram, VariableBlock
 
-__all__ = ["KreluConfig", "LayerRows", "group_rows", "layer_rows", "add_rows", "dense_rows"]
+__all__ = ["LayerRows", "group_rows", "layer_rows", "add_rows", "dense_rows"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class KreluConfig:
-    """Group size ``k``, window ``ns``, overlap ``s``, hull ``exact``/``fast``/``auto``
-    (auto: exact for ``k <= 3``; default fast: exact k=3 hulls have ~300 facets per group), at most ``max_groups`` per layer, ``refine``: use the rows of
-    earlier layers when LP-tightening later layers' bounds; ``first_layer``: rows for hidden
-    layer 0 too (they are dense over the input, costly for wide inputs)."""
-
-    k: int = 3
-    ns: int = 20
-    s: int = 1
-    hull: str = "fast"
-    max_groups: int | None = None
-    refine: bool = True
-    first_layer: bool = True
-
-    def __post_init__(self):
-        if self.hull not in ("auto", "exact", "fast"):
-            raise UsageError(f"k-ReLU hull must be auto, exact or fast, got {self.hull!r}")
-        if not 1 <= self.k <= 5:
-            raise UsageError(f"k-ReLU needs 1 <= k <= 5, got {self.k}")
-
-    @property
-    def hull_method(self) -> str:
-        return ("exact" if self.k <= 3 else "fast") if self.hull == "auto" else self.hull
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,7 +54,7 @@ def group_rows(H, h, lower, upper, method: str):
 
 
 def layer_rows(network: Network, lower: np.ndarray, upper: np.ndarray, bounds: Bounds, layer: int,
-               config: KreluConfig, deadline: float | None = None,
+               config: KreluOptions, deadline: Deadline = NEVER,
                bounder: OctahedronBounder | None = None) -> LayerRows:
     """Select groups of ``layer``, bound their octahedra (CROWN) and take their hulls."""
     start = time.monotonic()
@@ -89,7 +64,7 @@ def layer_rows(network: Network, lower: np.ndarray, upper: np.ndarray, bounds: B
     polytopes = bounder.polytopes(layer, groups, config.k)
     index, A_x, A_y, b = [], [], [], []
     for group, (H, h) in zip(groups, polytopes):
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline.expired:
             log.info("k-ReLU layer %d: time limit after %d of %d groups", layer, len(b), len(groups))
             break
         g = np.array(group)

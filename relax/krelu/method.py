@@ -1,16 +1,16 @@
 """The ``krelu`` verification method: triangle LP plus k-ReLU hull rows.
 
 Pipeline per property: CROWN (stop if it proves the property); then the
-intermediate layer bounds, from one of two sources (option ``krelu_bounds``):
+intermediate layer bounds, from one of two sources (:attr:`KreluOptions.bounds`):
 
 - ``"alpha"`` (default): alpha-CROWN (:func:`relax.search.beta_crown.root_alpha_bounds`,
   slopes optimised for the open disjuncts, intermediate bounds recomputed under the
   slopes, float64).  Every disjunct's layer bounds are valid over the whole box, so
-  their intersection (and with CROWN's) is valid.  Then the last ``krelu_lp_layers``
+  their intersection (and with CROWN's) is valid.  Then the last ``lp_layers``
   hidden layers (default: all of them, as in ``"lp"``, until 80 % of the time) are
   LP-tightened with the k-ReLU rows of the layers below; starting from the tighter
   alpha-CROWN bounds leaves fewer unstable neurons, so the LPs are smaller and faster.
-  After each LP-tightened layer alpha-CROWN runs again (``krelu_feedback`` Adam steps,
+  After each LP-tightened layer alpha-CROWN runs again (``feedback`` Adam steps,
   warm slopes) *from* the tightened bounds: the tighter relaxation of that layer tightens
   every later layer's bounds and the disjunct bounds at the cost of a few CROWN passes
   (much cheaper than LP-tightening them), and it stops as soon as every disjunct is proved.
@@ -22,8 +22,8 @@ intermediate layer bounds, from one of two sources (option ``krelu_bounds``):
   the k-ReLU rows of the newly bounded layer are computed (groups, CROWN octahedra
   over the current layer bounds, hulls).  Finally each
 disjunct's LP with all rows gives a safe margin bound (intersected with CROWN's).
-With option ``krelu_bab`` (true or "lp"), LP branch and bound with the rows at every node
-runs on the disjuncts still open, until the deadline; with ``krelu_bab="torch"``
+With ``bab="lp"``, LP branch and bound with the rows at every node
+runs on the disjuncts still open, until the deadline; with ``bab="torch"``
 alpha/beta-CROWN branch and bound (:func:`relax.search.beta_crown.torch_branch_and_bound`) starts
 from the LP-tightened layer bounds instead (valid over the whole box, hence in every
 sub-domain).
@@ -41,57 +41,26 @@ from typing import Callable, Sequence
 import numpy as np
 
 from relax.bounds import Bounds, bound_specs, refine_bounds
-from relax.errors import UsageError
-from relax.krelu.encode import KreluConfig, LayerRows, add_rows, layer_rows
+from relax.deadline import NEVER, Deadline
+from relax.errors import UnsupportedNetworkError
+from relax.krelu.encode import LayerRows, add_rows, layer_rows
+from relax.krelu.options import KreluOptions
 from relax.lp.encode import encode_triangle
-from relax.lp.runner import DEFAULT_LP_SOLVER, LpRunner
-from relax.network import Network
 from relax.lp.objectives import disjunct_objective
-from relax.spec import Spec
+from relax.lp.runner import DEFAULT_LP_SOLVER, LpRunner
+from relax.lp.tighten import tighten_layer
+from relax.network import Network
 from relax.protocol import BoundOutcome, VerifyOptions
-from solvers.backend import SolveOptions
+from relax.result import Reason
+from relax.spec import Spec
 
-__all__ = ["krelu_method", "krelu_tighten", "krelu_disjunct_bounds", "config_from_options"]
+__all__ = ["krelu_method", "krelu_tighten", "krelu_disjunct_bounds", "KreluOptions"]
 
 log = logging.getLogger(__name__)
 
 
-def _flag(value) -> bool:
-    return str(value).lower() not in ("0", "false", "no", "off")
-
-
-def config_from_options(options: VerifyOptions) -> KreluConfig:
-    """Options ``krelu_k``, ``krelu_ns``, ``krelu_s``, ``krelu_hull``, ``krelu_max_groups``,
-    ``krelu_refine``, ``krelu_first_layer`` (``krelu_bab``: branch and bound with the rows
-    afterwards, read by :func:`krelu_method`)."""
-    g = options.get
-    max_groups = g("krelu_max_groups")
-    return KreluConfig(k=int(g("krelu_k", 3) or 3), ns=int(g("krelu_ns", 20)), s=int(g("krelu_s", 1)),
-                       hull=str(g("krelu_hull", "fast")),
-                       max_groups=None if max_groups is None else int(max_groups),
-                       refine=_flag(g("krelu_refine", True)),
-                       first_layer=_flag(g("krelu_first_layer", True)))
-
-
-def _tighten_layer(encoding, layer: int, bounds: Bounds, solver, deadline) -> Bounds:
-    runner = LpRunner(encoding.program, solver, _remaining(deadline))
-    M, g = encoding.expressions[layer]
-    M = M.tocsr()
-    l_k, u_k = np.array(bounds.lower[layer]), np.array(bounds.upper[layer])
-    for i in bounds.unstable(layer):
-        if deadline is not None and time.monotonic() > deadline:
-            break
-        row = M[i].toarray().ravel()
-        l_k[i] = max(l_k[i], runner.lower_bound(row, g[i]))
-        if l_k[i] < 0:
-            u_k[i] = min(u_k[i], -runner.lower_bound(-row, -g[i]))
-    lowers, uppers = list(bounds.lower), list(bounds.upper)
-    lowers[layer], uppers[layer] = l_k, u_k
-    return Bounds(tuple(lowers), tuple(uppers), bounds.method)
-
-
-def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluConfig,
-                  solver: str | None = None, deadline: float | None = None,
+def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluOptions,
+                  solver: str | None = None, deadline: Deadline = NEVER,
                   tighten: bool = True, tighten_from: int = 1,
                   feedback: Callable[[int, Bounds], Bounds | None] | None = None
                   ) -> tuple[Bounds, list[LayerRows]]:
@@ -105,13 +74,13 @@ def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluCon
     lower, upper = spec.lower, spec.upper
     layers: list[LayerRows] = []
     for k in range(len(network.activations)):
-        if tighten and k > 0 and k >= tighten_from and (deadline is None or time.monotonic() < deadline):
+        if tighten and k > 0 and k >= tighten_from and not deadline.expired:
             start = time.monotonic()
             encoding = encode_triangle(network, lower, upper, bounds, depth=k)
             if config.refine:
                 encoding = add_rows(encoding, layers)
             before = len(bounds.unstable(k))
-            bounds = _tighten_layer(encoding, k, bounds, solver, deadline)
+            bounds = tighten_layer(encoding, k, bounds, solver, deadline)
             bounds = refine_bounds(network, lower, upper, bounds)
             log.info("layer %d: %d -> %d unstable (%.2f s)", k, before, len(bounds.unstable(k)),
                      time.monotonic() - start)
@@ -120,21 +89,15 @@ def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluCon
                 if fed is None:
                     break
                 bounds = fed
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline.expired:
             break
         if k > 0 or config.first_layer:
             layers.append(layer_rows(network, lower, upper, bounds, k, config, deadline))
     return bounds, layers
 
 
-def _remaining(deadline: float | None, parts: int = 1) -> SolveOptions:
-    if deadline is None:
-        return SolveOptions()
-    return SolveOptions(time_limit=max(deadline - time.monotonic(), 0.5) / max(parts, 1))
-
-
 def krelu_disjunct_bounds(network: Network, spec: Spec, bounds: Bounds, layers: list[LayerRows],
-                          solver: str | None = None, deadline: float | None = None,
+                          solver: str | None = None, deadline: Deadline = NEVER,
                           known: np.ndarray | None = None) -> np.ndarray:
     """Safe lower bounds on every disjunct's margin over the triangle LP plus the rows.
 
@@ -146,10 +109,10 @@ def krelu_disjunct_bounds(network: Network, spec: Spec, bounds: Bounds, layers: 
     order = range(len(spec.disjuncts)) if known is None else np.argsort(known)
     todo = [j for j in order if known is None or known[j] <= 0]
     for n, j in enumerate(todo):
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline.expired:
             break
         objective = disjunct_objective(encoding, spec.disjuncts[j])
-        runner = LpRunner(objective.program, solver, _remaining(deadline, len(todo) - n))
+        runner = LpRunner(objective.program, solver, deadline=deadline.split(len(todo) - n))
         out[j] = max(out[j], runner.lower_bound(objective.c, objective.c0))
         if known is not None and out[j] <= 0:
             break
@@ -164,7 +127,7 @@ def _branch(network, spec, bounds, layers, per_disjunct, solver, deadline):
 
     per_disjunct = per_disjunct.copy()
     for j in np.argsort(per_disjunct):
-        if per_disjunct[j] > 0 or (deadline is not None and time.monotonic() > deadline):
+        if per_disjunct[j] > 0 or deadline.expired:
             continue
         outcome = branch_and_bound(network, spec, spec.disjuncts[j], bounds, solver, deadline,
                                    augment=lambda e: add_rows(e, layers))
@@ -177,7 +140,7 @@ def _branch(network, spec, bounds, layers, per_disjunct, solver, deadline):
 
 
 def alpha_layer_bounds(network: Network, spec: Spec, bounds: Bounds, disjuncts,
-                       iterations: int = 20, deadline: float | None = None,
+                       iterations: int = 20, deadline: Deadline = NEVER,
                        use_prior: bool = False, alpha=None, return_alpha: bool = False):
     """alpha-CROWN layer bounds intersected with ``bounds``, and the alpha-CROWN lower bound
     of every disjunct (``-inf`` for those not in ``disjuncts``); with ``return_alpha`` also
@@ -242,7 +205,7 @@ def _torch_branch(network, spec, bounds, per_disjunct, deadline):
 
     per_disjunct = per_disjunct.copy()
     todo = np.flatnonzero(per_disjunct <= 0)
-    if len(todo) == 0 or (deadline is not None and time.monotonic() > deadline):
+    if len(todo) == 0 or deadline.expired:
         return per_disjunct, None
     outcome = torch_branch_and_bound(network, spec, todo, deadline, prior=bounds)
     log.info("torch branch and bound over LP-tightened bounds: bound %.4g (%s)", outcome.bound,
@@ -253,74 +216,72 @@ def _torch_branch(network, spec, bounds, per_disjunct, deadline):
     return per_disjunct, None
 
 
-def _share(deadline: float | None, fraction: float) -> float | None:
-    return None if deadline is None else time.monotonic() + fraction * (deadline - time.monotonic())
+def _require_relu(network: Network) -> None:
+    """k-ReLU's hulls, its triangle LP and its alpha-CROWN bounds are those of the ReLU: on
+    any other activation they would bound the wrong function."""
+    if not network.is_relu:
+        names = sorted({a.name for a in network.activations})
+        raise UnsupportedNetworkError(f"method krelu needs a ReLU network, got activations {names}")
 
 
-def krelu_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
+def krelu_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
+                 options: VerifyOptions) -> list[BoundOutcome]:
     """CROWN, then intermediate bounds (alpha-CROWN plus LP on the last layers, or LP on
-    every layer) with k-ReLU rows, then the k-ReLU LP per disjunct.
-
-    Options (``options.extra``): ``krelu_bounds`` ("alpha" default, or "lp"),
-    ``krelu_lp_layers`` (with "alpha": how many last hidden layers to LP-tighten, default
-    all), ``krelu_alpha_iterations`` (default 20), ``krelu_feedback`` (with "alpha": Adam
-    steps of alpha-CROWN re-run over the LP-tightened bounds after each layer, slopes
-    warm-started; default 5, 0 turns it off), ``krelu_tighten_share`` (fraction of the
-    remaining time for LP tightening, default 0.8), ``krelu_bab`` (true or "lp": LP branch and bound with the rows; "torch":
-    alpha/beta-CROWN branch and bound from the LP-tightened layer bounds) and those of
-    :func:`config_from_options`."""
-    config = config_from_options(options)
+    every layer) with k-ReLU rows, then the k-ReLU LP per disjunct, then optionally branch
+    and bound (:class:`KreluOptions`; module docstring).  Each disjunct's bound is never
+    weaker than the best (alpha-)CROWN bound already computed, also at the time limit."""
+    _require_relu(network)
+    config = options.of(KreluOptions)
     solver = options.solver or DEFAULT_LP_SOLVER
-    tighten = options.get("intermediate", "lp") == "lp"
-    source = str(options.get("krelu_bounds", "alpha"))
-    if source not in ("alpha", "lp"):
-        raise UsageError(f"krelu_bounds must be 'alpha' or 'lp', not {source!r}")
-    lp_layers = options.get("krelu_lp_layers")
-    lp_layers = len(network.activations) if lp_layers is None else int(lp_layers)
-    outcomes = []
-    for spec in specs:
-        crown = bound_specs(network, [spec], "crown")[0]
-        if crown.bound > 0:
-            outcomes.append(BoundOutcome(crown.bound, solver))
-            continue
-        known = np.array(crown.disjunct_bounds, float)
-        bounds, tighten_from, feedback = crown.layers, 1, None
-        if source == "alpha":
-            start = time.monotonic()
-            open_disjuncts = np.flatnonzero(known <= 0)
-            bounds, alpha, slopes = alpha_layer_bounds(
-                network, spec, bounds, open_disjuncts,
-                int(options.get("krelu_alpha_iterations", 20)), _share(deadline, 0.3),
-                return_alpha=True)
-            known = np.maximum(known, alpha)
-            steps = int(options.get("krelu_feedback", 5) or 0)
-            if steps > 0:
-                feedback = _AlphaFeedback(network, spec, known, steps, slopes, open_disjuncts, deadline)
-            tighten_from = len(network.activations) - lp_layers
-            log.info("alpha-CROWN bounds %.2f s, disjunct bounds %s", time.monotonic() - start,
-                     np.round(alpha, 3))
-            if known.min() > 0:
-                outcomes.append(BoundOutcome(float(known.min()), solver))
-                continue
-        share = float(options.get("krelu_tighten_share", 0.8))
-        bounds, layers = krelu_tighten(network, spec, bounds, config, solver,
-                                       _share(deadline, share), tighten, tighten_from, feedback)
-        if known.min() > 0:  # the alpha feedback proved every disjunct
-            outcomes.append(BoundOutcome(float(known.min()), solver))
-            continue
-        per_disjunct = krelu_disjunct_bounds(network, spec, bounds, layers, solver, deadline,
-                                             known=known)
-        counterexample = None
-        bab = str(options.get("krelu_bab", False)).lower()
-        if bab == "torch":
-            per_disjunct, counterexample = _torch_branch(network, spec, bounds, per_disjunct,
-                                                         deadline)
-        elif _flag(bab):
-            per_disjunct, counterexample = _branch(network, spec, bounds, layers, per_disjunct,
-                                                   solver, deadline)
-        rows = sum(r.b.size for r in layers)
-        reason = "time limit reached" if deadline is not None and time.monotonic() > deadline else None
-        log.info("k-ReLU (k=%d): %d rows over %d layers, bound %.4g", config.k, rows, len(layers),
-                 per_disjunct.min())
-        outcomes.append(BoundOutcome(float(per_disjunct.min()), solver, counterexample, reason))
-    return outcomes
+    return [_krelu_one(network, spec, deadline, options, config, solver) for spec in specs]
+
+
+def _krelu_one(network, spec, deadline: Deadline, options: VerifyOptions, config: KreluOptions,
+               solver: str) -> BoundOutcome:
+    crown = bound_specs(network, [spec], "crown")[0]
+    if crown.bound > 0 and not options.bound_only:
+        return BoundOutcome(crown.bound, solver)
+    known = np.array(crown.disjunct_bounds, float)
+    bounds, tighten_from, feedback = crown.layers, 1, None
+    if config.bounds == "alpha":
+        bounds, feedback = _alpha_start(network, spec, bounds, known, config, deadline)
+        lp_layers = len(network.activations) if config.lp_layers is None else config.lp_layers
+        tighten_from = len(network.activations) - lp_layers
+        if known.min() > 0 and not options.bound_only:
+            return BoundOutcome(float(known.min()), solver)
+    bounds, layers = krelu_tighten(network, spec, bounds, config, solver,
+                                   deadline.share(config.tighten_share),
+                                   config.intermediate == "lp", tighten_from, feedback)
+    if known.min() > 0 and not options.bound_only:  # the alpha feedback proved every disjunct
+        return BoundOutcome(float(known.min()), solver)
+    per_disjunct = krelu_disjunct_bounds(network, spec, bounds, layers, solver, deadline,
+                                         known=None if options.bound_only else known)
+    per_disjunct = np.maximum(per_disjunct, known)
+    counterexample = None
+    if config.bab == "torch":
+        per_disjunct, counterexample = _torch_branch(network, spec, bounds, per_disjunct, deadline)
+    elif config.bab == "lp":
+        per_disjunct, counterexample = _branch(network, spec, bounds, layers, per_disjunct,
+                                               solver, deadline)
+    log.info("k-ReLU (k=%d): %d rows over %d layers, bound %.4g", config.k,
+             sum(r.b.size for r in layers), len(layers), per_disjunct.min())
+    reason = Reason.time_limit() if deadline.expired else None
+    return BoundOutcome(float(per_disjunct.min()), solver, counterexample, reason)
+
+
+def _alpha_start(network, spec, bounds, known, config: KreluOptions, deadline: Deadline):
+    """alpha-CROWN layer bounds for the open disjuncts (30 % of the time left); raises
+    ``known`` in place to alpha-CROWN's disjunct bounds; the feedback for the LP stage."""
+    start = time.monotonic()
+    open_disjuncts = np.flatnonzero(known <= 0)
+    bounds, alpha, slopes = alpha_layer_bounds(network, spec, bounds, open_disjuncts,
+                                               config.alpha_iterations, deadline.share(0.3),
+                                               return_alpha=True)
+    np.maximum(known, alpha, out=known)
+    log.info("alpha-CROWN bounds %.2f s, disjunct bounds %s", time.monotonic() - start,
+             np.round(alpha, 3))
+    feedback = None
+    if config.feedback > 0:
+        feedback = _AlphaFeedback(network, spec, known, config.feedback, slopes, open_disjuncts,
+                                  deadline)
+    return bounds, feedback

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from relax.deadline import NEVER, Deadline
 from relax.errors import UsageError
 from solvers.backend import SolveOptions
 from solvers.program import LinearProgram, ProblemKind
@@ -28,12 +29,14 @@ DEFAULT_LP_SOLVER = "highs"
 
 
 class LpRunner:
-    """Minimise ``c^T v + c0`` over a fixed constraint set, repeatedly."""
+    """Minimise ``c^T v + c0`` over a fixed constraint set, repeatedly; every solve gets
+    ``options`` with its time limit cut to what is left before ``deadline``."""
 
     def __init__(self, program: LinearProgram, solver: str | None = None,
-                 options: SolveOptions | None = None):
+                 options: SolveOptions | None = None, deadline: Deadline = NEVER):
         self.name = solver or DEFAULT_LP_SOLVER
         self.options = options or SolveOptions()
+        self.deadline = deadline
         self.program = program.relaxed() if program.kind is ProblemKind.MILP else program
         from solvers.registry import get_solver
 
@@ -54,11 +57,13 @@ class LpRunner:
 
     def minimize(self, c: np.ndarray, c0: float = 0.0) -> Solution:
         """Solve with objective ``c^T v + c0``; ``bound`` of the result is sound."""
+        options = self.deadline.solve_options(self.options)
         if self._session is not None:
             self._session.change_objective(c, c0)
+            self._session.set_time_limit(options.time_limit)
             solution = self._session.solve()
         else:
-            solution = self._backend.solve(self.program.with_objective(c, c0), self.options)
+            solution = self._backend.solve(self.program.with_objective(c, c0), options)
         if solution.status is Status.ERROR:
             log.warning("%s failed on an LP: %s", self.name, solution.message)
         return solution

@@ -16,12 +16,13 @@ import time
 import numpy as np
 
 from relax.bounds import Bounds, refine_bounds
-from relax.lp.encode import encode_triangle
+from relax.deadline import NEVER, Deadline
+from relax.lp.encode import LpEncoding, encode_triangle
 from relax.lp.runner import LpRunner
 from relax.network import Network
 from solvers.backend import SolveOptions
 
-__all__ = ["tighten_bounds"]
+__all__ = ["tighten_bounds", "tighten_layer"]
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,14 @@ def tighten_bounds(
     upper: np.ndarray,
     bounds: Bounds,
     solver: str | None = None,
-    deadline: float | None = None,
+    deadline: Deadline = NEVER,
     options: SolveOptions | None = None,
 ) -> Bounds:
-    """LP-tightened copies of ``bounds`` (never looser: results are intersected)."""
+    """LP-tightened copies of ``bounds`` (never looser: results are intersected); each LP
+    gets the time left as its limit, and tightening stops at the deadline."""
     current = bounds
     for k in range(1, len(network.activations)):
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline.expired:
             log.info("LP tightening stopped at layer %d: time limit", k)
             break
         current = _tighten_layer(network, lower, upper, current, k, solver, deadline, options)
@@ -48,14 +50,24 @@ def tighten_bounds(
 
 def _tighten_layer(network, lower, upper, bounds: Bounds, k: int, solver, deadline, options) -> Bounds:
     encoding = encode_triangle(network, lower, upper, bounds, depth=k)
-    runner = LpRunner(encoding.program, solver, options)
+    return tighten_layer(encoding, k, bounds, solver, deadline, options)
+
+
+def tighten_layer(encoding: LpEncoding, k: int, bounds: Bounds, solver: str | None = None,
+                  deadline: Deadline = NEVER, options: SolveOptions | None = None) -> Bounds:
+    """``bounds`` with layer ``k``'s unstable neurons tightened over ``encoding`` (an LP of
+    the layers below ``k``, e.g. the triangle LP, possibly with extra valid rows):
+    ``l_i = max(l_i, min z_i)`` and, while ``l_i < 0``, ``u_i = min(u_i, max z_i)``, each a
+    safe dual bound; stops at ``deadline`` (the neurons left keep their bounds)."""
+    runner = LpRunner(encoding.program, solver, options, deadline)
     M, g = encoding.expressions[k]
     M = M.tocsr()
     l_k, u_k = np.array(bounds.lower[k]), np.array(bounds.upper[k])
     unstable = bounds.unstable(k)
     start = time.monotonic()
     for i in unstable:
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline.expired:
+            log.info("layer %d: LP tightening stopped by the time limit", k)
             break
         row = M[i].toarray().ravel()
         l_k[i] = max(l_k[i], runner.lower_bound(row, g[i]))

@@ -41,20 +41,23 @@ and the final value is always re-evaluated rigorously.
 from __future__ import annotations
 
 import logging
-import time
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import scipy.linalg
 
+from relax.deadline import NEVER, Deadline
 from relax.errors import UsageError
 from relax.network import Network, ReLU
 from relax.spec import Spec
+from relax.options import MethodOptions, option
 from relax.protocol import BoundOutcome, VerifyOptions
 
 __all__ = [
     "one_hidden_relu", "pair_matrix", "certificate_value", "safe_lambda_max",
     "shifted_certificate", "optimise_c", "pair_gains", "sdp_dual1_bounds", "sdp_dual1_method",
+    "SdpDual1Options",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,14 +114,14 @@ def shifted_certificate(M: np.ndarray, c: np.ndarray) -> float:
 
 
 def optimise_c(M: np.ndarray, c0: np.ndarray | None = None, iterations: int = 60,
-               lr: float = 0.05, deadline: float | None = None) -> np.ndarray:
+               lr: float = 0.05, deadline: Deadline = NEVER) -> np.ndarray:
     """Subgradient (Adam) descent on ``D lambda_max(M - diag c) + 1^T c``.
 
     Starts from ``c0`` or the Gershgorin point (``c_k = sum_l |M_kl|``, where the
     certificate equals the elementwise l1 bound).  The subgradient is ``1 - D u^2``
     with ``u`` the top unit eigenvector (dense float64 ``eigh``).  Returns the best ``c``
-    seen after the shift that zeroes the eigenvalue term; past ``deadline`` (a
-    ``time.monotonic()`` value) it stops early (any ``c`` is valid, only looser).
+    seen after the shift that zeroes the eigenvalue term; past ``deadline`` it stops
+    early (any ``c`` is valid, only looser).
     """
     D = M.shape[0]
     c = np.abs(M).sum(axis=1) if c0 is None else np.array(c0, dtype=np.float64)
@@ -127,7 +130,7 @@ def optimise_c(M: np.ndarray, c0: np.ndarray | None = None, iterations: int = 60
     m2 = np.zeros(D)
     best_c, best = None, np.inf
     for it in range(1, iterations + 1):
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline.expired:
             break
         w, Q = scipy.linalg.eigh(M - np.diag(c), subset_by_index=[D - 1, D - 1])
         lam, u = float(w[-1]), Q[:, -1]
@@ -143,7 +146,7 @@ def optimise_c(M: np.ndarray, c0: np.ndarray | None = None, iterations: int = 60
 
 
 def pair_gains(W: np.ndarray, V: np.ndarray, eps: float, c: dict | None = None,
-               iterations: int = 60, deadline: float | None = None) -> np.ndarray:
+               iterations: int = 60, deadline: Deadline = NEVER) -> np.ndarray:
     """``G[i, j]``: sound bound on ``max (f_j - f_i)(x') - (f_j - f_i)(x0)`` over the
     l-inf ball of radius ``eps`` (symmetric; zero diagonal).  ``c[(i, j)]`` (i < j) is an
     optional dual start, in the units of ``M(v, eps W)``."""
@@ -163,24 +166,34 @@ def pair_gains(W: np.ndarray, V: np.ndarray, eps: float, c: dict | None = None,
     return G
 
 
-_CACHE: list = []  # [(network, key, gains)]: holds the network so its id stays unique
+@dataclass(frozen=True)
+class SdpDual1Options(MethodOptions):
+    """Options of the ``sdp-dual1`` method."""
+
+    iterations: int = option(60, "Adam steps on each class pair's dual vector c (0: the start)")
+    start: dict | None = option(None, "dual starts {(i, j): c} (e.g. from SDP-cert training)",
+                                settable=False)
 
 
-def _gains_for(network: Network, eps: float, options: VerifyOptions,
-               deadline: float | None = None) -> np.ndarray:
-    """Gains for (network, eps), computed once; the last few are kept.  Gains whose
-    optimisation of ``c`` was cut short by the deadline are valid but not cached."""
-    key = (float(eps), options.get("sdp_iterations", 60), id(options.get("sdp_c")))
-    for net, k, gains in _CACHE:
-        if net is network and k == key:
+#: [(network, eps, settings, gains)]: the entries hold the network and the settings, so
+#: comparing them by identity is safe (no id() of a collected object can be reused)
+_CACHE: list = []
+
+
+def _gains_for(network: Network, eps: float, settings: SdpDual1Options,
+               deadline: Deadline = NEVER) -> np.ndarray:
+    """Gains for (network, eps, settings), computed once; the last few are kept.  Gains
+    whose optimisation of ``c`` was cut short by the deadline are valid but not cached."""
+    for net, e, s, gains in _CACHE:
+        if net is network and e == float(eps) and s.iterations == settings.iterations \
+                and s.start is settings.start:
             return gains
     W, _, V, _ = one_hidden_relu(network)
-    gains = pair_gains(W, V, eps, options.get("sdp_c"), options.get("sdp_iterations", 60),
-                       deadline=deadline)
-    if deadline is not None and time.monotonic() > deadline:
+    gains = pair_gains(W, V, eps, settings.start, settings.iterations, deadline=deadline)
+    if deadline.expired:
         log.info("sdp-dual1: time limit reached while optimising the duals; bounds are looser")
         return gains
-    _CACHE.append((network, key, gains))
+    _CACHE.append((network, float(eps), settings, gains))
     del _CACHE[:-4]
     return gains
 
@@ -206,12 +219,13 @@ def sdp_dual1_bounds(network: Network, spec: Spec, gains: np.ndarray, eps: float
     return spec.combine(rows)[0]
 
 
-def sdp_dual1_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
+def sdp_dual1_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
+                     options: VerifyOptions) -> list[BoundOutcome]:
     """Registered ``sdp-dual1`` bound method (see the module docstring)."""
     one_hidden_relu(network)
     outcomes = []
     for spec in specs:
         eps = float(np.max(0.5 * (spec.upper - spec.lower)))
-        gains = _gains_for(network, eps, options, deadline)
+        gains = _gains_for(network, eps, options.of(SdpDual1Options), deadline)
         outcomes.append(BoundOutcome(sdp_dual1_bounds(network, spec, gains, eps)))
     return outcomes

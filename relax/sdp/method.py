@@ -7,23 +7,26 @@ import logging
 import math
 import os
 import sys
-import time
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Literal, Sequence
 
 import numpy as np
 
 from relax.bounds import Bounds, bound_specs
+from relax.deadline import NEVER, Deadline
 from relax.errors import UsageError
 from relax.network import Network
 from relax.spec import Spec
+from relax.options import MethodOptions, option
 from relax.protocol import BoundOutcome, VerifyOptions
+from relax.result import Reason
 from solvers.backend import Backend, SolveOptions
 from solvers.program import ProblemKind
 from relax.sdp.encode import (SdpEncoding, _require_relu, encode_sdp, layered_program,
                               multiplier_program)
 from solvers.solution import Solution
 
-__all__ = ["solve_row", "sdp_bound", "sdp_bounds", "sdp_method", "default_sdp_solver",
+__all__ = ["SdpOptions", "solve_row", "sdp_bound", "sdp_bounds", "sdp_method", "default_sdp_solver",
            "sdp_backend", "IPM_MEMORY_SHARE"]
 
 log = logging.getLogger(__name__)
@@ -32,8 +35,26 @@ IPM_MEMORY_SHARE = 0.5   # sdp-ipm is the default while its estimate fits this s
 
 # -- solving --------------------------------------------------------------------------------
 
-def _time_left(deadline: float | None) -> float | None:
-    return None if deadline is None else deadline - time.monotonic()
+@dataclass(frozen=True)
+class SdpOptions(MethodOptions):
+    """Options of the ``sdp`` method; the last eight go to a layered backend (fo-sdp's
+    settings; ``None``: its default; other backends ignore what they do not know)."""
+
+    intermediate: Literal["crown", "lp"] = option("crown", "hidden-layer bounds: crown, or lp "
+                                                           "(CROWN, then LP-tightened)")
+    skip_proved: bool = option(True, "skip the SDP of disjuncts CROWN already proves")
+    cuts: bool = option(True, "add the triangle cuts to the SDP (it then contains the LP)")
+    form: Literal["primal", "multiplier"] = option(
+        "primal", "encoding for a conic SDP solver: primal (one PSD matrix variable) or "
+                  "multiplier (an LMI in the multipliers)")
+    max_iterations: int | None = option(None, "fo-sdp: iterations")
+    lr: float | None = option(None, "fo-sdp: step size")
+    patience: int | None = option(None, "fo-sdp: iterations without progress before stopping")
+    eig: str | None = option(None, "fo-sdp: eigenvalue method")
+    lanczos_steps: int | None = option(None, "fo-sdp: Lanczos steps")
+    init: str | None = option(None, "fo-sdp: dual initialisation")
+    dtype: Literal["float64", "float32"] | None = option(None, "fo-sdp: working precision")
+    method: str | None = option(None, "fo-sdp: optimiser")
 
 
 def sdp_backend(solver: str) -> Backend:
@@ -55,16 +76,14 @@ def _layered(backend: Backend) -> bool:
 
 
 def _options_for(backend: Backend, options: SolveOptions | None, cuts: bool,
-                 deadline: float | None) -> SolveOptions:
+                 deadline: Deadline) -> SolveOptions:
     """``options`` with the deadline's time limit (and, for a layered backend, ``cuts``:
     the :class:`LayeredReluProgram` leaves the triangle cuts to the solver)."""
-    options = options or SolveOptions()
-    left = None if deadline is None else max(_time_left(deadline), 1e-3)
-    limit = options.time_limit if left is None else min(options.time_limit or left, left)
+    options = deadline.solve_options(options)
     extra = dict(options.extra)
     if _layered(backend):
         extra["cuts"] = bool(cuts)
-    return SolveOptions(limit, options.tolerance, options.threads, options.verbose,
+    return SolveOptions(options.time_limit, options.tolerance, options.threads, options.verbose,
                         tuple(extra.items()))
 
 
@@ -73,7 +92,7 @@ FORMS = ("primal", "multiplier")
 
 def solve_row(network: Network, spec: Spec, bounds: Bounds, row, offset: float,
               solver: str = "cvxpy-clarabel", cuts: bool = False,
-              deadline: float | None = None, options: SolveOptions | None = None,
+              deadline: Deadline = NEVER, options: SolveOptions | None = None,
               warm_start=None, encoding: SdpEncoding | None = None,
               form: str = "primal") -> Solution:
     """Solve the SDP for the margin ``row^T y - offset``; ``Solution.bound`` is sound.
@@ -109,7 +128,7 @@ def _sound(solution: Solution) -> float:
 
 
 def sdp_bound(network: Network, spec: Spec, bounds: Bounds, solver: str = "cvxpy-clarabel",
-              cuts: bool = False, deadline: float | None = None,
+              cuts: bool = False, deadline: Deadline = NEVER,
               options: SolveOptions | None = None, batch: bool = True,
               form: str = "primal") -> np.ndarray:
     """Sound lower bounds on every disjunct's margin from the SDP (max over its rows).
@@ -126,8 +145,7 @@ def sdp_bound(network: Network, spec: Spec, bounds: Bounds, solver: str = "cvxpy
     out = np.full(len(spec.disjuncts), -np.inf)
     for j, disjunct in enumerate(spec.disjuncts):
         for row, offset in zip(disjunct.A, disjunct.b):
-            left = _time_left(deadline)
-            if left is not None and left <= 0:
+            if deadline.expired:
                 return out
             solution = solve_row(network, spec, bounds, row, offset, solver, cuts, deadline,
                                  options, encoding=encoding, form=form)
@@ -150,7 +168,7 @@ def _batch_solver(backend: Backend):
 
 
 def sdp_bounds(network: Network, specs: Sequence[Spec], bounds: Sequence[Bounds],
-               cuts: bool = False, deadline: float | None = None,
+               cuts: bool = False, deadline: Deadline = NEVER,
                options: SolveOptions | None = None, solver: str = "fo-sdp") -> list[np.ndarray]:
     """:func:`sdp_bound` for several specs (e.g. images) at once, with a backend that solves
     batches (default fo-sdp): every row of every spec's disjuncts (with that spec's box
@@ -172,8 +190,7 @@ def sdp_bounds(network: Network, specs: Sequence[Spec], bounds: Sequence[Bounds]
                                                 offset))
                 owners.append((i, j))
     out = [np.full(len(spec.disjuncts), -np.inf) for spec in specs]
-    left = _time_left(deadline)
-    if not programs or (left is not None and left <= 0):
+    if not programs or deadline.expired:
         return out
     solutions = solve_batch(programs, _options_for(backend, options, cuts, deadline))
     for (i, j), solution in zip(owners, solutions):
@@ -210,16 +227,20 @@ _LAYERED_KEYS = ("max_iterations", "lr", "patience", "eig", "lanczos_steps", "in
 
 
 def _method_options(backend: Backend, options: VerifyOptions) -> SolveOptions:
-    """A layered backend gets ``options.device`` and the :data:`_LAYERED_KEYS` found in
-    ``options.extra`` (fo-sdp's settings; other backends ignore keys they do not know)."""
+    """A layered backend gets ``options.device`` and the :data:`_LAYERED_KEYS` fields of
+    :class:`SdpOptions` that are set (fo-sdp's settings; other backends ignore keys they
+    do not know)."""
     extra = {}
     if _layered(backend):
+        settings = options.of(SdpOptions)
         extra["device"] = options.device
-        extra.update({k: options.get(k) for k in _LAYERED_KEYS if options.get(k) is not None})
+        extra.update({k: getattr(settings, k) for k in _LAYERED_KEYS
+                      if getattr(settings, k) is not None})
     return SolveOptions(extra=tuple(extra.items()))
 
 
-def sdp_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
+def sdp_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
+               options: VerifyOptions) -> list[BoundOutcome]:
     """The ``sdp`` verification method.
 
     Per spec: CROWN bounds (hidden layers and disjuncts); if CROWN does not prove the
@@ -230,16 +251,15 @@ def sdp_method(network: Network, specs: Sequence[Spec], deadline, options: Verif
     :func:`default_sdp_solver`; any backend taking a layered program or a conic SDP, see
     :func:`sdp_backend`) and option ``cuts`` (True: the triangle cuts, so the SDP contains
     the LP); a conic backend gets the primal encoding or, with option ``form``
-    ``"multiplier"``, the multiplier form.  A disjunct's bound is the max of the SDP's and CROWN's (both sound).  With
+    ``"multiplier"``, the multiplier form.  A disjunct's bound is the max of the SDP's and
+    CROWN's (both sound).  With
     ``options.bound_only`` the SDP of every disjunct is solved (no CROWN shortcut, no
-    attack): the relaxation's own value.  A layered backend gets ``options.device`` and
-    the options ``max_iterations``, ``lr``, ``patience``, ``eig``, ``lanczos_steps``,
-    ``init``, ``dtype``, ``method`` (fo-sdp's)."""
+    attack): the relaxation's own value.  Options: :class:`SdpOptions`; a layered backend
+    gets ``options.device`` and its last eight fields that are set."""
     _require_relu(network)
-    source = options.get("intermediate", "crown")
-    if source not in ("crown", "lp"):
-        raise UsageError(f"option intermediate must be 'crown' or 'lp', got {source!r}")
-    solver = options.solver or default_sdp_solver(network, bool(options.get("cuts", True)))
+    settings = options.of(SdpOptions)
+    source = settings.intermediate
+    solver = options.solver or default_sdp_solver(network, settings.cuts)
     sdp_backend(solver)                              # a UsageError if it cannot
     return [_sdp_one(network, spec, deadline, options, source, solver) for spec in specs]
 
@@ -247,7 +267,8 @@ def sdp_method(network: Network, specs: Sequence[Spec], deadline, options: Verif
 def _sdp_one(network, spec, deadline, options, source, solver) -> BoundOutcome:
     from relax.search.attack import pgd_attack
 
-    skip_proved = bool(options.get("skip_proved", True)) and not options.bound_only
+    settings = options.of(SdpOptions)
+    skip_proved = settings.skip_proved and not options.bound_only
     crown = bound_specs(network, [spec], "crown", device=options.device)[0]
     if crown.bound > 0 and skip_proved:
         return BoundOutcome(crown.bound, solver)
@@ -266,9 +287,8 @@ def _sdp_one(network, spec, deadline, options, source, solver) -> BoundOutcome:
     per = np.array(crown.disjunct_bounds, dtype=np.float64)
     if todo:
         sub = Spec(spec.lower, spec.upper, tuple(spec.disjuncts[j] for j in todo))
-        sdp = sdp_bound(network, sub, bounds, solver, bool(options.get("cuts", True)), deadline,
-                        _method_options(sdp_backend(solver), options),
-                        form=str(options.get("form", "primal")))
+        sdp = sdp_bound(network, sub, bounds, solver, settings.cuts, deadline,
+                        _method_options(sdp_backend(solver), options), form=settings.form)
         per[todo] = np.maximum(per[todo], sdp)
-    late = deadline is not None and time.monotonic() > deadline
-    return BoundOutcome(float(per.min()), solver, reason="time limit reached" if late else None)
+    return BoundOutcome(float(per.min()), solver,
+                        reason=Reason.time_limit() if deadline.expired else None)

@@ -10,13 +10,13 @@ of some disjunct.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from relax.bounds.torch_network import TorchNetwork
+from relax.deadline import NEVER, Deadline
 from relax.network import Network
 from relax.spec import Spec
 
@@ -40,7 +40,7 @@ def pgd_attack(
     network: Network,
     spec: Spec,
     options: AttackOptions = AttackOptions(),
-    deadline: float | None = None,
+    deadline: Deadline = NEVER,
     net: TorchNetwork | None = None,
 ) -> np.ndarray | None:
     """A float64-checked counterexample inside ``spec``'s box, or ``None``."""
@@ -51,7 +51,7 @@ def pgd_attack(
     A, b = _disjunct_rows(spec, net, options.restarts)
     width = upper - lower
     for step in range(options.steps):
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline.expired:
             break
         x = x.detach().requires_grad_(True)
         margins = _disjunct_margins(net, x, A, b)

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from relax.deadline import NEVER, Deadline
+from relax.result import Reason, ReasonKind
 from relax.search.lp_bab import BabOutcome, _Tree
 from relax.bounds import Bounds
 from relax.bounds.alpha import alpha_crown
@@ -75,7 +76,7 @@ def _objectives(spec: Spec, disjuncts, net: TorchNetwork):
 
 
 def root_alpha_bounds(network: Network, spec: Spec, disjuncts, settings: BabSettings = BabSettings(),
-                      deadline: float | None = None, net: TorchNetwork | None = None,
+                      deadline: Deadline = NEVER, net: TorchNetwork | None = None,
                       prior: Bounds | None = None, alpha=None):
     """alpha-CROWN per disjunct at the root: (DomainBounds, objective, offsets).
 
@@ -143,7 +144,7 @@ def _check(network, spec, xs: torch.Tensor, net: TorchNetwork, C, d):
     return None
 
 
-def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadline: float | None = None,
+def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadline: Deadline = NEVER,
                            settings: BabSettings = BabSettings(),
                            prior: Bounds | None = None) -> BabOutcome:
     """Decide the disjuncts ``disjuncts`` (default all) of ``spec`` (module docstring).
@@ -189,11 +190,11 @@ def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadlin
             log.info("torch branch and bound closed %d domains", nodes)
             return BabOutcome(closed_min, None, nodes, True)
         open_min = float(pool.f["bound"].min())
-        if deadline is not None and time.monotonic() > deadline:
-            return BabOutcome(min(open_min, closed_min), None, nodes, False, "time limit reached")
+        if deadline.expired:
+            return BabOutcome(min(open_min, closed_min), None, nodes, False, Reason.time_limit())
         if len(pool) > settings.max_domains:
-            return BabOutcome(min(open_min, closed_min), None, nodes, False,
-                              f"more than {settings.max_domains} open domains")
+            return BabOutcome(min(open_min, closed_min), None, nodes, False, Reason(
+                ReasonKind.RESOURCE_LIMIT, f"more than {settings.max_domains} open domains"))
         batch = pool.pop_lowest(settings.batch)
         scores = torch.cat(batch["score"], dim=1)
         best = scores.max(1)
@@ -277,6 +278,7 @@ def _decide_leaves(network, spec, disjuncts, root_bounds, trees, batch, leaves, 
             continue
         cex = tree.counterexample(x)
         if cex is not None:
-            return -math.inf, cex, ""
-        return bound, None, "a fully split domain has a non-positive LP bound and no checked counterexample"
+            return -math.inf, cex, None
+        return bound, None, Reason(ReasonKind.NOT_APPLICABLE, "a fully split domain has a "
+                                   "non-positive LP bound and no checked counterexample")
     return least

@@ -24,17 +24,18 @@ import heapq
 import itertools
 import logging
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from relax.bounds import Bounds
+from relax.deadline import NEVER, Deadline
 from relax.lp.encode import encode_milp
 from relax.lp.runner import LpRunner
 from relax.network import Network
 from relax.lp.objectives import disjunct_objective
+from relax.result import Reason, ReasonKind
 from relax.spec import Conjunction, Spec
 
 __all__ = ["BabOutcome", "branch_and_bound"]
@@ -52,7 +53,7 @@ class BabOutcome:
     counterexample: np.ndarray | None
     nodes: int
     complete: bool
-    reason: str = ""
+    reason: Reason | None = None
 
 
 @dataclass(order=True)
@@ -67,14 +68,14 @@ class _Tree:
     """The LP, the binary bookkeeping and the candidate check for one disjunct."""
 
     def __init__(self, network: Network, spec: Spec, disjunct: Conjunction, bounds: Bounds,
-                 solver: str | None, options, augment=None):
+                 solver: str | None, options, augment=None, deadline: Deadline = NEVER):
         encoding = encode_milp(network, spec.lower, spec.upper, bounds)
         if augment is not None:  # extra rows valid at every node (e.g. k-ReLU hull rows)
             encoding = augment(encoding)
         objective = disjunct_objective(encoding, disjunct)
         self.network, self.spec = network, spec
         self.c, self.c0 = objective.c, objective.c0
-        self.runner = LpRunner(objective.program.relaxed(), solver, options)
+        self.runner = LpRunner(objective.program.relaxed(), solver, options, deadline)
         self.lower0 = np.array(self.runner.program.lower)
         self.upper0 = np.array(self.runner.program.upper)
         self.binaries = np.arange(objective.program.block("binary").start,
@@ -130,7 +131,7 @@ def branch_and_bound(
     disjunct: Conjunction,
     bounds: Bounds,
     solver: str | None = None,
-    deadline: float | None = None,
+    deadline: Deadline = NEVER,
     options=None,
     augment=None,
 ) -> BabOutcome:
@@ -138,7 +139,7 @@ def branch_and_bound(
 
     ``augment`` (optional) maps the MILP encoding to one with extra rows that are valid
     for the whole box, e.g. ``lambda e: relax.krelu.add_rows(e, layers)``."""
-    tree = _Tree(network, spec, disjunct, bounds, solver, options, augment)
+    tree = _Tree(network, spec, disjunct, bounds, solver, options, augment, deadline)
     counter = itertools.count()
     bound, x = tree.solve({})
     heap = [_Node(bound, next(counter), {}, x)]
@@ -148,15 +149,16 @@ def branch_and_bound(
             closed_min = min(closed_min, heap[0].bound)
             heapq.heappop(heap)
             continue
-        if deadline is not None and time.monotonic() > deadline:
-            return BabOutcome(min(heap[0].bound, closed_min), None, nodes, False, "time limit reached")
+        if deadline.expired:
+            return BabOutcome(min(heap[0].bound, closed_min), None, nodes, False, Reason.time_limit())
         node = heapq.heappop(heap)
         cex = tree.counterexample(node.x)
         if cex is not None:
             return BabOutcome(node.bound, cex, nodes, True)
         j = tree.branching_neuron(node.x, node.fixed)
         if j is None:
-            reason = "all ReLUs fixed at a node with a non-positive bound but no checked counterexample"
+            reason = Reason(ReasonKind.NOT_APPLICABLE, "all ReLUs fixed at a node with a non-positive "
+                            "bound but no checked counterexample")
             return BabOutcome(node.bound, None, nodes, False, reason)
         for value in (0.0, 1.0):
             fixed = {**node.fixed, j: value}

@@ -9,24 +9,40 @@ only from branch and bound with safe leaf bounds.
 from __future__ import annotations
 
 import math
-import time
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Literal, Sequence
 
 import numpy as np
 
 from relax.bounds import Bounds, bound_specs
+from relax.deadline import NEVER, Deadline
 from relax.errors import UsageError
 from relax.lp.encode import encode_milp
 from relax.lp.method import lp_disjunct_bounds
 from relax.lp.objectives import disjunct_objective
 from relax.lp.runner import DEFAULT_LP_SOLVER
 from relax.network import Network
+from relax.options import MethodOptions, option
 from relax.protocol import BoundOutcome, VerifyOptions
 from relax.search.attack import pgd_attack
 from relax.search.exact import _exact_one
 from relax.spec import Spec
 
-__all__ = ["milp_method", "milp_margin"]
+__all__ = ["milp_method", "milp_margin", "MilpOptions"]
+
+
+@dataclass(frozen=True)
+class MilpOptions(MethodOptions):
+    """Options of the ``milp`` method."""
+
+    search_share: float = option(0.5, "fraction of the time left after PGD for the MILP "
+                                      "counterexample search (the rest: the exact method)")
+    pipeline: Literal["torch", "lp"] = option("torch", "the exact stage's pipeline (see exact)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.search_share <= 1:
+            raise UsageError(f"milp.search_share must be in [0, 1], got {self.search_share}")
 
 
 def milp_margin(network: Network, spec: Spec, bounds: Bounds, solver: str = "highs",
@@ -38,30 +54,30 @@ def milp_margin(network: Network, spec: Spec, bounds: Bounds, solver: str = "hig
     a *value* for comparison tables, resting on the MILP solver's tolerances;
     verdicts never use it (they come from :func:`exact_method`).
     """
-    from solvers import SolveOptions, get_solver
+    from solvers import get_solver
     from solvers.solution import Status
 
     backend = get_solver(solver)
-    deadline = None if time_limit is None else time.monotonic() + time_limit
+    deadline = Deadline.after(time_limit)
     lp_bounds = lp_disjunct_bounds(network, spec, bounds, None, deadline)
     encoding = encode_milp(network, spec.lower, spec.upper, bounds)
     best = math.inf
     for j in np.argsort(lp_bounds):
         if lp_bounds[j] >= best:
             break
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
+        if deadline.expired:
             return None
         objective = disjunct_objective(encoding, spec.disjuncts[j])
         program = objective.program.with_objective(objective.c, objective.c0)
-        solution = backend.solve(program, SolveOptions(time_limit=remaining))
+        solution = backend.solve(program, deadline.solve_options())
         if solution.status is not Status.OPTIMAL or solution.objective is None:
             return None
         best = min(best, solution.objective)
     return float(best)
 
 
-def milp_method(network: Network, specs: Sequence[Spec], deadline, options: VerifyOptions):
+def milp_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
+                options: VerifyOptions) -> list[BoundOutcome]:
     """MILP counterexample search, then certified branch and bound (module docstring)."""
     from solvers import get_solver
     from solvers.program import ProblemKind
@@ -72,25 +88,22 @@ def milp_method(network: Network, specs: Sequence[Spec], deadline, options: Veri
         accepts = ", ".join(sorted(k.value for k in backend.kinds))
         raise UsageError(f"solver {solver!r} cannot take MILP problems (it accepts: {accepts})")
     lp_solver = solver if ProblemKind.LP in backend.kinds else DEFAULT_LP_SOLVER
+    settings = options.of(MilpOptions)
     outcomes = []
     for spec in specs:
         cex = pgd_attack(network, spec, options.attack, deadline)
         if cex is None:
-            cex = _milp_counterexample(network, spec, solver, _halfway(deadline))
+            cex = _milp_counterexample(network, spec, solver, deadline.share(settings.search_share))
         if cex is not None:
             outcomes.append(BoundOutcome(-math.inf, solver, cex))
         else:
-            outcomes.append(_exact_one(network, spec, deadline, options, lp_solver))
+            outcomes.append(_exact_one(network, spec, deadline, options, lp_solver, settings.pipeline))
     return outcomes
 
 
-def _halfway(deadline: float | None) -> float | None:
-    return None if deadline is None else time.monotonic() + (deadline - time.monotonic()) / 2
-
-
-def _milp_counterexample(network, spec, solver, deadline) -> np.ndarray | None:
+def _milp_counterexample(network, spec, solver, deadline: Deadline = NEVER) -> np.ndarray | None:
     """The MILP optimum of each disjunct, kept only if the float64 check confirms it."""
-    from solvers import SolveOptions, get_solver
+    from solvers import get_solver
 
     crown = bound_specs(network, [spec], "crown")[0]
     if crown.bound > 0:
@@ -98,12 +111,11 @@ def _milp_counterexample(network, spec, solver, deadline) -> np.ndarray | None:
     encoding = encode_milp(network, spec.lower, spec.upper, crown.layers)
     inputs = encoding.program.block("input").indices
     for disjunct in spec.disjuncts:
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
+        if deadline.expired:
             break
         objective = disjunct_objective(encoding, disjunct)
         program = objective.program.with_objective(objective.c, objective.c0)
-        solution = get_solver(solver).solve(program, SolveOptions(time_limit=remaining))
+        solution = get_solver(solver).solve(program, deadline.solve_options())
         if solution.x is not None:
             x = np.clip(solution.x[inputs], spec.lower, spec.upper)
             if spec.is_violated_by(x, network.forward(x)):

@@ -14,12 +14,12 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from relax.deadline import NEVER, Deadline
 from relax.errors import UsageError
 from relax.network import Network
 from relax.spec import robustness
@@ -90,12 +90,11 @@ def certified(model_or_network: nn.Module | Network, X, y, eps: float, method: s
         return result
     specs = [robustness(X[i], int(y[i]), eps, num_classes=network.output_size) for i in index]
     if method in ("ibp", "crown"):  # batched, no deadline needed
-        outcomes = BOUND_METHODS[method](network, specs, None, options)
+        outcomes = BOUND_METHODS[method](network, specs, NEVER, options)
         result[index] = [o.bound > FLOAT_SLACK for o in outcomes]
         return result
     for i, spec in zip(index, specs):  # solver-based methods: one property at a time
-        deadline = None if timeout is None else time.monotonic() + timeout
-        (outcome,) = BOUND_METHODS[method](network, [spec], deadline, options)
+        (outcome,) = BOUND_METHODS[method](network, [spec], Deadline.after(timeout), options)
         result[i] = outcome.bound > FLOAT_SLACK
     return result
 

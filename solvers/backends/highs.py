@@ -390,6 +390,13 @@ class HighsSession:
                "changeColsBounds")
         self._problem = problem
 
+    def set_time_limit(self, seconds: float | None) -> None:
+        """``seconds`` for the next solve (``None``: no limit).  HiGHS compares its
+        ``time_limit`` with the run time accumulated over *all* solves of this object
+        (highspy 1.16), so the limit set is that run time plus ``seconds``."""
+        limit = math.inf if seconds is None else self._h.getRunTime() + float(seconds)
+        _set_option(self._h, "time_limit", limit)
+
     def solve(self) -> Solution:
         problem = self.problem
         start = time.perf_counter()

@@ -1,9 +1,9 @@
 r"""``sdp-ipm``: the backend.  A :class:`~solvers.program.LayeredReluProgram` goes to
 :func:`~.problem.build` (the multiplier form), :func:`~.start.feasible_start` and
-:func:`~.ipm.path_following`; ``Solution.bound`` is the larger of
-:func:`solvers.backends.fo_sdp.certified_bound` on the last and on the best multipliers
-(fo-sdp's float64 eigenvalue check, never the solver's objective), and at least the start's
-certified (linear) bound when that is larger.
+:func:`~.ipm.path_following`; ``Solution.bound`` is the largest
+:func:`solvers.backends.fo_sdp.certified_bound` (fo-sdp's float64 eigenvalue check, never
+the solver's objective) of the last multipliers, the best ones and the linear (CROWN-like)
+multipliers of the start, so it is never below that linear bound (up to rounding).
 
 Options: :class:`IpmOptions` (pass it as ``SolveOptions(extra=(("ipm", IpmOptions(...)),))``;
 the ``cuts`` key of ``extra`` (default True) is how ``relax.sdp`` asks for the triangle
@@ -120,7 +120,10 @@ class SdpIpmBackend(Backend):
         y0 = _blend_warm_start(sdp, y0, warm_start, opts)
         run = path_following(sdp, y0, opts.device, opts.max_iterations,
                              options.tolerance or opts.tolerance, opts.fraction, opts.feasibility, deadline)
-        bound = max(_certify(problem, sdp, run.best_y, cuts), _certify(problem, sdp, run.y, cuts))
+        candidates = [run.best_y, run.y]
+        if opts.start == "linear":           # the linear bound itself (Z >= 0, on the boundary)
+            candidates.append(feasible_start(sdp, y_n, 0.0, 0.0))
+        bound = max(_certify(problem, sdp, y, cuts) for y in candidates)
         status = (Status.OPTIMAL if run.converged else
                   Status.TIME_LIMIT if run.timed_out else Status.ITERATION_LIMIT)
         message = (f"{run.iterations} iterations ({run.seconds_per_iteration:.3f} s each), "

@@ -1,0 +1,81 @@
+"""One clock: the :class:`Deadline` that :func:`relax.verify.verify` builds once and
+every method, search and solver call receives.
+
+A deadline is an absolute point on ``time.monotonic()``'s clock, or *never*
+(``math.inf``).  Work is divided by handing out earlier deadlines
+(:meth:`Deadline.share`, :meth:`Deadline.split`), never by converting seconds by hand;
+a solver call gets its time limit from :meth:`Deadline.solve_options`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+
+from solvers.backend import SolveOptions
+
+__all__ = ["Deadline", "NEVER"]
+
+#: the smallest time limit handed to a solver (a solver refuses a limit of 0 s)
+MIN_SOLVER_SECONDS = 1e-2
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The instant ``at`` (``time.monotonic()`` seconds; ``math.inf``: no limit)."""
+
+    at: float = math.inf
+
+    @classmethod
+    def after(cls, seconds: float | None) -> Deadline:
+        """``seconds`` from now (``None``: never)."""
+        return NEVER if seconds is None else cls(time.monotonic() + float(seconds))
+
+    @property
+    def is_never(self) -> bool:
+        return self.at == math.inf
+
+    def left(self) -> float:
+        """Seconds until the deadline, at least 0 (``math.inf`` for never)."""
+        return math.inf if self.is_never else max(self.at - time.monotonic(), 0.0)
+
+    @property
+    def expired(self) -> bool:
+        return not self.is_never and time.monotonic() >= self.at
+
+    def share(self, fraction: float) -> Deadline:
+        """The deadline ``fraction`` (in ``[0, 1]``) of the remaining time from now."""
+        if self.is_never:
+            return self
+        return Deadline(time.monotonic() + min(max(fraction, 0.0), 1.0) * self.left())
+
+    def split(self, parts: int) -> Deadline:
+        """The deadline of the first of ``parts`` equal shares of the remaining time."""
+        return self.share(1.0 / max(int(parts), 1))
+
+    def earliest(self, other: Deadline) -> Deadline:
+        return self if self.at <= other.at else other
+
+    def time_limit(self) -> float | None:
+        """The solver time limit this deadline implies (``None``: no limit); at least
+        :data:`MIN_SOLVER_SECONDS`, since solvers refuse 0 (check :attr:`expired` first)."""
+        return None if self.is_never else max(self.left(), MIN_SOLVER_SECONDS)
+
+    def solve_options(self, base: SolveOptions | None = None) -> SolveOptions:
+        """``base`` (default: plain options) with its time limit cut to this deadline."""
+        base = base or SolveOptions()
+        limit = self.time_limit()
+        if limit is None:
+            return base
+        if base.time_limit is not None:
+            limit = min(limit, base.time_limit)
+        return dataclasses.replace(base, time_limit=limit)
+
+    def __repr__(self) -> str:
+        return "Deadline(never)" if self.is_never else f"Deadline({self.left():.3f} s left)"
+
+
+#: no time limit
+NEVER = Deadline()
