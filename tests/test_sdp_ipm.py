@@ -180,3 +180,55 @@ def test_multiplier_form_through_clarabel_matches_the_primal(seed, widths, eps):
         solver="cvxpy-clarabel", bound_only=True, methods=(SdpOptions(form="multiplier"),)))
     assert via_method.bound == pytest.approx(verify(network, spec, "sdp", options=VerifyOptions(
         solver="sdp-ipm", bound_only=True)).bound, rel=1e-5, abs=1e-5)
+
+
+def _write_small_instance(folder, network, spec):
+    """A torch copy of ``network`` as ONNX and ``spec`` (one-row disjuncts) as VNNLIB."""
+    import torch
+    from torch import nn
+
+    from relax.train.export import export_onnx
+
+    layers = []
+    for affine in network.affines:
+        linear = nn.Linear(affine.weight.shape[1], affine.weight.shape[0]).double()
+        with torch.no_grad():
+            linear.weight.copy_(torch.as_tensor(np.asarray(affine.weight)))
+            linear.bias.copy_(torch.as_tensor(affine.bias))
+        layers += [linear, nn.ReLU()]
+    onnx_path = export_onnx(nn.Sequential(*layers[:-1]).float(), folder / "net.onnx")
+    n, k = network.input_size, network.output_size
+    text = [f"(declare-const X_{i} Real)" for i in range(n)]
+    text += [f"(declare-const Y_{i} Real)" for i in range(k)]
+    text += [f"(assert (>= X_{i} {float(lo)!r}))\n(assert (<= X_{i} {float(hi)!r}))"
+             for i, (lo, hi) in enumerate(zip(spec.lower, spec.upper))]
+    terms = []
+    for d in spec.disjuncts:                 # unsafe: y_label - y_j <= 0
+        a = d.A[0]
+        j, label = int(np.argmin(a)), int(np.argmax(a))
+        terms.append(f"(and (>= Y_{j} Y_{label}))")
+    text.append(f"(assert (or {' '.join(terms)}))")
+    vnnlib_path = folder / "prop.vnnlib"
+    vnnlib_path.write_text("\n".join(text) + "\n")
+    return str(onnx_path), str(vnnlib_path)
+
+
+def test_cli_sdp_method_uses_an_outside_solver(tmp_path, capsys):
+    import json
+
+    from relax.cli import main
+
+    network, spec, _ = _case(0, (3, 5, 5, 3), 0.3)
+    paths = _write_small_instance(tmp_path, network, spec)
+    register(_OutsideSdp)
+    try:
+        calls = _OutsideSdp.calls
+        assert main(["verify", *paths, "--method", "sdp", "--solver", "outside-sdp",
+                     "--json"]) == 0
+    finally:
+        unregister("outside-sdp")
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["solver"] == "outside-sdp" and _OutsideSdp.calls > calls
+    ours = verify(network, spec, "sdp", options=VerifyOptions(solver="sdp-ipm"))
+    assert payload["verdict"] == ours.verdict.value
+    assert payload["bound"] == pytest.approx(ours.bound, rel=1e-4, abs=1e-4)
