@@ -38,16 +38,18 @@ class IpmOptions:
     primal residual), ``fraction`` (of the step to the boundary), ``start``
     (``"linear"``: the CROWN-like multipliers, or ``"interval"``: all neuron multipliers
     0), ``tau`` (the start's distance from the boundary, ``Z >= tau I``, in units of the
-    scaled objective), ``delta`` (signed multipliers start at least this far inside)."""
+    scaled objective), ``delta`` (signed multipliers start at least this far inside),
+    ``centred`` (the primal start ``X = mu Z^-1`` on the central path, else ``X = I``)."""
 
     device: str = "cpu"
-    max_iterations: int = 80
+    max_iterations: int = 150
     tolerance: float = 1e-8
     feasibility: float = 1e-7
     fraction: float = 0.95
     start: str = "linear"
     tau: float = 1e-2
     delta: float = 1e-3
+    centred: bool = False
 
     def __post_init__(self) -> None:
         if self.start not in ("linear", "interval"):
@@ -119,7 +121,8 @@ class SdpIpmBackend(Backend):
         y0 = feasible_start(sdp, y_n, opts.tau, opts.delta)
         y0 = _blend_warm_start(sdp, y0, warm_start, opts)
         run = path_following(sdp, y0, opts.device, opts.max_iterations,
-                             options.tolerance or opts.tolerance, opts.fraction, opts.feasibility, deadline)
+                             options.tolerance or opts.tolerance, opts.fraction, opts.feasibility, deadline,
+                             opts.centred)
         candidates = [run.best_y, run.y]
         if opts.start == "linear":           # the linear bound itself (Z >= 0, on the boundary)
             candidates.append(feasible_start(sdp, y_n, 0.0, 0.0))
