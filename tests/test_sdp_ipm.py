@@ -16,7 +16,7 @@ from relax.bounds import bound_specs
 from relax.protocol import VerifyOptions
 from relax.sdp.encode import layered_program
 from relax.deadline import NEVER
-from relax.sdp.method import SdpOptions, default_sdp_solver, sdp_method, solve_row
+from relax.sdp.method import SdpOptions, default_sdp_solver, sdp_bound, sdp_method, solve_row
 from relax.search.milp import milp_margin
 from relax.spec import Spec
 from solvers import ProblemKind, SolveOptions, get_solver, list_solvers
@@ -52,6 +52,7 @@ def _rows(spec):
 
 
 def _ipm(network, spec, crown, row, offset, cuts, **kwargs):
+    kwargs.setdefault("active_cut", True)     # exactly the primal encoding's relaxation
     program = layered_program(network, spec.lower, spec.upper, crown.layers, row, offset)
     options = SolveOptions(extra=(("cuts", cuts), ("ipm", IpmOptions(**kwargs))))
     return get_solver("sdp-ipm").solve(program, options)
@@ -142,16 +143,17 @@ def test_an_outside_sdp_backend_is_used_through_the_registry():
     network, spec, crown = _case(0, (3, 5, 5, 3), 0.3)
     register(_OutsideSdp)
     try:
+        calls = _OutsideSdp.calls
         options = VerifyOptions(solver="outside-sdp", bound_only=True,
                                 methods=(SdpOptions(cuts=True),))
         outside = verify(network, spec, "sdp", options=options)
-        ours = verify(network, spec, "sdp", options=VerifyOptions(
-            solver="sdp-ipm", bound_only=True, methods=(SdpOptions(cuts=True),)))
     finally:
         unregister("outside-sdp")
-    assert _OutsideSdp.calls == len(spec.disjuncts)
-    assert outside.solver == "outside-sdp" and ours.solver == "sdp-ipm"
-    assert outside.bound == pytest.approx(ours.bound, rel=1e-5, abs=1e-5)
+    assert _OutsideSdp.calls - calls == len(spec.disjuncts)
+    assert outside.solver == "outside-sdp"
+    primal = sdp_bound(network, spec, crown.layers, "cvxpy-clarabel", cuts=True)
+    expected = np.maximum(primal, crown.disjunct_bounds).min()
+    assert outside.bound == pytest.approx(expected, rel=1e-6, abs=1e-6)
 
 
 def test_bound_only_computes_the_sdp_where_crown_already_proves():
@@ -178,8 +180,9 @@ def test_multiplier_form_through_clarabel_matches_the_primal(seed, widths, eps):
     assert dual.bound <= primal.objective + 1e-6
     via_method = verify(network, spec, "sdp", options=VerifyOptions(
         solver="cvxpy-clarabel", bound_only=True, methods=(SdpOptions(form="multiplier"),)))
-    assert via_method.bound == pytest.approx(verify(network, spec, "sdp", options=VerifyOptions(
-        solver="sdp-ipm", bound_only=True)).bound, rel=1e-5, abs=1e-5)
+    expected = np.maximum(sdp_bound(network, spec, crown.layers, "cvxpy-clarabel", cuts=True),
+                          crown.disjunct_bounds).min()
+    assert via_method.bound == pytest.approx(expected, rel=1e-6, abs=1e-6)
 
 
 def _write_small_instance(folder, network, spec):
@@ -229,6 +232,23 @@ def test_cli_sdp_method_uses_an_outside_solver(tmp_path, capsys):
         unregister("outside-sdp")
     payload = json.loads(capsys.readouterr().out)
     assert payload["solver"] == "outside-sdp" and _OutsideSdp.calls > calls
-    ours = verify(network, spec, "sdp", options=VerifyOptions(solver="sdp-ipm"))
-    assert payload["verdict"] == ours.verdict.value
-    assert payload["bound"] == pytest.approx(ours.bound, rel=1e-4, abs=1e-4)
+    register(_OutsideSdp)
+    try:                                     # the same, in process, on the float64 network
+        same = verify(network, spec, "sdp", options=VerifyOptions(solver="outside-sdp"))
+    finally:
+        unregister("outside-sdp")
+    assert payload["verdict"] == same.verdict.value
+    assert payload["bound"] == pytest.approx(same.bound, rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("seed, widths, eps", CASES)
+def test_default_without_the_active_cut_lies_between_the_sdp_without_and_with_cuts(
+        seed, widths, eps):
+    network, spec, crown = _case(seed, widths, eps)
+    row, offset = _rows(spec)[0]
+    default = _ipm(network, spec, crown, row, offset, True, active_cut=False)
+    plain = solve_row(network, spec, crown.layers, row, offset, "cvxpy-clarabel", cuts=False)
+    full = solve_row(network, spec, crown.layers, row, offset, "cvxpy-clarabel", cuts=True)
+    assert default.ok
+    assert plain.objective - 1e-6 <= default.bound <= full.objective + 1e-6
+    assert default.bound >= crown.disjunct_bounds[0] - 1e-9

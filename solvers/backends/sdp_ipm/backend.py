@@ -39,7 +39,11 @@ class IpmOptions:
     (``"linear"``: the CROWN-like multipliers, or ``"interval"``: all neuron multipliers
     0), ``tau`` (the start's distance from the boundary, ``Z >= tau I``, in units of the
     scaled objective), ``delta`` (signed multipliers start at least this far inside),
-    ``centred`` (the primal start ``X = mu Z^-1`` on the central path, else ``X = I``)."""
+    ``centred`` (the primal start ``X = mu Z^-1`` on the central path, else ``X = I``),
+    ``active_cut`` (with cuts, also the cut ``z >= a`` of stably active neurons, i.e.
+    ``a = z``: exactly fo-sdp's and the primal encoding's relaxation with cuts, but the
+    primal may lose its interior and the method crawl; off by default, see
+    :mod:`.problem`)."""
 
     device: str = "cpu"
     max_iterations: int = 150
@@ -50,6 +54,7 @@ class IpmOptions:
     tau: float = 1e-2
     delta: float = 1e-3
     centred: bool = False
+    active_cut: bool = False
 
     def __post_init__(self) -> None:
         if self.start not in ("linear", "interval"):
@@ -115,7 +120,7 @@ class SdpIpmBackend(Backend):
         if "device" in extra:
             opts = dataclasses.replace(opts, device=str(extra["device"]))
         deadline = None if options.time_limit is None else time.monotonic() + options.time_limit
-        sdp = build(problem, cuts)
+        sdp = build(problem, cuts, opts.active_cut)
         y_n = (linear_multipliers(problem, sdp) if opts.start == "linear"
                else np.zeros(sdp.m_neurons))
         y0 = feasible_start(sdp, y_n, opts.tau, opts.delta)
@@ -125,7 +130,7 @@ class SdpIpmBackend(Backend):
                              opts.centred)
         candidates = [run.best_y, run.y]
         if opts.start == "linear":           # the linear bound itself (Z >= 0, on the boundary)
-            candidates.append(feasible_start(sdp, y_n, 0.0, 0.0))
+            candidates.append(feasible_start(sdp, y_n, 0.0, 0.0, clip=False))
         bound = max(_certify(problem, sdp, y, cuts) for y in candidates)
         status = (Status.OPTIMAL if run.converged else
                   Status.TIME_LIMIT if run.timed_out else Status.ITERATION_LIMIT)

@@ -26,7 +26,11 @@ Eliminations (they remove every interior point otherwise): coordinates with
 ``lo == hi`` (fixed inputs, dead neurons) are dropped (``xt_i = 0``; a dead neuron keeps
 only ``beta``: ``-z >= 0``, its other constraints are trivial); for a stably active
 neuron with ``cuts`` the pair ``beta``, ``theta`` (``a - z >= 0``, ``z - a >= 0``) becomes
-one free multiplier of ``a - z = 0``.  Scaling: every ``G_c`` is divided by
+one free multiplier of ``a - z = 0`` -- or, with ``active_cut=False``, that cut is left out
+(``a - z >= 0`` only): with the equality the primal had no interior point on some
+networks (normally trained 784-100-100-10, eps 0.05: the interior-point method crawled,
+steps ~0.1, not converged in 80 iterations, against 30 iterations without it); the
+relaxation is then the SDP with the triangle cuts of the unstable neurons.  Scaling: every ``G_c`` is divided by
 ``|u_c| |v_c|`` and ``C`` by ``|w_f|`` (``scale``), so the solver sees entries of order one.
 
 :func:`to_fo_sdp_params` maps the solver's multipliers to fo-sdp's parameter layout
@@ -126,7 +130,8 @@ def _neuron_vectors(W, b, ctr, rad, off, k: int):
     return wz
 
 
-def _layer_columns(cols: _Columns, problem, k: int, ctr, rad, off, cuts: bool) -> None:
+def _layer_columns(cols: _Columns, problem, k: int, ctr, rad, off, cuts: bool,
+                   active_cut: bool) -> None:
     """The constraints of hidden layer ``k`` (module docstring), eliminations included."""
     pl, pu = (np.asarray(v[k], np.float64) for v in (problem.pre_lower, problem.pre_upper))
     wz = _neuron_vectors(problem.weights[k], np.asarray(problem.biases[k], np.float64),
@@ -142,15 +147,16 @@ def _layer_columns(cols: _Columns, problem, k: int, ctr, rad, off, cuts: bool) -
             cols.add(e0, wa - wz[j], (k, j, BETA), 1)
             continue
         cols.add(e0, wa, (k, j, ALPHA), 1)
-        cols.add(e0, wa - wz[j], (k, j, BETA), 0 if (active and cuts) else 1)
+        cols.add(e0, wa - wz[j], (k, j, BETA), 0 if (active and active_cut) else 1)
         cols.add(wa, wa - wz[j], (k, j, GAMMA), 0)
         if cuts and not active:
             slope = pu[j] / (pu[j] - pl[j]) * (1 + 4 * _EPS)
             cols.add(e0, slope * (wz[j] - pl[j] * e0) - wa, (k, j, THETA), 1)
 
 
-def build(problem: LayeredReluProgram, cuts: bool) -> MultiplierSdp:
-    """The :class:`MultiplierSdp` of ``problem`` (see the module docstring)."""
+def build(problem: LayeredReluProgram, cuts: bool, active_cut: bool = True) -> MultiplierSdp:
+    """The :class:`MultiplierSdp` of ``problem`` (see the module docstring); ``active_cut``
+    (with ``cuts``): the cut ``z - a >= 0`` of stably active neurons too."""
     boxes = [_radius(np.asarray(lo, np.float64), np.asarray(hi, np.float64))
              for lo, hi in zip(problem.lower, problem.upper)]
     sizes = tuple(int(bx[0].size) for bx in boxes)
@@ -158,7 +164,7 @@ def build(problem: LayeredReluProgram, cuts: bool) -> MultiplierSdp:
     ctr, rad, d = (np.concatenate([bx[i] for bx in boxes]) for i in range(3))
     cols = _Columns(1 + int(off[-1]))
     for k in range(len(problem.weights)):
-        _layer_columns(cols, problem, k, ctr, rad, off, cuts)
+        _layer_columns(cols, problem, k, ctr, rad, off, cuts, cuts and active_cut)
     kept = np.flatnonzero(d > 0)
     rows = np.concatenate([[0], 1 + kept])
     U = np.array(cols.u).reshape(-1, cols.n1)[:, rows].T

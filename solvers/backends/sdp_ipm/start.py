@@ -51,10 +51,12 @@ def linear_multipliers(problem, sdp: MultiplierSdp) -> np.ndarray:
 
 
 def feasible_start(sdp: MultiplierSdp, y_neurons: np.ndarray, tau: float,
-                   delta: float) -> np.ndarray:
-    """``y = [y_N; kappa]`` with ``Z >= tau I`` and signed ``y_N`` at least ``delta`` inside."""
+                   delta: float, clip: bool = True) -> np.ndarray:
+    """``y = [y_N; kappa]`` with ``Z >= tau I`` and signed ``y_N`` at least ``delta`` inside
+    (``clip=False``: ``y_N`` as given, e.g. a negative ``beta`` of a stably active neuron,
+    which :func:`~.problem.to_fo_sdp_params` maps to fo-sdp's cut multiplier)."""
     sign = sdp.sign[:sdp.m_neurons]
-    y_n = np.where(sign > 0, np.maximum(y_neurons, delta), y_neurons)
+    y_n = np.where(sign > 0, np.maximum(y_neurons, delta), y_neurons) if clip else y_neurons
     arrow = sdp.C - 0.5 * ((sdp.U * y_n) @ sdp.V.T + (sdp.V * y_n) @ sdp.U.T)
     off = arrow[0, 1:] * 2.0                       # the arrow's g (rows 1.. of P)
     rest = arrow[1:, 1:]
