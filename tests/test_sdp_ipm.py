@@ -252,3 +252,13 @@ def test_default_without_the_active_cut_lies_between_the_sdp_without_and_with_cu
     assert default.ok
     assert plain.objective - 1e-6 <= default.bound <= full.objective + 1e-6
     assert default.bound >= crown.disjunct_bounds[0] - 1e-9
+
+
+def test_auto_mode_falls_back_to_the_sdp_without_the_active_cut():
+    network, spec, crown = _case(7, (4, 6, 6, 6, 3), 0.3)
+    row, offset = _rows(spec)[0]
+    off = _ipm(network, spec, crown, row, offset, True, active_cut=False)
+    hurried = _ipm(network, spec, crown, row, offset, True, active_cut=None,
+                   probe=(1, 1e-30))            # gives up with the cut after one iteration
+    assert "active cut on: 1 iterations" in hurried.message and "active cut off" in hurried.message
+    assert hurried.bound >= off.bound - 1e-7 and hurried.ok

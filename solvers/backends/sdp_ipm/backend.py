@@ -42,8 +42,10 @@ class IpmOptions:
     ``centred`` (the primal start ``X = mu Z^-1`` on the central path, else ``X = I``),
     ``active_cut`` (with cuts, also the cut ``z >= a`` of stably active neurons, i.e.
     ``a = z``: exactly fo-sdp's and the primal encoding's relaxation with cuts, but the
-    primal may lose its interior and the method crawl; off by default, see
-    :mod:`.problem`)."""
+    primal may lose its interior and the method crawl, see :mod:`.problem`; ``None``, the
+    default: with it, but when the relative gap after ``probe[0]`` iterations is still
+    above ``probe[1]`` the run stops and the problem is solved again without it; the
+    bound is the better certified one)."""
 
     device: str = "cpu"
     max_iterations: int = 150
@@ -54,7 +56,8 @@ class IpmOptions:
     tau: float = 1e-2
     delta: float = 1e-3
     centred: bool = False
-    active_cut: bool = False
+    active_cut: bool | None = None
+    probe: tuple[int, float] = (20, 1e-4)
 
     def __post_init__(self) -> None:
         if self.start not in ("linear", "interval"):
@@ -108,10 +111,6 @@ class SdpIpmBackend(Backend):
         return True, ""
 
     def _solve(self, problem: LayeredReluProgram, options: SolveOptions, warm_start) -> Solution:
-        from solvers.backends.sdp_ipm.ipm import path_following
-        from solvers.backends.sdp_ipm.problem import build
-        from solvers.backends.sdp_ipm.start import feasible_start, linear_multipliers
-
         extra = options.extra_dict
         opts = extra.get("ipm") or IpmOptions()
         if not isinstance(opts, IpmOptions):
@@ -120,31 +119,52 @@ class SdpIpmBackend(Backend):
         if "device" in extra:
             opts = dataclasses.replace(opts, device=str(extra["device"]))
         deadline = None if options.time_limit is None else time.monotonic() + options.time_limit
-        sdp = build(problem, cuts, opts.active_cut)
-        y_n = (linear_multipliers(problem, sdp) if opts.start == "linear"
-               else np.zeros(sdp.m_neurons))
-        y0 = feasible_start(sdp, y_n, opts.tau, opts.delta)
-        y0 = _blend_warm_start(sdp, y0, warm_start, opts)
-        run = path_following(sdp, y0, opts.device, opts.max_iterations,
-                             options.tolerance or opts.tolerance, opts.fraction, opts.feasibility, deadline,
-                             opts.centred)
-        candidates = [run.best_y, run.y]
-        if opts.start == "linear":           # the linear bound itself (Z >= 0, on the boundary)
-            candidates.append(feasible_start(sdp, y_n, 0.0, 0.0, clip=False))
-        bound = max(_certify(problem, sdp, y, cuts) for y in candidates)
+        attempts = [True, False] if opts.active_cut is None else [opts.active_cut]
+        bound, tried, iterations = -math.inf, [], 0
+        for active_cut in attempts if cuts else [False]:
+            last = active_cut is attempts[-1] or not cuts
+            sdp, run, value = _attempt(problem, opts, options, cuts, active_cut, warm_start,
+                                       deadline, None if last else opts.probe)
+            bound, iterations = max(bound, value), iterations + run.iterations
+            tried.append(f"active cut {'on' if active_cut else 'off'}: {run.iterations} "
+                         f"iterations, {'converged' if run.converged else 'not converged'}")
+            if run.converged or (deadline is not None and time.monotonic() > deadline):
+                break
         status = (Status.OPTIMAL if run.converged else
                   Status.TIME_LIMIT if run.timed_out else Status.ITERATION_LIMIT)
         message = (f"{run.iterations} iterations ({run.seconds_per_iteration:.3f} s each), "
                    f"side {sdp.side}, {sdp.m_neurons + sdp.side} multipliers; dual value "
-                   f"{run.best_value * sdp.scale:.10g}, certified {bound:.10g}")
+                   f"{run.best_value * sdp.scale:.10g}, certified {bound:.10g} "
+                   f"({'; '.join(tried)})")
         log.info("sdp-ipm: %s", message)
         warm = IpmWarmStart(tuple(sdp.sizes), cuts, run.best_y, sdp.scale, sdp.factor)
-        return Solution(status, None, bound, stats=SolveStats(iterations=run.iterations),
+        return Solution(status, None, bound, stats=SolveStats(iterations=iterations),
                         warm_start=warm, solver=self.name, message=message,
                         dual_objective=run.best_value * sdp.scale)
 
 
-def _blend_warm_start(sdp, y0: np.ndarray, warm_start, opts: IpmOptions) -> np.ndarray:
+def _attempt(problem, opts: IpmOptions, options: SolveOptions, cuts: bool, active_cut: bool,
+             warm_start, deadline, give_up):
+    """One path-following run; returns the data, the run and its certified bound (the best
+    of the last, the best and the linear start's multipliers)."""
+    from solvers.backends.sdp_ipm.ipm import path_following
+    from solvers.backends.sdp_ipm.problem import build
+    from solvers.backends.sdp_ipm.start import feasible_start, linear_multipliers
+
+    sdp = build(problem, cuts, active_cut)
+    y_n = (linear_multipliers(problem, sdp) if opts.start == "linear"
+           else np.zeros(sdp.m_neurons))
+    y0 = _blend_warm_start(sdp, feasible_start(sdp, y_n, opts.tau, opts.delta), warm_start)
+    run = path_following(sdp, y0, opts.device, opts.max_iterations,
+                         options.tolerance or opts.tolerance, opts.fraction, opts.feasibility,
+                         deadline, opts.centred, give_up)
+    candidates = [run.best_y, run.y]
+    if opts.start == "linear":           # the linear bound itself (Z >= 0, on the boundary)
+        candidates.append(feasible_start(sdp, y_n, 0.0, 0.0, clip=False))
+    return sdp, run, max(_certify(problem, sdp, y, cuts) for y in candidates)
+
+
+def _blend_warm_start(sdp, y0: np.ndarray, warm_start) -> np.ndarray:
     """``0.9 warm + 0.1 y0`` when ``warm_start`` fits (same sizes, cuts, multiplier count)
     and keeps ``Z`` positive definite; else ``y0``.  Convex combinations of dual feasible
     points are dual feasible; the ``y0`` part keeps it interior."""

@@ -219,8 +219,9 @@ def _backtrack(st: _State, dX, dy, ap: float, ad: float):
 def path_following(sdp, y0: np.ndarray, device: str = "cpu", max_iterations: int = 80,
                    tolerance: float = 1e-9, fraction: float = 0.95,
                    feasibility: float = 1e-7, deadline: float | None = None,
-                   centred: bool = False) -> IpmRun:
-    """Run the method of the module docstring from the strictly feasible dual ``y0``."""
+                   centred: bool = False, give_up: tuple[int, float] | None = None) -> IpmRun:
+    """Run the method of the module docstring from the strictly feasible dual ``y0``;
+    ``give_up = (k, g)``: stop at iteration ``k`` if the relative gap is still above ``g``."""
     st = _State(sdp, y0, device, centred)
     b_np = np.asarray(sdp.b)
     best_y = np.asarray(y0, np.float64).copy()
@@ -241,6 +242,9 @@ def path_following(sdp, y0: np.ndarray, device: str = "cpu", max_iterations: int
         infeasible = float(step.rp.norm()) / bnorm
         if gap < tolerance and infeasible < feasibility:
             run.converged = True
+            break
+        if give_up is not None and it == give_up[0] and gap > give_up[1]:
+            log.debug("ipm %d: gap %.2e still above %.2e: giving up", it, gap, give_up[1])
             break
         dX, dx, dy, ap, ad = step.predictor_corrector(fraction)
         run.history.append((value, gap, infeasible, ap, ad))
