@@ -501,7 +501,7 @@ def main() -> None:
         if args.only and not any(o.strip() in name for o in args.only.split(",")):
             continue
         for solver in SOLVERS:
-            ok, why = get_solver(solver).is_available() if solver != "fo-sdp" else (True, "")
+            ok, why = get_solver(solver).is_available()
             if not ok:
                 rows.append(dict(problem=name, s=math.nan, solver=solver, crown=math.nan,
                                  bound=math.nan, seconds=math.nan, peak_mb=math.nan,
@@ -509,20 +509,21 @@ def main() -> None:
                                  message=why[:160]))
                 continue
             big = name.startswith(("mnist 784-200", "eran"))
-            limit = (args.target_limit if big else args.fo_limit) if solver == "fo-sdp" \
+            limit = (args.target_limit if big else args.fo_limit) if solver in LAYERED \
                 else args.cvxpy_limit
-            rows.append(run_isolated(index, args.quick, solver, limit) if solver == "fo-sdp"
-                        else None)
-            if solver != "fo-sdp":
-                s = rows[-2]["s"] if rows[-2] else math.nan
+            if solver in LAYERED:
+                rows.append(run_isolated(index, args.quick, solver, limit))
+            else:
+                s = next((r["s"] for r in rows if r["problem"] == name
+                          and math.isfinite(r["s"])), math.nan)
                 cap = args.clarabel_max if solver == "cvxpy-clarabel" else args.cvxpy_max
                 if not s <= cap:
-                    rows[-1] = dict(problem=name, s=s, solver=solver, crown=math.nan,
-                                    bound=math.nan, seconds=math.nan, peak_mb=math.nan,
-                                    import_mb=math.nan, status=f"skipped (s > {cap})",
-                                    iterations=0, message="")
+                    rows.append(dict(problem=name, s=s, solver=solver, crown=math.nan,
+                                     bound=math.nan, seconds=math.nan, peak_mb=math.nan,
+                                     import_mb=math.nan, status=f"skipped (s > {cap})",
+                                     iterations=0, message=""))
                 else:
-                    rows[-1] = run_isolated(index, args.quick, solver, limit)
+                    rows.append(run_isolated(index, args.quick, solver, limit))
             r = rows[-1]
             print(f"{name:34s} {solver:15s} s={r['s']} bound={r['bound']:.6g} "
                   f"crown={r['crown']:.6g} {r['seconds']:.1f}s {r['peak_mb']:.0f}MB "
