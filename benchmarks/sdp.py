@@ -228,7 +228,6 @@ def warm_start_study(limit: float) -> list[str]:
     from relax.data import default_images
     from relax.sdp.encode import layered_program
     from solvers import SolveOptions, get_solver
-    from solvers.backends import fo_sdp
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     network = trained_network((784, 50, 10))
@@ -263,23 +262,33 @@ def warm_start_study(limit: float) -> list[str]:
     lines.append("")
 
     # (2) Lanczos from the previous eigenvector (Adam path)
-    data = fo_sdp._prepare(prog, False)
-    layout = fo_sdp._Layout(data)
-    op = fo_sdp._Operator(data, layout, "cpu", torch.float64)
+    from solvers.backends.fo_sdp import operator, problem
+    from solvers.linalg import lanczos
+
+    data = problem.prepare(prog, True)
+    layout = problem.Layout(data)
+    op = operator.Operator([data], [layout], "cpu", torch.float64)
+    rows = torch.nonzero(op.keep[0]).ravel()
+
+    def lowest(p):
+        op.set_params(p[None])
+        values, vectors = np.linalg.eigh(op.dense(rows)[0].numpy())
+        full = torch.zeros(data.n + 1, dtype=torch.float64)
+        full[rows] = torch.as_tensor(vectors[:, 0])
+        return float(values[0]), full
+
     p1 = torch.as_tensor(cold.warm_start.params)
     rng = np.random.default_rng(0)
     p0 = torch.as_tensor(layout.project(cold.warm_start.params
                                         + 1e-3 * rng.normal(size=layout.size)))
     errors = {"previous eigenvector": [], "random vector": []}
     for steps in (10, 30):
-        op.set_params(p0)
-        previous = fo_sdp._dense_eigen(op, 1)[1][0]
-        op.set_params(p1)
-        exact = float(fo_sdp._dense_eigen(op, 1)[0][0])
+        previous = lowest(p0)[1]
+        exact = lowest(p1)[0]
         for label, start in (("previous eigenvector", previous),
                              ("random vector", torch.randn(data.n + 1, dtype=torch.float64))):
-            value = fo_sdp.lanczos(lambda v: op.apply(v[None])[0], start * op.keep, steps, 1,
-                                   op.keep)[0][0]
+            value = lanczos(lambda v: op.apply(v[:, None])[:, 0], (start * op.keep[0])[None],
+                            steps, 1, op.keep)[0][0, 0]
             errors[label].append(float(value) - exact)
     lines += ["(2) Lanczos start vector, at the cold run's duals after a small perturbation "
               "of the duals (one Adam-like step): Ritz value minus the exact lambda_min", "",

@@ -13,12 +13,13 @@ from relax.errors import RelaxError
 from relax.network import Affine, Network, ReLU, Sigmoid, Softplus, Tanh
 from relax.result import Result, Verdict
 from relax.spec import Conjunction, Spec, robustness
+from relax.protocol import VerifyOptions
 from relax.verify import verify
 
 __all__ = [
     "Affine", "Network", "ReLU", "Sigmoid", "Softplus", "Tanh",
     "Conjunction", "Spec", "robustness",
-    "bound_specs", "verify", "Result", "Verdict", "RelaxError",
+    "bound_specs", "verify", "VerifyOptions", "Result", "Verdict", "RelaxError",
     "from_onnx", "from_torch", "read_vnnlib",
 ]
 

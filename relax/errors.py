@@ -47,10 +47,6 @@ class DataError(RelaxError):
     """Missing or malformed data files (MNIST, instance lists)."""
 
 
-class SolverError(RelaxError):
-    """Base class for solver-layer problems that are the user's to fix."""
-
-
 class UsageError(RelaxError):
     """Bad combination of options (unknown method, bad eps, ...)."""
 

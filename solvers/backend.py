@@ -5,7 +5,15 @@ A backend is a class (cvxpy-like) with
 - ``name``: the registry name (``"highs"``, ``"cvxpy-scs"``, ...);
 - ``kinds``: the :class:`~solvers.program.ProblemKind` values it accepts;
 - :meth:`Backend.is_available`: ``(True, "")`` or ``(False, reason)``, never raising;
-- :meth:`Backend.solve`: ``problem -> Solution``.
+- :meth:`Backend.solve`: ``problem -> Solution``;
+
+and optional abilities with defaults, so that callers ask a backend what it can do
+instead of naming it:
+
+- :meth:`Backend.session`: a :class:`Session` for many solves of one LP with changed
+  objectives or variable bounds (hot starts), or ``None`` (default: no session; the
+  caller re-solves complete problems);
+- :meth:`Backend.solve_many`: a batch of problems (default: one by one).
 
 :meth:`Backend.solve` is a template method: it checks availability (raising
 :class:`~solvers.errors.SolverUnavailable` with the reason) and the problem kind
@@ -26,13 +34,13 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Protocol, Sequence, Union
 
 from solvers.errors import SolverError, SolverUnavailable, UnsupportedProblem
 from solvers.program import ConicProgram, LayeredReluProgram, LinearProgram, ProblemKind
 from solvers.solution import Solution, SolveStats, Status
 
-__all__ = ["Backend", "SolveOptions", "Problem", "error_solution"]
+__all__ = ["Backend", "Session", "SolveOptions", "Problem", "error_solution"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +76,19 @@ class SolveOptions:
     @property
     def extra_dict(self) -> dict[str, Any]:
         return dict(self.extra)
+
+
+class Session(Protocol):
+    """One loaded LP solved many times (see :meth:`Backend.session`); every :meth:`solve`
+    returns a :class:`Solution` with a sound bound for the current costs and bounds."""
+
+    def change_objective(self, c, c0: float = 0.0) -> None: ...
+
+    def change_bounds(self, lower, upper, indices=None) -> None: ...
+
+    def set_time_limit(self, seconds: float | None) -> None: ...
+
+    def solve(self) -> Solution: ...
 
 
 def error_solution(solver: str, message: str, seconds: float = 0.0) -> Solution:
@@ -116,6 +137,16 @@ class Backend:
 
     def _solve(self, problem: Problem, options: SolveOptions, warm_start: Any) -> Solution:
         raise NotImplementedError
+
+    def session(self, program: LinearProgram, options: SolveOptions | None = None) -> Session | None:
+        """A :class:`Session` for many solves of ``program``, or ``None`` when this backend
+        has none (the default; callers then solve complete problems)."""
+        return None
+
+    def solve_many(self, problems: Sequence[Problem], options: SolveOptions | None = None
+                   ) -> list[Solution]:
+        """Solve a batch (default: one after the other; a backend may batch them)."""
+        return [self.solve(problem, options) for problem in problems]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -55,6 +55,13 @@ def _vector(values, size: int, what: str, allow_inf: bool = False) -> np.ndarray
     return array
 
 
+def _sized(values, size: int, what: str, allow_inf: bool = False) -> None:
+    """Check that ``values`` is a vector of ``size`` entries without NaN (or Inf)."""
+    if np.size(values) != size:
+        raise InvalidProblem(f"{what} has {np.size(values)} entries, expected {size}")
+    _vector(values, size, what, allow_inf)
+
+
 @dataclass(frozen=True, eq=False)
 class LinearProgram:
     """``min c^T x + c0`` s.t. ``row_lower <= A x <= row_upper``, ``lower <= x <= upper``."""
@@ -165,6 +172,33 @@ class LayeredReluProgram:
     pre_upper: tuple[np.ndarray, ...]
     c: np.ndarray
     c0: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Shapes: ``W_k`` is ``(n_{k+1}, n_k)``, ``b_k`` and the pre-bounds have ``n_{k+1}``
+        entries, the boxes ``n_k``, ``c`` has ``n_L``; no NaN anywhere (boxes may be infinite)."""
+        L = len(self.weights)
+        counts = (len(self.biases), len(self.pre_lower), len(self.pre_upper))
+        if counts != (L, L, L) or len(self.lower) != L + 1 or len(self.upper) != L + 1:
+            raise InvalidProblem("LayeredReluProgram: need L weights, biases and pre-bounds "
+                                 "and L + 1 boxes")
+        shapes = [tuple(W.shape) if hasattr(W, "shape") else np.shape(W) for W in self.weights]
+        if any(len(shape) != 2 for shape in shapes):
+            raise InvalidProblem("LayeredReluProgram: every weight must be a matrix")
+        sizes = [np.size(self.lower[0])] + [shape[0] for shape in shapes]
+        for k, W in enumerate(self.weights):
+            if shapes[k] != (sizes[k + 1], sizes[k]):
+                raise InvalidProblem(f"LayeredReluProgram: weight {k} has shape {shapes[k]}, "
+                                     f"expected {(sizes[k + 1], sizes[k])}")
+            if not np.isfinite(W.data if sp.issparse(W) else np.asarray(W)).all():
+                raise InvalidProblem(f"LayeredReluProgram: weight {k} has NaN or Inf entries")
+            for name, values in (("bias", self.biases), ("pre_lower", self.pre_lower),
+                                 ("pre_upper", self.pre_upper)):
+                _sized(values[k], sizes[k + 1], f"LayeredReluProgram {name} {k}",
+                       allow_inf=name != "bias")
+        for k in range(L + 1):
+            _sized(self.lower[k], sizes[k], f"LayeredReluProgram lower {k}", allow_inf=True)
+            _sized(self.upper[k], sizes[k], f"LayeredReluProgram upper {k}", allow_inf=True)
+        _sized(self.c, sizes[-1], "LayeredReluProgram c")
 
     @property
     def kind(self) -> ProblemKind:

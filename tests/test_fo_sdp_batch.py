@@ -1,7 +1,7 @@
 """Batched fo-sdp (``solvers.backends.fo_sdp.solve_batch``, ``relax.sdp.method.sdp_bounds``).
 
 References: the one-problem-at-a-time solver (same algorithm, unbatched algebra), the
-per-problem :class:`_Operator` and dense ``eigh`` for the batched linear algebra,
+per-problem operator (a batch of one) and dense ``eigh`` for the batched linear algebra,
 Clarabel's SDP optimum (cvxpy, interior point: an independent solver of the same
 relaxation) and the exact MILP margin.
 """
@@ -21,6 +21,9 @@ from relax.sdp.method import sdp_bound, sdp_bounds, solve_row
 from relax.spec import Spec
 from solvers import SolveOptions, get_solver
 from solvers.backends import fo_sdp
+from solvers.backends.fo_sdp import batching, certificate, problem
+from solvers.backends.fo_sdp.operator import Operator
+from solvers.linalg import lanczos
 from tests.helpers import random_network
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -71,13 +74,13 @@ def test_batched_operator_matches_the_per_problem_operator(cuts):
     import torch
 
     programs = _programs([_image(*args) for args in IMAGES])
-    datas = [fo_sdp._prepare(p, cuts) for p in programs]
-    ops = [fo_sdp._Operator(d, fo_sdp._Layout(d), "cpu", torch.float64) for d in datas]
-    batch = fo_sdp._BatchOperator(ops)
+    datas = [problem.prepare(p, cuts) for p in programs]
+    layouts = [problem.Layout(d) for d in datas]
+    ops = [Operator([d], [lay], "cpu", torch.float64) for d, lay in zip(datas, layouts)]
+    batch = Operator(datas, layouts, "cpu", torch.float64)
     rng = np.random.default_rng(0)
     ids = [0, 3, 5]                                        # a subset, as in a partial batch
-    params = [fo_sdp._Layout(datas[i]).project(rng.normal(size=ops[i].layout.size))
-              for i in ids]
+    params = [layouts[i].project(rng.normal(size=layouts[i].size)) for i in ids]
     V = rng.normal(size=(len(ids), 4, datas[0].n + 1))
     batch.set_params(torch.as_tensor(np.stack(params)), torch.as_tensor(ids))
     applied = batch.apply(torch.as_tensor(V))
@@ -86,14 +89,14 @@ def test_batched_operator_matches_the_per_problem_operator(cuts):
     assert torch.allclose(batch.gradient_sum(torch.as_tensor(V)), gradients.sum(dim=1),
                           atol=1e-11)
     for j, i in enumerate(ids):
-        ops[i].set_params(torch.as_tensor(params[j]))
-        Vi = torch.as_tensor(V[j])
-        assert torch.allclose(applied[j], ops[i].apply(Vi), atol=1e-12)
+        ops[i].set_params(torch.as_tensor(params[j])[None])
+        Vi = torch.as_tensor(V[j])[None]
+        assert torch.allclose(applied[j], ops[i].apply(Vi)[0], atol=1e-12)
         q, g = ops[i].rayleigh(Vi)
-        assert torch.allclose(quotients[j], q, atol=1e-12)
-        assert torch.allclose(gradients[j], g, atol=1e-12)
-        lams, kappa = fo_sdp._split_numpy(ops[i].layout, datas[i], params[j])
-        reference = fo_sdp._dense_lagrangian(datas[i], lams, kappa, absolute=False)
+        assert torch.allclose(quotients[j], q[0], atol=1e-12)
+        assert torch.allclose(gradients[j], g[0], atol=1e-12)
+        lams, kappa = problem.split_numpy(layouts[i], datas[i], params[j])
+        reference = certificate.dense_lagrangian(datas[i], lams, kappa, absolute=False)
         assert np.allclose(dense[j].numpy(), reference, atol=1e-11)
 
 
@@ -107,7 +110,7 @@ def test_batched_lanczos_matches_eigh():
     start = np.ones((3, 30))
     start[2, 15:] = 0.0
     At = torch.as_tensor(A)
-    values, vectors = fo_sdp.lanczos_batch(lambda v: (At @ v[:, :, None])[:, :, 0],
+    values, vectors = lanczos(lambda v: (At @ v[:, :, None])[:, :, 0],
                                            torch.as_tensor(start), 30, 3)
     assert np.allclose(values.numpy(), np.linalg.eigvalsh(A)[:, :3], atol=1e-8)
     quotients = torch.einsum("bkn,bnm,bkm->bk", vectors, At, vectors)
@@ -167,10 +170,10 @@ def test_sdp_bound_batches_rows_and_keeps_the_per_row_path():
 
 
 def test_a_failing_batch_evaluation_gives_no_bound_and_no_hang(monkeypatch):
-    def fail(self, ids, requests):
+    def fail(*args):
         raise FloatingPointError("injected")
 
-    monkeypatch.setattr(fo_sdp._BatchEvaluator, "spectral", fail)
+    monkeypatch.setattr(batching, "spectra", fail)
     solutions = fo_sdp.solve_batch(_programs([_image(*IMAGES[0])]), _options(max_iterations=5))
     assert len(solutions) == 2
     assert all(s.bound == -np.inf and "injected" in s.message for s in solutions)

@@ -29,6 +29,8 @@ from relax.spec import Conjunction, Spec
 from relax.protocol import VerifyOptions
 from solvers import ProblemKind, SolveOptions, UnsupportedProblem, get_solver
 from solvers.backends import fo_sdp
+from solvers.backends.fo_sdp import certificate, operator, problem
+from solvers.linalg import lanczos
 from tests.helpers import random_network, sample_box
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -214,33 +216,41 @@ def test_float32_runs_and_its_bound_is_checked_in_float64():
     assert reference - solution.bound < 2e-2 * max(1.0, abs(reference))
 
 
+def _operator(program, cuts=True):
+    import torch
+
+    data = problem.prepare(program, cuts)
+    layout = problem.Layout(data)
+    return data, layout, operator.Operator([data], [layout], "cpu", torch.float64)
+
+
 def test_matrix_free_operator_and_gradients_match_dense_algebra():
     network, spec, bounds, row, offset = _row(0)
     program = layered_program(network, spec.lower, spec.upper, bounds, row, offset)
-    data = fo_sdp._prepare(program, cuts=True)
-    layout = fo_sdp._Layout(data)
+    data, layout, op = _operator(program)
     rng = np.random.default_rng(1)
     params = layout.project(rng.normal(size=layout.size))
-    lams, kappa = fo_sdp._split_numpy(layout, data, params)
-    dense = fo_sdp._dense_lagrangian(data, lams, kappa, absolute=False)
+    lams, kappa = problem.split_numpy(layout, data, params)
+    dense = certificate.dense_lagrangian(data, lams, kappa, absolute=False)
     import torch
 
-    op = fo_sdp._Operator(data, layout, "cpu", torch.float64)
-    p = torch.as_tensor(params)
+    p = torch.as_tensor(params)[None]
     op.set_params(p)
     identity = torch.eye(data.n + 1, dtype=torch.float64)
-    assert np.allclose(op.apply(identity).numpy(), dense, atol=1e-12)
+    assert np.allclose(op.apply(identity[None])[0].numpy(), dense, atol=1e-12)
+    assert np.allclose(op.dense(torch.arange(data.n + 1))[0].numpy(), dense, atol=1e-12)
     v = torch.as_tensor(rng.normal(size=(2, data.n + 1)))
-    v = v / v.norm(dim=1, keepdim=True)
+    v = (v / v.norm(dim=1, keepdim=True))[None]
     q, grad = op.rayleigh(v)
-    assert np.allclose(q.numpy(), np.einsum("ri,ij,rj->r", v.numpy(), dense, v.numpy()))
+    assert np.allclose(q[0].numpy(), np.einsum("ri,ij,rj->r", v[0].numpy(), dense, v[0].numpy()))
+    assert np.allclose(op.gradient_sum(v)[0].numpy(), grad[0].sum(0).numpy())
     for j in rng.choice(layout.size, 25, replace=False):   # q is affine in the duals
         if not layout.free[j]:
             continue
         step = torch.zeros_like(p)
-        step[j] = 1.0
+        step[0, j] = 1.0
         op.set_params(p + step)
-        assert np.allclose((op.rayleigh(v)[0] - q).numpy(), grad[:, j].numpy(), atol=1e-10)
+        assert np.allclose((op.rayleigh(v)[0] - q)[0].numpy(), grad[0, :, j].numpy(), atol=1e-10)
 
 
 def test_lanczos_matches_eigh_and_the_dense_path():
@@ -249,26 +259,25 @@ def test_lanczos_matches_eigh_and_the_dense_path():
     rng = np.random.default_rng(0)
     A = rng.normal(size=(40, 40))
     A = torch.as_tensor(A + A.T)
-    values, vectors = fo_sdp.lanczos(lambda v: A @ v, torch.ones(40, dtype=torch.float64), 40, 3)
-    assert np.allclose(values.numpy(), np.linalg.eigvalsh(A.numpy())[:3], atol=1e-8)
-    assert torch.allclose((vectors @ A @ vectors.T).diagonal(), values, atol=1e-8)
+    values, vectors = lanczos(lambda v: v @ A, torch.ones((1, 40), dtype=torch.float64), 40, 3)
+    assert np.allclose(values[0].numpy(), np.linalg.eigvalsh(A.numpy())[:3], atol=1e-8)
+    assert torch.allclose((vectors[0] @ A @ vectors[0].T).diagonal(), values[0], atol=1e-8)
+    top, _ = lanczos(lambda v: v @ A, torch.ones((1, 40), dtype=torch.float64), 40, 2,
+                     largest=True)
+    assert np.allclose(top[0].numpy(), np.linalg.eigvalsh(A.numpy())[::-1][:2], atol=1e-8)
     block = torch.block_diag(A[:20, :20], A[20:, 20:])   # reducible: needs the restart
-    start = torch.cat([torch.ones(20), torch.zeros(20)]).double()
-    values, _ = fo_sdp.lanczos(lambda v: block @ v, start, 40, 3)
-    assert np.allclose(values.numpy(), np.linalg.eigvalsh(block.numpy())[:3], atol=1e-8)
+    start = torch.cat([torch.ones(20), torch.zeros(20)]).double()[None]
+    values, _ = lanczos(lambda v: v @ block, start, 40, 3)
+    assert np.allclose(values[0].numpy(), np.linalg.eigvalsh(block.numpy())[:3], atol=1e-8)
     network, spec, bounds, row, offset = _row(0)
     program = layered_program(network, spec.lower, spec.upper, bounds, row, offset)
-    solvers = {eig: fo_sdp._Solver(program, _fo({"eig": eig}), None)
-               for eig in ("lanczos", "dense")}
-    params = solvers["dense"].layout.project(rng.normal(size=solvers["dense"].layout.size))
-    pairs = {}
-    for eig, solver in solvers.items():
-        run = solver._start()
-        solver.op.set_params(torch.as_tensor(params))
-        pairs[eig] = solver._eigen(run, 3)
-    assert torch.allclose(pairs["lanczos"][0], pairs["dense"][0], atol=1e-8)
-    overlap = (pairs["lanczos"][1] * pairs["dense"][1]).sum(dim=1).abs()
-    assert torch.allclose(overlap, torch.ones(3, dtype=torch.float64), atol=1e-6)
+    data, layout, op = _operator(program)
+    params = layout.project(rng.normal(size=layout.size))
+    op.set_params(torch.as_tensor(params)[None])
+    values, _ = lanczos(lambda v: op.apply(v[:, None])[:, 0], op.keep.clone(), data.n + 1, 3,
+                        op.keep)
+    dense = op.dense(torch.nonzero(op.keep[0]).ravel())[0].numpy()
+    assert np.allclose(values[0].numpy(), np.linalg.eigvalsh(dense)[:3], atol=1e-8)
 
 
 def test_sparse_weights_give_the_same_bounds():

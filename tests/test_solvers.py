@@ -455,3 +455,25 @@ def test_plugin_from_entry_point(monkeypatch, clean_registry):
     assert "no_such_module_xyz" in infos["broken-plugin"].reason
     with pytest.raises(SolverUnavailable, match="no_such_module_xyz"):
         get_solver("broken-plugin")
+
+
+def test_layered_relu_program_validates_its_shapes():
+    """Shape checks live in solvers/program.py, for every backend (not only fo-sdp)."""
+    from solvers.errors import InvalidProblem
+    from solvers.program import LayeredReluProgram
+
+    W = [np.ones((3, 2)), np.ones((2, 3))]
+    b = [np.zeros(3), np.zeros(2)]
+    boxes = ([-np.ones(2), np.zeros(3), np.zeros(2)], [np.ones(2), np.ones(3), np.ones(2)])
+    pre = ([-np.ones(3), -np.ones(2)], [np.ones(3), np.ones(2)])
+    good = LayeredReluProgram(tuple(W), tuple(b), *map(tuple, boxes), *map(tuple, pre), np.ones(2))
+    assert good.kind is ProblemKind.LAYERED_QCQP
+    bad_weight = (np.ones((3, 2)), np.ones((2, 4)))
+    bad_c = np.ones(3)
+    nan_bias = (np.zeros(3), np.array([0.0, np.nan]))
+    for weights, biases, c, message in [(bad_weight, tuple(b), np.ones(2), "weight 1"),
+                                        (tuple(W), tuple(b), bad_c, "c has 3 entries"),
+                                        (tuple(W), nan_bias, np.ones(2), "NaN"),
+                                        (tuple(W[:1]), tuple(b), np.ones(2), "need L weights")]:
+        with pytest.raises(InvalidProblem, match=message):
+            LayeredReluProgram(weights, biases, *map(tuple, boxes), *map(tuple, pre), c)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import re
-import time
 
 import numpy as np
 import pytest
@@ -29,10 +28,8 @@ def _eran_files(shared_data):
     return sorted((shared_data / "vnncomp2021" / "eran" / "specs").glob("*.vnnlib"))
 
 
-def _timed_read(path):
-    start = time.perf_counter()
-    specs = read_vnnlib(path, num_inputs=784, num_outputs=10)
-    return specs, time.perf_counter() - start
+def _read(path):
+    return read_vnnlib(path, num_inputs=784, num_outputs=10)
 
 
 def _robustness_label(spec) -> int:
@@ -63,8 +60,7 @@ def test_mnistfc_files(shared_data):
     files = _mnistfc_files(shared_data)
     assert len(files) == 30
     for path in files:
-        specs, seconds = _timed_read(path)
-        assert seconds < 1.0, f"{path.name} took {seconds:.2f} s"
+        specs = _read(path)  # reading speed: benchmarks/vnnlib_read.py
         assert len(specs) == 1
         _check_box(specs[0])
         first = path.read_text().splitlines()[0]
@@ -76,8 +72,7 @@ def test_eran_files(shared_data):
     files = _eran_files(shared_data)
     assert len(files) == 36
     for path in files:
-        specs, seconds = _timed_read(path)
-        assert seconds < 1.0, f"{path.name} took {seconds:.2f} s"
+        specs = _read(path)  # reading speed: benchmarks/vnnlib_read.py
         assert len(specs) == 1
         _check_box(specs[0])
         _robustness_label(specs[0])

@@ -24,7 +24,7 @@ from relax.bounds.ibp import affine_interval, ibp_layer_bounds
 from relax.bounds.relaxations import LinearRelaxation, relax_activation
 from relax.bounds.torch_network import TorchNetwork
 
-__all__ = ["backward_lower_bound", "crown_layer_bounds"]
+__all__ = ["backward_lower_bound", "backward_linear", "crown_layer_bounds"]
 
 
 def backward_lower_bound(
@@ -36,16 +36,27 @@ def backward_lower_bound(
     upper: torch.Tensor,
 ) -> torch.Tensor:
     """Lower bounds (batch, rows) on ``objective @ z_layer`` with ``objective`` (batch, rows, n_layer)."""
+    coeffs, const, _ = backward_linear(net, relaxations, objective, layer)
+    centre = ((lower + upper) / 2).unsqueeze(-1)
+    radius = ((upper - lower) / 2).unsqueeze(-1)
+    return const + (coeffs @ centre).squeeze(-1) - (coeffs.abs() @ radius).squeeze(-1)
+
+
+def backward_linear(net: TorchNetwork, relaxations: list[LinearRelaxation],
+                    objective: torch.Tensor, layer: int):
+    """``(Lambda, c, on_upper)``: ``objective @ z_layer >= Lambda x + c`` over the relaxation,
+    and ``on_upper[k]`` (batch, rows, n_k), True where the backward coefficient of hidden
+    layer ``k``'s activation is negative (the bound uses its upper line there)."""
     coeffs = objective
     const = torch.zeros(objective.shape[:2], device=objective.device, dtype=objective.dtype)
+    on_upper: list = [None] * layer
     for k in range(layer, -1, -1):
         const = const + coeffs @ net.biases[k]
         coeffs = net.back(k, coeffs)
         if k > 0:
+            on_upper[k - 1] = coeffs < 0
             coeffs, const = _through_activation(coeffs, const, relaxations[k - 1])
-    centre = ((lower + upper) / 2).unsqueeze(-1)
-    radius = ((upper - lower) / 2).unsqueeze(-1)
-    return const + (coeffs @ centre).squeeze(-1) - (coeffs.abs() @ radius).squeeze(-1)
+    return coeffs, const, on_upper
 
 
 def _through_activation(coeffs, const, relaxation: LinearRelaxation):

@@ -10,11 +10,9 @@ Sigmoid, tanh, softplus: the slope is chosen heuristically (a tangent at the
 midpoint on a convex/concave piece, the chord otherwise) and the *offset is then
 computed exactly*: ``c_lo = min_{z in [l,u]} act(z) - a z`` and ``c_up = max ...``.
 The function ``g(z) = act(z) - a z`` is smooth, so its extrema lie at ``l``,
-``u`` or at the stationary points ``act'(z) = a``, which have closed forms:
-
-- sigmoid: ``s(1 - s) = a``  =>  ``s = (1 +- sqrt(1 - 4a)) / 2``, ``z = logit(s)``;
-- tanh: ``1 - t^2 = a``  =>  ``z = +- atanh(sqrt(1 - a))``;
-- softplus: ``sigmoid(z) = a``  =>  ``z = logit(a)``.
+``u`` or at the stationary points ``act'(z) = a``, which have closed forms given by
+each activation's rule (:data:`relax.bounds.activations.RULES`), e.g. for the sigmoid
+``s(1 - s) = a``  =>  ``s = (1 +- sqrt(1 - 4a)) / 2``, ``z = logit(s)``.
 
 Any slope therefore gives a sound bound; a small outward margin covers rounding.
 """
@@ -25,7 +23,9 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["LinearRelaxation", "relax_activation"]
+from relax.bounds.activations import rule_of
+
+__all__ = ["LinearRelaxation", "relax_activation", "activation_value", "activation_derivative"]
 
 ROUNDING_MARGIN = 1e-12
 
@@ -41,7 +41,8 @@ class LinearRelaxation:
 
 
 def relax_activation(activation, lower: torch.Tensor, upper: torch.Tensor) -> LinearRelaxation:
-    if activation.name == "relu":
+    """The linear relaxation its rule names: the triangle, or tangent/chord slopes."""
+    if rule_of(activation).relaxation == "triangle":
         return relax_relu(lower, upper)
     return relax_smooth(activation.name, lower, upper)
 
@@ -58,42 +59,13 @@ def relax_relu(lower: torch.Tensor, upper: torch.Tensor) -> LinearRelaxation:
 
 
 def activation_value(name: str, z: torch.Tensor) -> torch.Tensor:
-    """``act(z)`` for ``name`` in sigmoid, tanh, softplus."""
-    if name == "sigmoid":
-        return torch.sigmoid(z)
-    if name == "tanh":
-        return torch.tanh(z)
-    return torch.nn.functional.softplus(z)
+    """``act(z)`` (the rule's ``value``)."""
+    return rule_of(name).value(z)
 
 
 def activation_derivative(name: str, z: torch.Tensor) -> torch.Tensor:
-    """``act'(z)`` for ``name`` in sigmoid, tanh, softplus."""
-    if name == "sigmoid":
-        s = torch.sigmoid(z)
-        return s * (1 - s)
-    if name == "tanh":
-        return 1 - torch.tanh(z) ** 2
-    return torch.sigmoid(z)
-
-
-def _stationary_points(name: str, slope: torch.Tensor) -> list[torch.Tensor]:
-    """Points where ``act'(z) = slope`` (NaN where there are none)."""
-    if name == "sigmoid":
-        root = torch.sqrt(torch.clamp(1 - 4 * slope, min=0))
-        s = (1 + root) / 2
-        z = torch.logit(s)
-        return [z, -z]
-    if name == "tanh":
-        z = torch.atanh(torch.sqrt(torch.clamp(1 - slope, min=0)))
-        return [z, -z]
-    return [torch.logit(slope)]
-
-
-def _convexity(name: str, lower: torch.Tensor, upper: torch.Tensor):
-    """(convex on [l,u], concave on [l,u]) masks."""
-    if name == "softplus":
-        return torch.ones_like(lower, dtype=torch.bool), torch.zeros_like(lower, dtype=torch.bool)
-    return upper <= 0, lower >= 0
+    """``act'(z)`` (the rule's ``derivative``)."""
+    return rule_of(name).derivative(z)
 
 
 def relax_smooth(name: str, lower: torch.Tensor, upper: torch.Tensor) -> LinearRelaxation:
@@ -104,7 +76,7 @@ def relax_smooth(name: str, lower: torch.Tensor, upper: torch.Tensor) -> LinearR
     chord = (activation_value(name, upper) - activation_value(name, lower)) / safe_width
     tangent = activation_derivative(name, (lower + upper) / 2)
     chord = torch.where(degenerate, tangent, chord)
-    convex, concave = _convexity(name, lower, upper)
+    convex, concave = rule_of(name).convexity(lower, upper)
     lo_slope = torch.where(convex, tangent, chord)
     up_slope = torch.where(concave, tangent, chord)
     lo_offset = _extreme_offset(name, lo_slope, lower, upper, torch.amin) - ROUNDING_MARGIN
@@ -115,7 +87,7 @@ def relax_smooth(name: str, lower: torch.Tensor, upper: torch.Tensor) -> LinearR
 def _extreme_offset(name, slope, lower, upper, reduce) -> torch.Tensor:
     """``reduce_{z in [l,u]} act(z) - slope z`` over endpoints and stationary points."""
     candidates = [lower, upper]
-    for point in _stationary_points(name, slope):
+    for point in rule_of(name).stationary(slope):
         point = torch.nan_to_num(point, nan=0.0, posinf=0.0, neginf=0.0)
         candidates.append(torch.minimum(torch.maximum(point, lower), upper))
     stacked = torch.stack(candidates)

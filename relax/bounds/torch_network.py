@@ -2,7 +2,9 @@
 
 Weights live on one device in one dtype (float64 by default).  Sparse weights
 (lowered convolutions) stay sparse on the torch side too; :func:`matmul_weight`
-hides the difference from the bound rules.
+hides the difference from the bound rules.  :meth:`TorchNetwork.from_module` is the
+differentiable entry point for training: it *shares* an ``nn.Sequential``'s
+parameters (no copy), so IBP/CROWN computed on it carry autograd to the weights.
 """
 
 from __future__ import annotations
@@ -59,6 +61,32 @@ class TorchNetwork:
         biases = tuple(_to_torch(a.bias, device, dtype) for a in network.affines)
         return cls(weights, biases, network.activations, device, dtype)
 
+    @classmethod
+    def from_module(cls, model: torch.nn.Module) -> "TorchNetwork":
+        """The network of ``Linear (Act Linear)*`` (a leading ``Flatten`` allowed) with the
+        module's own parameters (their dtype and device; gradients flow to them)."""
+        from relax.bounds.activations import RULES
+        from relax.errors import UsageError
+
+        kinds = {rule.torch_module: rule.ir for rule in RULES.values()}
+        modules = [m for m in (model if isinstance(model, torch.nn.Sequential) else [model])
+                   if not isinstance(m, (torch.nn.Flatten, torch.nn.Identity))]
+        weights, biases, activations = [], [], []
+        for index, module in enumerate(modules):
+            if index % 2 == 0 and isinstance(module, torch.nn.Linear):
+                weights.append(module.weight)
+                biases.append(module.weight.new_zeros(module.out_features) if module.bias is None
+                              else module.bias)
+            elif index % 2 == 1 and type(module) in kinds:
+                activations.append(kinds[type(module)]())
+            else:
+                raise UsageError(f"bounds of a torch model need Linear (Act Linear)*; got "
+                                 f"{type(module).__name__} at position {index}")
+        if not weights or len(activations) != len(weights) - 1:
+            raise UsageError("bounds of a torch model need a model that starts and ends with nn.Linear")
+        first = weights[0]
+        return cls(tuple(weights), tuple(biases), tuple(activations), first.device, first.dtype)
+
     @property
     def num_layers(self) -> int:
         """Number of affine layers ``L + 1``."""
@@ -95,13 +123,7 @@ def matmul_weight(x: torch.Tensor, weight: torch.Tensor, transpose: bool) -> tor
 
 
 def activation_torch(activation, z: torch.Tensor) -> torch.Tensor:
-    name = activation.name
-    if name == "relu":
-        return torch.relu(z)
-    if name == "sigmoid":
-        return torch.sigmoid(z)
-    if name == "tanh":
-        return torch.tanh(z)
-    if name == "softplus":
-        return torch.nn.functional.softplus(z)
-    raise ValueError(f"unknown activation {name}")
+    """``act(z)`` from the activation's rule (:data:`relax.bounds.activations.RULES`)."""
+    from relax.bounds.activations import rule_of
+
+    return rule_of(activation).value(z)

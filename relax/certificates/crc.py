@@ -51,7 +51,8 @@ import torch
 
 from relax.bounds.relaxations import activation_derivative, activation_value
 from relax.errors import UsageError
-from relax.network import Network, Sigmoid, Softplus, Tanh
+from relax.bounds.activations import RULES, SMOOTH
+from relax.network import Network
 from relax.spec import Spec
 from relax.deadline import Deadline
 from relax.options import MethodOptions, option
@@ -65,18 +66,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_S3 = math.sqrt(3.0)
-#: ``[min, max]`` of the activation's second derivative over the real line (slightly widened).
-SECOND_DERIVATIVE_RANGE = {
-    "sigmoid": (-1.0 / (6 * _S3) * (1 + 1e-9), 1.0 / (6 * _S3) * (1 + 1e-9)),
-    "tanh": (-4.0 / (3 * _S3) * (1 + 1e-9), 4.0 / (3 * _S3) * (1 + 1e-9)),
-    "softplus": (0.0, 0.25 * (1 + 1e-9)),
-}
+#: ``[min, max]`` of the activation's second derivative over the real line (slightly
+#: widened), from the activation rules
+SECOND_DERIVATIVE_RANGE = {name: RULES[name].second_derivative_range for name in SMOOTH}
 
 
 def smooth_two_layer(network: Network):
     """``(W, b, V, c0, activation name)`` of a one-hidden-layer smooth network."""
-    if len(network.affines) != 2 or not isinstance(network.activations[0], (Sigmoid, Tanh, Softplus)):
+    if len(network.affines) != 2 or network.activations[0].name not in SMOOTH:
         raise UsageError(
             "crc needs a one-hidden-layer network with a sigmoid, tanh or softplus "
             f"activation, got {network.describe()}"
@@ -264,7 +261,7 @@ def crc_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
     for spec in specs:
         centre, rho = _ball(spec)
         C, d, _ = spec.objectives()
-        rows, ys, ts = [], [], []
+        ys, ts = [], []
         for row in C:
             pos, neg = np.flatnonzero(row > 0), np.flatnonzero(row < 0)
             if len(pos) != 1 or len(neg) != 1 or row[pos[0]] != 1.0 or row[neg[0]] != -1.0:

@@ -24,7 +24,8 @@ from onnx import numpy_helper
 
 from relax.io.conv import conv2d_matrix, last_axis_matrix
 from relax.errors import NetworkError, UnsupportedOperatorError
-from relax.network import Affine, Layer, Network, ReLU, Sigmoid, Softplus, Tanh
+from relax.bounds.activations import RULES
+from relax.network import Affine, Layer, Network
 
 __all__ = ["from_onnx", "SUPPORTED_OPERATORS"]
 
@@ -263,10 +264,8 @@ _HANDLERS: dict[str, Callable[[_Node, Shape], Step]] = {
     "Mul": _mul,
     "Div": _div,
     "Conv": _conv,
-    "Relu": _activation(ReLU),
-    "Sigmoid": _activation(Sigmoid),
-    "Tanh": _activation(Tanh),
-    "Softplus": _activation(Softplus),
+    # the activations: one row each in relax.bounds.activations.RULES
+    **{rule.onnx_op: _activation(rule.ir) for rule in RULES.values()},
 }
 
 SUPPORTED_OPERATORS: tuple[str, ...] = tuple(sorted([*_HANDLERS, "Constant"]))

@@ -19,7 +19,8 @@ from torch import nn
 
 from relax.io.conv import conv2d_matrix, last_axis_matrix
 from relax.errors import NetworkError, UnsupportedOperatorError
-from relax.network import Affine, Layer, Network, ReLU, Sigmoid, Softplus, Tanh
+from relax.bounds.activations import RULES
+from relax.network import Affine, Layer, Network, Softplus
 
 __all__ = ["from_torch", "SUPPORTED_MODULES"]
 
@@ -118,9 +119,8 @@ _HANDLERS: dict[type, Callable] = {
     nn.Flatten: _flatten,
     nn.Linear: _linear,
     nn.Conv2d: _conv2d,
-    nn.ReLU: _activation(ReLU),
-    nn.Sigmoid: _activation(Sigmoid),
-    nn.Tanh: _activation(Tanh),
+    # the activations: one row each in relax.bounds.activations.RULES (softplus: beta = 1 only)
+    **{rule.torch_module: _activation(rule.ir) for rule in RULES.values()},
     nn.Softplus: _softplus,
 }
 

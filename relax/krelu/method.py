@@ -46,8 +46,8 @@ from relax.errors import UnsupportedNetworkError
 from relax.krelu.encode import LayerRows, add_rows, layer_rows
 from relax.krelu.options import KreluOptions
 from relax.lp.encode import encode_triangle
-from relax.lp.objectives import disjunct_objective
-from relax.lp.runner import DEFAULT_LP_SOLVER, LpRunner
+from relax.lp.method import disjunct_bounds
+from relax.lp.runner import DEFAULT_LP_SOLVER
 from relax.lp.tighten import tighten_layer
 from relax.network import Network
 from relax.protocol import BoundOutcome, VerifyOptions
@@ -99,24 +99,11 @@ def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluOpt
 def krelu_disjunct_bounds(network: Network, spec: Spec, bounds: Bounds, layers: list[LayerRows],
                           solver: str | None = None, deadline: Deadline = NEVER,
                           known: np.ndarray | None = None) -> np.ndarray:
-    """Safe lower bounds on every disjunct's margin over the triangle LP plus the rows.
-
-    With ``known`` (valid bounds, e.g. CROWN's) disjuncts already above zero are skipped
-    and the rest are solved weakest first, stopping at the first that stays <= 0 (the
-    property cannot be proved then); skipped disjuncts keep ``known`` (or ``-inf``)."""
+    """Safe lower bounds on every disjunct's margin over the triangle LP plus the rows
+    (:func:`relax.lp.method.disjunct_bounds`; with ``known``, e.g. CROWN's, disjuncts it
+    proves are skipped and solving stops at the first that stays <= 0)."""
     encoding = add_rows(encode_triangle(network, spec.lower, spec.upper, bounds), layers)
-    out = np.full(len(spec.disjuncts), -np.inf) if known is None else np.array(known, float)
-    order = range(len(spec.disjuncts)) if known is None else np.argsort(known)
-    todo = [j for j in order if known is None or known[j] <= 0]
-    for n, j in enumerate(todo):
-        if deadline.expired:
-            break
-        objective = disjunct_objective(encoding, spec.disjuncts[j])
-        runner = LpRunner(objective.program, solver, deadline=deadline.split(len(todo) - n))
-        out[j] = max(out[j], runner.lower_bound(objective.c, objective.c0))
-        if known is not None and out[j] <= 0:
-            break
-    return out
+    return disjunct_bounds(encoding, spec, solver, deadline, known, early_exit=known is not None)
 
 
 def _branch(network, spec, bounds, layers, per_disjunct, solver, deadline):

@@ -1,10 +1,10 @@
 """Solve one LP many times with different objectives or variable bounds.
 
 LP bound tightening asks the same program for hundreds of minima, and branch and
-bound re-solves it with changed variable bounds.  With HiGHS the model stays
-loaded and every solve is a hot start from the previous basis
-(:class:`solvers.backends.highs.HighsSession`); any other LP backend gets a
-fresh, complete problem each time.  Every returned bound is the backend's *safe*
+bound re-solves it with changed variable bounds.  A backend that offers a
+session (:meth:`solvers.backend.Backend.session`, e.g. HiGHS) keeps the model
+loaded and every solve is a hot start from the previous basis; any other LP
+backend gets a fresh, complete problem each time.  Every returned bound is the backend's *safe*
 bound (recomputed from the dual vector), never the raw objective.
 """
 
@@ -44,11 +44,7 @@ class LpRunner:
         if ProblemKind.LP not in backend.kinds:
             raise UsageError(f"solver {self.name!r} cannot solve LPs")
         self._backend = backend
-        self._session = None
-        if self.name == "highs":
-            from solvers.backends.highs import HighsSession
-
-            self._session = HighsSession(self.options, self.program)
+        self._session = backend.session(self.program, self.options)
 
     def set_bounds(self, lower: np.ndarray, upper: np.ndarray) -> None:
         self.program = self.program.with_bounds(lower, upper)

@@ -33,7 +33,7 @@ import torch
 
 from relax.deadline import NEVER, Deadline
 from relax.result import Reason, ReasonKind
-from relax.search.lp_bab import BabOutcome, _Tree
+from relax.search.lp_bab import BabOutcome, DisjunctTree
 from relax.bounds import Bounds
 from relax.bounds.alpha import alpha_crown
 from relax.bounds.crown import crown_layer_bounds
@@ -169,7 +169,7 @@ def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadlin
     common_upper = [u.min(0).values for u in root.upper]
     root_bounds = Bounds(tuple(l.numpy() for l in common_lower),
                          tuple(u.numpy() for u in common_upper), "alpha-crown")
-    trees: dict[int, _Tree] = {}
+    trees: dict[int, DisjunctTree] = {}
     lower = net.tensor(spec.lower)
     upper = net.tensor(spec.upper)
     n = len(disjuncts)
@@ -263,7 +263,7 @@ def _decide_leaves(network, spec, disjuncts, root_bounds, trees, batch, leaves, 
     for r in torch.nonzero(leaves).flatten().tolist():
         j = disjuncts[int(batch["disjunct"][r])]
         if j not in trees:
-            trees[j] = _Tree(network, spec, spec.disjuncts[j], root_bounds, None, None)
+            trees[j] = DisjunctTree(network, spec, spec.disjuncts[j], root_bounds, None, None)
         tree = trees[j]
         fixed = {}
         for b, (k, i) in enumerate(tree.neurons):

@@ -61,8 +61,9 @@ def exact_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
 
 
 def _exact_one(network, spec, deadline: Deadline, options: VerifyOptions, solver: str,
-               pipeline: str = "torch") -> BoundOutcome:
-    cex = pgd_attack(network, spec, options.attack, deadline)
+               pipeline: str = "torch", attack: bool = True) -> BoundOutcome:
+    """One spec; ``attack=False`` when the caller already ran PGD on it (milp)."""
+    cex = pgd_attack(network, spec, options.attack, deadline) if attack else None
     if cex is not None:
         return BoundOutcome(-math.inf, solver, cex)
     crown = bound_specs(network, [spec], "crown")[0]

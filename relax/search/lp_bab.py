@@ -38,7 +38,7 @@ from relax.lp.objectives import disjunct_objective
 from relax.result import Reason, ReasonKind
 from relax.spec import Conjunction, Spec
 
-__all__ = ["BabOutcome", "branch_and_bound"]
+__all__ = ["BabOutcome", "DisjunctTree", "branch_and_bound"]
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,10 @@ class _Node:
     x: np.ndarray
 
 
-class _Tree:
-    """The LP, the binary bookkeeping and the candidate check for one disjunct."""
+class DisjunctTree:
+    """The LP, the binary bookkeeping and the candidate check for one disjunct: the big-M
+    MILP's relaxation over the box, re-solved (hot) with ReLU phases fixed by
+    :meth:`solve`; also used by beta-CROWN to close fully split domains."""
 
     def __init__(self, network: Network, spec: Spec, disjunct: Conjunction, bounds: Bounds,
                  solver: str | None, options, augment=None, deadline: Deadline = NEVER):
@@ -139,7 +141,7 @@ def branch_and_bound(
 
     ``augment`` (optional) maps the MILP encoding to one with extra rows that are valid
     for the whole box, e.g. ``lambda e: relax.krelu.add_rows(e, layers)``."""
-    tree = _Tree(network, spec, disjunct, bounds, solver, options, augment, deadline)
+    tree = DisjunctTree(network, spec, disjunct, bounds, solver, options, augment, deadline)
     counter = itertools.count()
     bound, x = tree.solve({})
     heap = [_Node(bound, next(counter), {}, x)]

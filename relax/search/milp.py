@@ -97,7 +97,8 @@ def milp_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
         if cex is not None:
             outcomes.append(BoundOutcome(-math.inf, solver, cex))
         else:
-            outcomes.append(_exact_one(network, spec, deadline, options, lp_solver, settings.pipeline))
+            outcomes.append(_exact_one(network, spec, deadline, options, lp_solver,
+                                       settings.pipeline, attack=False))
     return outcomes
 
 

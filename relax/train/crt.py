@@ -16,12 +16,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from relax.bounds.activations import RULES, SMOOTH
 from relax.certificates.crc import SECOND_DERIVATIVE_RANGE
 from relax.errors import UsageError
 
 __all__ = ["CurvaturePenalty", "L2PGDLoss", "pgd_l2", "smooth_two_layer_module"]
 
-_NAMES = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Softplus: "softplus"}
+_NAMES = {RULES[name].torch_module: name for name in SMOOTH}
 
 
 def smooth_two_layer_module(model: nn.Module) -> tuple[nn.Linear, nn.Linear, str]:

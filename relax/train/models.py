@@ -6,11 +6,12 @@ from typing import Sequence
 
 from torch import nn
 
+from relax.bounds.activations import RULES
 from relax.errors import UsageError
 
 __all__ = ["mlp", "ACTIVATIONS"]
 
-ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "softplus": nn.Softplus}
+ACTIVATIONS = {name: rule.torch_module for name, rule in RULES.items()}
 
 
 def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from relax.bounds.torch_network import activation_torch
 from relax.train.bounds import input_box, layers_of, margin_matrix
 from relax.train.robust_loss import robust_ce
 from relax.train.schedule import Ramp
@@ -48,7 +49,7 @@ def singleprop_margin(model: torch.nn.Module, x: Tensor, y: Tensor, eps: float,
     for k in range(L - 1):
         W, b = layers.weights[k], layers.biases[k]
         zhat, rhat = centre @ W.T + b, radius @ W.abs().T
-        act = layers.activations[k]
+        act = lambda z: activation_torch(layers.activations[k], z)  # noqa: E731
         chord = (act(zhat + rhat) - act(zhat - rhat)) / (2 * rhat).clamp(min=1e-12)
         centre, radius = act(zhat), chord * rhat
     logits = centre @ layers.weights[-1].T + layers.biases[-1]

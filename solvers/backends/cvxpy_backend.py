@@ -46,6 +46,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from solvers.backend import Backend, SolveOptions
+from solvers.backends.cvxpy_options import OPTION_MAPPERS, merge_extra, no_options
 from solvers.program import ConicProgram, LinearProgram, ProblemKind
 from solvers.safe_bound import conic_safe_bound, lp_safe_bound
 from solvers.solution import Solution, SolveStats, Status
@@ -94,85 +95,6 @@ def cvxpy_kinds(cvxpy_name: str) -> frozenset[ProblemKind]:
     if cvxpy_name in defines.MI_SOLVERS and _LP in kinds:
         kinds.add(_MILP)
     return frozenset(kinds)
-
-
-# -- options -------------------------------------------------------------------------------
-
-def _scs_options(o: SolveOptions) -> dict:
-    kw: dict[str, Any] = {}
-    if o.time_limit is not None:
-        kw["time_limit_secs"] = float(o.time_limit)
-    if o.tolerance is not None:
-        kw["eps_abs"] = kw["eps_rel"] = float(o.tolerance)
-    return kw
-
-
-def _clarabel_options(o: SolveOptions) -> dict:
-    kw: dict[str, Any] = {}
-    if o.time_limit is not None:
-        kw["time_limit"] = float(o.time_limit)
-    if o.tolerance is not None:
-        kw["tol_gap_abs"] = kw["tol_gap_rel"] = kw["tol_feas"] = float(o.tolerance)
-    if o.threads is not None:
-        kw["max_threads"] = int(o.threads)
-    return kw
-
-
-def _mosek_options(o: SolveOptions) -> dict:
-    params: dict[str, Any] = {}
-    if o.time_limit is not None:
-        params["MSK_DPAR_OPTIMIZER_MAX_TIME"] = float(o.time_limit)
-    if o.tolerance is not None:
-        for key in ("MSK_DPAR_INTPNT_CO_TOL_PFEAS", "MSK_DPAR_INTPNT_CO_TOL_DFEAS",
-                    "MSK_DPAR_INTPNT_CO_TOL_REL_GAP", "MSK_DPAR_INTPNT_TOL_PFEAS",
-                    "MSK_DPAR_INTPNT_TOL_DFEAS", "MSK_DPAR_INTPNT_TOL_REL_GAP"):
-            params[key] = float(o.tolerance)
-    if o.threads is not None:
-        params["MSK_IPAR_NUM_THREADS"] = int(o.threads)
-    return {"mosek_params": params} if params else {}
-
-
-def _highs_options(o: SolveOptions) -> dict:
-    kw: dict[str, Any] = {}
-    if o.time_limit is not None:
-        kw["time_limit"] = float(o.time_limit)
-    if o.tolerance is not None:
-        kw["primal_feasibility_tolerance"] = kw["dual_feasibility_tolerance"] = float(o.tolerance)
-    if o.threads is not None:
-        kw["threads"] = int(o.threads)
-    return kw
-
-
-def _osqp_options(o: SolveOptions) -> dict:
-    kw: dict[str, Any] = {}
-    if o.time_limit is not None:
-        kw["time_limit"] = float(o.time_limit)
-    if o.tolerance is not None:
-        kw["eps_abs"] = kw["eps_rel"] = float(o.tolerance)
-    return kw
-
-
-def _no_options(o: SolveOptions) -> dict:
-    if o.time_limit is not None or o.tolerance is not None or o.threads is not None:
-        log.info("this cvxpy solver ignores time_limit/tolerance/threads; use extra")
-    return {}
-
-
-_OPTION_MAPPERS: dict[str, Callable[[SolveOptions], dict]] = {
-    "SCS": _scs_options, "CLARABEL": _clarabel_options, "MOSEK": _mosek_options,
-    "HIGHS": _highs_options, "OSQP": _osqp_options,
-}
-
-
-def _merge_extra(kw: dict, extra: dict) -> dict:
-    """``extra`` over ``kw``; dict-valued entries (``mosek_params``) are merged."""
-    out = dict(kw)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = {**out[key], **value}
-        else:
-            out[key] = value
-    return out
 
 
 # -- the model -------------------------------------------------------------------------------
@@ -298,7 +220,7 @@ class CvxpyBackend(Backend):
     """Base of the cvxpy backends; subclasses set ``cvxpy_name`` (see the module docstring)."""
 
     cvxpy_name: ClassVar[str] = ""
-    option_mapper: ClassVar[Callable[[SolveOptions], dict]] = staticmethod(_no_options)
+    option_mapper: ClassVar[Callable[[SolveOptions], dict]] = staticmethod(no_options)
 
     @classmethod
     def is_available(cls) -> tuple[bool, str]:
@@ -324,7 +246,7 @@ class CvxpyBackend(Backend):
         import cvxpy as cp
 
         model = _build(cp, problem)
-        kwargs = _merge_extra(self.option_mapper(options), options.extra_dict)
+        kwargs = merge_extra(self.option_mapper(options), options.extra_dict)
         model.problem.solve(solver=self.cvxpy_name, verbose=options.verbose, **kwargs)
         return self._read(problem, model)
 
@@ -410,7 +332,7 @@ def make_cvxpy_backend(cvxpy_name: str, kinds: frozenset[ProblemKind] | None = N
         "name": name or f"cvxpy-{cvxpy_name.lower()}",
         "kinds": frozenset(kinds),
         "cvxpy_name": cvxpy_name,
-        "option_mapper": staticmethod(_OPTION_MAPPERS.get(cvxpy_name, _no_options)),
+        "option_mapper": staticmethod(OPTION_MAPPERS.get(cvxpy_name, no_options)),
         "__doc__": f"cvxpy with the {cvxpy_name} solver.",
         "__module__": __name__,
     }

@@ -322,6 +322,10 @@ class HighsBackend(Backend):
         seconds = _run(h)
         return _read_solution(h, lp, seconds, self.name)
 
+    def session(self, program: LinearProgram, options: SolveOptions | None = None) -> HighsSession:
+        """A :class:`HighsSession` (hot starts) for LP ``program``."""
+        return HighsSession(options, program)
+
     @staticmethod
     def _install_warm_start(h, lp: LinearProgram, warm_start: Any) -> None:
         if warm_start is None:

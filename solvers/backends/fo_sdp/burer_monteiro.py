@@ -1,0 +1,228 @@
+r"""A low-rank (Burer-Monteiro) primal with an augmented Lagrangian (``method="bm"``).
+
+When the SDP is tight its solution ``P`` is nearly rank one (Chiu & Zhang 2023, "BM-r").
+Write ``P = [1; xt][1; xt]^T``-like as ``P = V V^T`` with rows ``v_0 = e_1`` and ``v_i``
+(``r`` columns, normalised coordinates) and lifted vectors ``U_i = ctr_i e_1 + rad_i v_i``
+(so ``x_i = U_i[0]`` and ``X_ij = U_i . U_j``).  Per hidden neuron ``a`` with lifted
+pre-activation ``Z = W U_prev + b e_1`` the SDP's constraints read
+
+    g_alpha = a_0 >= 0,  g_beta = a_0 - Z_0 >= 0,  g_theta = s (Z_0 - l') - a_0 >= 0,
+    h_gamma = U_a . (U_a - Z) = 0,   box: d_i - ||v_i||^2 >= 0,
+
+scaled by ``rho`` (``rho^2`` for ``h``) as the dual parameters are.  The augmented
+Lagrangian (penalty ``mu``) is minimised over ``V`` by L-BFGS (torch autograd: a few
+products with ``W_k`` and ``W_k^T`` on ``r`` columns per evaluation), then the
+multipliers are updated (``lam <- max(0, lam - mu g)``, ``gamma <- gamma - mu h``) and
+``mu`` grows when the violation does not fall fast enough.  The multipliers *are* the
+dual parameters of :mod:`solvers.backends.fo_sdp` (``kappa_i = -nu_i``,
+``kappa_0 = f + sum d_i nu_i``), so every outer iteration yields a rigorously
+certifiable dual point; the run hands its best one to the spectral L-BFGS as a warm
+start.  State is explicit: :class:`BmState`, ``init_state`` / ``update`` / ``run``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from solvers.backends.fo_sdp.problem import Layout, ProblemData
+
+__all__ = ["BmProblem", "BmState", "centre_point", "init_state", "update", "run", "to_params"]
+
+
+@dataclass(frozen=True)
+class BmProblem:
+    """The torch data of one program (float64) and the rank."""
+
+    data: ProblemData
+    layout: Layout
+    rank: int
+    W: list
+    b: list
+    ctr: list
+    rad: list
+    rho: list
+    slope: list
+    offset: list
+    cut: list
+    d: list
+    c: object
+    scale: float
+
+    @classmethod
+    def build(cls, data: ProblemData, layout: Layout, rank: int, scale: float) -> "BmProblem":
+        import torch
+
+        t = lambda a: torch.as_tensor(np.array(a, np.float64))  # noqa: E731
+        W = [t(w.toarray()) if hasattr(w, "toarray") else t(w) for w in data.weights]
+        starts = np.concatenate([[0], np.cumsum(data.sizes)]).astype(int)
+        d = [t(data.d[a:b]) for a, b in zip(starts[:-1], starts[1:])]
+        return cls(data, layout, rank, W, [t(b) for b in data.biases],
+                   [t(c) for c in data.ctr], [t(r) for r in data.rad], [t(r) for r in data.rho],
+                   [t(s) for s in data.slope], [t(o) for o in data.cut_offset],
+                   [t(m.astype(float)) for m in data.cut_mask], d, t(data.c), scale)
+
+
+@dataclass(frozen=True)
+class BmState:
+    """Low-rank factor ``V`` (per layer ``(n_k, r)``), multipliers per hidden layer
+    ``(alpha, beta, gamma, theta)`` (scaled) and box ``nu`` per layer, penalty ``mu``,
+    last violation, outer iterations and the last objective."""
+
+    V: list
+    lams: list
+    nu: list
+    mu: float
+    violation: float
+    outer: int
+    objective: float = math.nan
+
+
+def _lift(problem: BmProblem, V):
+    """``U_k = ctr_k e_1 + rad_k v`` per layer."""
+    out = []
+    for c, r, v in zip(problem.ctr, problem.rad, V):
+        u = r[:, None] * v
+        u[:, 0] = u[:, 0] + c
+        out.append(u)
+    return out
+
+
+def _constraints(problem: BmProblem, V):
+    """Scaled ``(g_alpha, g_beta, h_gamma, g_theta)`` per hidden layer, the box slacks
+    and the objective."""
+    U = _lift(problem, V)
+    cons = []
+    for k, W in enumerate(problem.W):
+        Z = W @ U[k]
+        Z[:, 0] = Z[:, 0] + problem.b[k]
+        A, r = U[k + 1], problem.rho[k]
+        cut = problem.slope[k] * (Z[:, 0] - problem.offset[k]) - A[:, 0]
+        cons.append((A[:, 0] / r, (A[:, 0] - Z[:, 0]) / r, (A * (A - Z)).sum(1) / (r * r),
+                     cut / r * problem.cut[k]))
+    box = [d - (v * v).sum(1) * (d > 0) for d, v in zip(problem.d, V)]
+    return cons, box, problem.c @ U[-1][:, 0] + problem.data.c0
+
+
+def _augmented(problem: BmProblem, state: BmState, V):
+    """The augmented Lagrangian at ``V`` (scalar tensor)."""
+    cons, box, f = _constraints(problem, V)
+    mu, total = state.mu, f
+    for (ga, gb, h, gt), (la, lb, lg, lt) in zip(cons, state.lams):
+        for g, lam in ((ga, la), (gb, lb), (gt, lt)):
+            total = total + ((lam - mu * g).clamp(min=0) ** 2 - lam ** 2).sum() / (2 * mu)
+        total = total - lg @ h + 0.5 * mu * (h @ h)
+    for g, lam in zip(box, state.nu):
+        total = total + ((lam - mu * g).clamp(min=0) ** 2 - lam ** 2).sum() / (2 * mu)
+    return total
+
+
+def centre_point(data: ProblemData) -> list:
+    """The network's forward pass from the input box's centre, in normalised coordinates
+    per layer (a feasible rank-one point)."""
+    import torch
+
+    x, out = data.ctr[0], []
+    for k in range(len(data.sizes)):
+        if k:
+            x = np.maximum(np.asarray(data.weights[k - 1] @ x).ravel() + data.biases[k - 1], 0.0)
+        safe = np.where(data.rad[k] > 0, data.rad[k], 1.0)
+        out.append(torch.as_tensor(np.clip((x - data.ctr[k]) / safe, -1, 1)
+                                   * (data.rad[k] > 0)))
+    return out
+
+
+def init_state(problem: BmProblem, params: np.ndarray, point: list, seed: int = 0) -> BmState:
+    """Start at the rank-one lift of ``point`` (normalised coordinates per layer, e.g. a
+    forward pass) plus small noise in the other columns, with multipliers from the dual
+    ``params`` (e.g. CROWN's) and ``mu = 10 / scale``."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    V = []
+    for xt, d in zip(point, problem.d):
+        v = 1e-2 * torch.randn((xt.numel(), problem.rank), generator=generator,
+                               dtype=torch.float64)
+        v[:, 0] = xt
+        V.append(v * (d > 0)[:, None])
+    p = torch.as_tensor(params)
+    lams = [tuple(x.clone() for x in problem.layout.split(p, k))
+            for k in range(len(problem.W))]
+    kappa = p[problem.layout.kappa_start + 1:]
+    nu = list(torch.split((-kappa).clamp(min=0), list(problem.data.sizes)))
+    return BmState(V, lams, nu, 10.0 / problem.scale, math.inf, 0)
+
+
+def _minimise(problem: BmProblem, state: BmState, iterations: int) -> list:
+    """L-BFGS on the augmented Lagrangian over ``V`` from ``state.V``."""
+    import torch
+
+    V = [v.clone().requires_grad_(True) for v in state.V]
+    masks = [(d > 0)[:, None].to(v) for d, v in zip(problem.d, state.V)]
+    optimiser = torch.optim.LBFGS(V, max_iter=iterations, history_size=20,
+                                  tolerance_grad=1e-12, tolerance_change=1e-15,
+                                  line_search_fn="strong_wolfe")
+
+    def closure():
+        optimiser.zero_grad()
+        value = _augmented(problem, state, [v * m for v, m in zip(V, masks)])
+        value.backward()
+        return value
+
+    optimiser.step(closure)
+    return [(v * m).detach() for v, m in zip(V, masks)]
+
+
+def _largest(x) -> float:
+    """``max |x|`` (0 for an empty tensor)."""
+    return float(x.abs().max()) if x.numel() else 0.0
+
+
+def update(problem: BmProblem, state: BmState, inner: int = 50) -> BmState:
+    """One outer iteration: minimise, update multipliers, adapt the penalty."""
+    import torch
+
+    V = _minimise(problem, state, inner)
+    with torch.no_grad():
+        cons, box, f = _constraints(problem, V)
+        mu, lams, worst = state.mu, [], 0.0
+        for (ga, gb, h, gt), (la, lb, lg, lt) in zip(cons, state.lams):
+            lams.append(((la - mu * ga).clamp(min=0), (lb - mu * gb).clamp(min=0),
+                         lg - mu * h, (lt - mu * gt).clamp(min=0)))
+            worst = max([worst, _largest(h)] + [_largest(torch.minimum(g, lam / mu))
+                                                for g, lam in ((ga, la), (gb, lb), (gt, lt))])
+        nu = [(lam - mu * g).clamp(min=0) for g, lam in zip(box, state.nu)]
+        worst = max([worst] + [_largest(torch.minimum(g, lam / mu))
+                               for g, lam in zip(box, state.nu)])
+    grow = worst > 0.5 * state.violation
+    return replace(state, V=V, lams=lams, nu=nu, mu=mu * (2.0 if grow else 1.0),
+                   violation=worst, outer=state.outer + 1, objective=float(f))
+
+
+def to_params(problem: BmProblem, state: BmState) -> np.ndarray:
+    """The dual parameters of the multipliers (``kappa_i = -nu_i``,
+    ``kappa_0 = f + sum d_i nu_i``)."""
+    layout, data = problem.layout, problem.data
+    p = np.zeros(layout.size)
+    for k, lam in enumerate(state.lams):
+        for part, value in zip(layout.split(p, k), lam):
+            part[:] = value.numpy()
+    nu = np.concatenate([v.numpy() for v in state.nu])
+    p[layout.kappa_start + 1:] = -nu
+    p[layout.kappa_start] = state.objective + float(data.d @ nu)
+    return layout.project(p)
+
+
+def run(problem: BmProblem, state: BmState, deadline: float | None, outer: int = 200,
+        on_step=None) -> BmState:
+    """Outer iterations until ``outer``, the deadline, or a violation below 1e-9."""
+    for _ in range(outer):
+        state = update(problem, state)
+        if on_step is not None:
+            on_step(state)
+        if state.violation < 1e-9 or (deadline is not None and time.perf_counter() > deadline):
+            break
+    return state

@@ -1,0 +1,89 @@
+"""fo-sdp's options: one typed frozen dataclass, read once from ``SolveOptions.extra``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from solvers.backend import SolveOptions
+
+__all__ = ["FoSdpOptions", "METHODS", "INITS"]
+
+METHODS = ("auto", "lbfgs", "adam", "bm")
+INITS = ("linear", "crown", "interval", "zeros", "lp")
+_EIGS = ("auto", "lanczos", "dense")
+
+
+@dataclass(frozen=True)
+class FoSdpOptions:
+    """Every fo-sdp setting (the module docstring of :mod:`solvers.backends.fo_sdp`
+    explains the methods).
+
+    Common: ``device``, ``dtype`` ("float64"/"float32": iterations only, certificates
+    are float64), ``method`` ("auto": spectral L-BFGS for ``1 + n <= lbfgs_below``,
+    else Adam), ``max_iterations`` (evaluations), ``cuts`` (triangle cuts in the dual,
+    on by default: the dual then contains CROWN's and the LP's bounds), ``init``
+    ("linear": the better of the interval and the CROWN bound; "crown"; "lp": the
+    best of those and the triangle LP's optimal duals; "interval"; "zeros"), ``check_every`` (certify every k-th
+    iterate; 0: off), ``target`` (stop once the estimate reaches it), ``seed``,
+    ``dense_check_limit`` (largest ``1 + n`` certified by a dense ``eigvalsh``; larger
+    problems use the block LDL^T certificate).
+    Adam: ``lr``, ``patience``, ``eig``, ``dense_below``, ``lanczos_steps``, ``ritz``,
+    ``smooth_eig``.  L-BFGS: ``lbfgs_below``, ``memory``, ``smooth_stages``,
+    ``stage_tol``, ``stage_gap``, ``stage_patience``.  ``method="bm"`` (experimental): a
+    rank-``rank`` Burer-Monteiro augmented Lagrangian for ``bm_fraction`` of the time
+    limit, whose multipliers (when their certificate beats the start) start the
+    spectral L-BFGS."""
+
+    device: str = "cpu"
+    dtype: str = "float64"
+    method: str = "auto"
+    max_iterations: int = 3000
+    cuts: bool = True
+    init: str = "linear"
+    check_every: int = 0
+    target: float | None = None
+    seed: int = 0
+    dense_check_limit: int = 6000
+    lr: float = 0.05
+    patience: int = 300
+    eig: str = "auto"
+    dense_below: int = 64
+    lanczos_steps: int = 30
+    ritz: int = 8
+    smooth_eig: float = 0.003
+    lbfgs_below: int = 4000
+    memory: int = 30
+    smooth_stages: tuple[float, float] = (2, 7)
+    stage_tol: float = 1e-5
+    stage_gap: float = 0.05
+    stage_patience: int = 50
+    rank: int = 4
+    bm_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("method", METHODS), ("init", INITS), ("eig", _EIGS),
+                              ("dtype", ("float64", "float32"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"fo-sdp: {name} must be one of {allowed}, "
+                                 f"got {getattr(self, name)!r}")
+        if self.max_iterations < 0 or self.lanczos_steps < 1 or self.ritz < 1:
+            raise ValueError("fo-sdp: max_iterations >= 0, lanczos_steps >= 1, ritz >= 1")
+        object.__setattr__(self, "smooth_stages", tuple(self.smooth_stages))
+
+    @classmethod
+    def from_solve_options(cls, options: SolveOptions | None) -> "FoSdpOptions":
+        """The options named in ``options.extra``; an unknown key is a ``ValueError``."""
+        extra = (options or SolveOptions()).extra_dict
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(extra) - known)
+        if unknown:
+            raise ValueError(f"fo-sdp: unknown option(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known))}")
+        return cls(**extra)
+
+    def solver_method(self, n1: int) -> str:
+        """``"lbfgs"`` or ``"adam"`` for a problem with ``1 + n = n1`` rows."""
+        if self.method == "auto":
+            return "lbfgs" if n1 <= self.lbfgs_below else "adam"
+        return self.method
