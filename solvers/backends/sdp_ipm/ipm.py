@@ -163,7 +163,7 @@ class _Iteration:
         self.rp = st.b - self.AX + st.lp_full(st.sg * st.x)
 
     def direction(self, sigma: float, K=None, k=None):
-        st, torch, smu = self.st, self.torch, sigma * self.mu
+        st, smu = self.st, sigma * self.mu
         lp = smu / st.z - st.x - (0 if k is None else k)
         r = self.rp + self.AX - smu * self.AZi + st.lp_full(st.sg * lp)
         if K is not None:
