@@ -1,38 +1,37 @@
-"""SDP solvers against network size: bound, time and peak memory of ``fo-sdp``,
-``cvxpy-scs``, ``cvxpy-clarabel`` (and ``cvxpy-mosek``, reported unavailable
-without a licence), plus the warm-start measurements of ``fo-sdp``.
+"""SDP solvers against network size, and sdp-ipm on MNIST networks.
 
     python benchmarks/sdp.py [--quick] [--fo-limit 120] [--target-limit 600]
-        [--cvxpy-limit 120] [--only NAME,...] [--skip-warm]
+        [--cvxpy-limit 120] [--only NAME,...]
+    python benchmarks/sdp.py --ipm [--nets 784-100-100-10,784-200] [--eps 0.02,0.05]
+        [--images 0] [--ipm-limit 600] [--exact] [--append]
 
-Problems: one margin row (the smallest CROWN margin of a robustness spec, or the
-first disjunct of a VNN-COMP spec) per network, the SDP of Raghunathan et al. (2018)
-without cuts over CROWN intermediate bounds.  Networks, by the size ``s = 1 + n`` of
-the SDP matrix: small random Gaussian nets (``s`` = 31 .. 171, where the cvxpy
-solvers finish and serve as the reference), MNIST ``784-50-10`` (trained here),
-the embedded ``784-100-100-10`` (``relax.data``), ``784-200-100-50-10`` (trained
-here: the 1135 x 1135 SDP of the paper), mnistfc ``256x2`` / ``256x4`` and eran
-``mnist_relu_9_200`` (2585 x 2585).  The trained networks (3 epochs of Adam on the
-MNIST training set, seeded) are cached in ``benchmarks/.cache/`` (gitignored).
+Scaling table: bound, time and peak memory of ``sdp-ipm`` (our structured interior-point
+solver), ``fo-sdp``, ``cvxpy-scs``, ``cvxpy-clarabel`` (and ``cvxpy-mosek``, reported
+unavailable without a licence).  Problems: one margin row (the smallest CROWN margin of a
+robustness spec, or the first disjunct of a VNN-COMP spec) per network, the SDP of
+Raghunathan et al. (2018) without cuts over CROWN intermediate bounds.  Networks, by the
+size ``s = 1 + n`` of the SDP matrix: small random Gaussian nets (``s`` = 31 .. 171, where
+the cvxpy solvers finish and serve as the reference), MNIST ``784-50-10`` (trained here),
+the embedded ``784-100-100-10`` (``relax.data``), ``784-200-100-50-10`` (trained here),
+mnistfc ``256x2`` / ``256x4`` and eran ``mnist_relu_9_200`` (2585 x 2585).  The trained
+networks (3 epochs of Adam on the MNIST training set, seeded) are cached in
+``benchmarks/.cache/`` (gitignored).
 
-Each solve runs in its own process (``multiprocessing`` spawn), so its peak
-memory is that process's maximum resident set size (``ru_maxrss``; it includes the
-~0.3-0.5 GB of Python, torch and numpy: the import baseline is reported).  Bounds
-are the solvers' *sound* bounds (fo-sdp: float64 eigenvalue check with margin;
-cvxpy: ``conic_safe_bound`` from the duals), CROWN's bound is the baseline column,
-and ``gap`` is the bound's distance below the best bound any solver found for the
-problem.  The cvxpy solvers are skipped above sizes they cannot finish on this
-machine (``--cvxpy-max``, measured limits in ``relax.sdp``).
+Each solve runs in its own process (``multiprocessing`` spawn), so its peak memory is
+that process's maximum resident set size (``ru_maxrss``; it includes the ~0.3-0.5 GB of
+Python, torch and numpy: the import baseline is reported).  Bounds are the solvers'
+*sound* bounds (sdp-ipm, fo-sdp: float64 eigenvalue check of their multipliers; cvxpy:
+``conic_safe_bound`` from the duals), CROWN's bound is the baseline column, and ``gap`` is
+the bound's distance below the best bound any solver found for the problem.  The cvxpy
+solvers are skipped above sizes they cannot finish on this machine (``--cvxpy-max``).
+Writes ``benchmarks/results/sdp{_quick}.md``, ``.csv`` and ``sdp_scaling{_quick}.png``
+(when matplotlib is importable).
 
-Warm starts (on ``784-50-10``, ``fo-sdp`` L-BFGS unless stated): (1) the bound at
-evaluation 0 for each ``init`` (zeros / interval / linear = CROWN-like backward
-pass); (2) Lanczos (Adam path) started from the previous eigenvector versus a
-random vector: error of the Ritz value after 10 steps; (3) reuse of the duals
-across neighbouring problems: the next eps of a sweep and the next target class,
-as the number of evaluations to reach the cold run's bound minus 1e-3.
-
-Writes ``benchmarks/results/sdp.md``, ``sdp.csv`` and ``sdp_scaling.png`` (when
-matplotlib is importable: ``pip install -e .[bench]``).
+``--ipm``: per MNIST network, eps and image, the hardest target class: CROWN, the
+triangle LP, sdp-ipm with cuts (certified bound, its own dual value, wall and CPU time,
+iterations, peak memory), and with ``--exact`` the MILP's exact margin; writes
+``benchmarks/results/sdp_ipm.md`` / ``.csv``.  fo-sdp's warm starts are measured by
+``benchmarks/fo_sdp.py``.
 """
 
 from __future__ import annotations
@@ -56,7 +55,8 @@ import numpy as np  # noqa: E402
 CACHE = REPO / "benchmarks" / ".cache"
 RESULTS = REPO / "benchmarks" / "results"
 DATA = Path(os.environ.get("RELAX_DATA", REPO.parent / "shared" / "data"))
-SOLVERS = ("fo-sdp", "cvxpy-scs", "cvxpy-clarabel", "cvxpy-mosek")
+SOLVERS = ("sdp-ipm", "fo-sdp", "cvxpy-scs", "cvxpy-clarabel", "cvxpy-mosek")
+LAYERED = ("sdp-ipm", "fo-sdp")
 
 
 # -- networks ---------------------------------------------------------------------------------
@@ -217,98 +217,138 @@ def run_isolated(index: int, quick: bool, solver: str, limit: float, extra=()) -
     return result
 
 
-# -- warm starts --------------------------------------------------------------------------------
+# -- the interior-point table (issue 12) ---------------------------------------------------------
 
-def warm_start_study(limit: float) -> list[str]:
-    """The three warm-start measurements on 784-50-10 (markdown lines)."""
+IPM_NETS = {
+    "784-100-100-10 PGD (embedded)": lambda: _embedded(),
+    "784-100-100-10 normal": lambda: trained_network((784, 100, 100, 10)),
+    "784-200-100-50-10 normal": lambda: trained_network((784, 200, 100, 50, 10)),
+}
+
+
+def _embedded():
+    from relax import from_onnx
+    from relax.data import default_network_path
+
+    return from_onnx(default_network_path())
+
+
+def _ipm_child(queue, net: str, eps: float, image: int, limit: float, exact: bool):
+    """One row of the table: CROWN, LP, sdp-ipm (cuts) on the hardest target class."""
+    import resource
+    import warnings
+
+    warnings.filterwarnings("ignore")
     import torch
 
-    from relax import robustness
-    from relax.data import default_images
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    from relax.lp.method import lp_disjunct_bounds
     from relax.sdp.encode import layered_program
+    from relax.spec import Spec
     from solvers import SolveOptions, get_solver
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    network = trained_network((784, 50, 10))
-    X, Y = default_images()
-    backend = get_solver("fo-sdp")
-    lines = ["## Warm starts (fo-sdp, mnist 784-50-10, image 0)", ""]
+    network, spec = mnist_problem(IPM_NETS[net](), image, eps)
+    crown, j, row, offset = hardest_row(network, spec)
+    one = Spec(spec.lower, spec.upper, (spec.disjuncts[j],))
+    start = time.perf_counter()
+    lp = float(lp_disjunct_bounds(network, one, crown.layers, None)[0])
+    lp_seconds = time.perf_counter() - start
+    program = layered_program(network, spec.lower, spec.upper, crown.layers, row, offset)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    wall, cpu = time.perf_counter(), time.process_time()
+    solution = get_solver("sdp-ipm").solve(program, SolveOptions(time_limit=limit,
+                                                                 extra=(("cuts", True),)))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    value = math.nan
+    if exact:
+        from relax.search.milp import milp_margin
 
-    def program(eps, class_rank=0):
-        spec = robustness(X[0], int(Y[0]), eps, num_classes=10)
-        crown, *_ = hardest_row(network, spec)
-        order = np.argsort(crown.disjunct_bounds)
-        d = spec.disjuncts[int(order[class_rank])]
-        return (layered_program(network, spec.lower, spec.upper, crown.layers, d.A[0],
-                                float(d.b[0])), float(crown.disjunct_bounds[order[class_rank]]))
+        value = float(milp_margin(network, one, crown.layers))
+    queue.put(dict(net=net, eps=eps, image=image, target=j, crown=float(crown.disjunct_bounds[j]),
+                   lp=lp, lp_seconds=lp_seconds, sdp=float(solution.bound),
+                   dual=float(solution.dual_objective or math.nan), seconds=wall,
+                   cpu_seconds=cpu, iterations=solution.stats.iterations, peak_mb=peak,
+                   import_mb=baseline, status=solution.status.value, exact=value,
+                   message=solution.message[:200]))
 
-    def solve(prog, warm=None, **extra):
-        extra = {"max_iterations": 4000, **extra}
-        return backend.solve(prog, SolveOptions(time_limit=limit, extra=tuple(extra.items())),
-                             warm)
 
-    prog, crown = program(0.02)
-    lines += ["(1) initial duals: the certified bound at evaluation 0 (CROWN's bound: "
-              f"{crown:.4f})", "", "| init | bound at evaluation 0 |", "|---|---|"]
-    for init in ("zeros", "interval", "linear"):
-        sol = solve(prog, init=init, max_iterations=1)
-        lines.append(f"| {init} | {sol.bound:.4f} |")
-    lines.append("")
+def ipm_table(nets: list[str], eps_values: list[float], images: list[int], limit: float,
+              exact: bool) -> list[dict]:
+    rows = []
+    ctx = mp.get_context("spawn")
+    for net in nets:
+        for eps in eps_values:
+            for image in images:
+                queue = ctx.Queue()
+                proc = ctx.Process(target=_ipm_child, args=(queue, net, eps, image, limit, exact))
+                proc.start()
+                try:
+                    row = queue.get(timeout=limit * 4 + 600)
+                except Exception:  # noqa: BLE001
+                    row = dict(net=net, eps=eps, image=image, status=f"crashed ({proc.exitcode})")
+                proc.join(timeout=10)
+                rows.append(row)
+                print(row, flush=True)
+    return rows
 
-    cold = solve(prog)
-    lines.append(f"Cold L-BFGS run: bound {cold.bound:.5f} after {cold.stats.iterations} "
-                 f"evaluations ({cold.message}).")
-    lines.append("")
 
-    # (2) Lanczos from the previous eigenvector (Adam path)
-    from solvers.backends.fo_sdp import operator, problem
-    from solvers.linalg import lanczos
+def _read_rows(path: Path) -> list[dict]:
+    """Rows of an earlier ``sdp_ipm.csv`` (numbers parsed), for ``--append``."""
+    if not path.exists():
+        return []
+    out = []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            parsed = {}
+            for k, v in row.items():
+                try:
+                    parsed[k] = int(v) if k in ("image", "target", "iterations") else float(v)
+                except (TypeError, ValueError):
+                    parsed[k] = v
+            out.append(parsed)
+    return out
 
-    data = problem.prepare(prog, True)
-    layout = problem.Layout(data)
-    op = operator.Operator([data], [layout], "cpu", torch.float64)
-    rows = torch.nonzero(op.keep[0]).ravel()
 
-    def lowest(p):
-        op.set_params(p[None])
-        values, vectors = np.linalg.eigh(op.dense(rows)[0].numpy())
-        full = torch.zeros(data.n + 1, dtype=torch.float64)
-        full[rows] = torch.as_tensor(vectors[:, 0])
-        return float(values[0]), full
-
-    p1 = torch.as_tensor(cold.warm_start.params)
-    rng = np.random.default_rng(0)
-    p0 = torch.as_tensor(layout.project(cold.warm_start.params
-                                        + 1e-3 * rng.normal(size=layout.size)))
-    errors = {"previous eigenvector": [], "random vector": []}
-    for steps in (10, 30):
-        previous = lowest(p0)[1]
-        exact = lowest(p1)[0]
-        for label, start in (("previous eigenvector", previous),
-                             ("random vector", torch.randn(data.n + 1, dtype=torch.float64))):
-            value = lanczos(lambda v: op.apply(v[:, None])[:, 0], (start * op.keep[0])[None],
-                            steps, 1, op.keep)[0][0, 0]
-            errors[label].append(float(value) - exact)
-    lines += ["(2) Lanczos start vector, at the cold run's duals after a small perturbation "
-              "of the duals (one Adam-like step): Ritz value minus the exact lambda_min", "",
-              "| start | 10 steps | 30 steps |", "|---|---|---|"]
-    lines += [f"| {k} | {v[0]:.3g} | {v[1]:.3g} |" for k, v in errors.items()]
-    lines.append("")
-
-    # (3) neighbouring problems
-    lines += ["(3) reuse across neighbouring problems: evaluations to reach (cold bound - 1e-3)",
-              "", "| next problem | cold evals | warm evals | cold bound | warm bound |",
-              "|---|---|---|---|---|"]
-    for label, nxt in (("next eps (0.02 -> 0.021)", program(0.021)[0]),
-                       ("next target class (2nd smallest CROWN margin)", program(0.02, 1)[0])):
-        ref = solve(nxt)
-        target = ref.bound - 1e-3
-        cold_t = solve(nxt, target=target)
-        warm_t = solve(nxt, cold.warm_start, target=target)
-        lines.append(f"| {label} | {cold_t.stats.iterations} | {warm_t.stats.iterations} | "
-                     f"{cold_t.bound:.5f} | {warm_t.bound:.5f} |")
-    lines.append("")
-    return lines
+def write_ipm_table(rows: list[dict], started: float, append: bool = False) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    if append:
+        rows = _read_rows(RESULTS / "sdp_ipm.csv") + rows
+    keys = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k)
+                  if k in rows[0] else 99)
+    with open(RESULTS / "sdp_ipm.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    fmt = lambda v, d=4: "-" if not isinstance(v, (int, float)) or not math.isfinite(v) \
+        else f"{v:.{d}f}"  # noqa: E731
+    lines = ["# sdp-ipm: the SDP optimum on MNIST networks", "",
+             f"Machine: {describe_machine()}. Run: `python benchmarks/sdp.py "
+             f"{' '.join(sys.argv[1:])}` ({time.time() - started:.0f} s in all; the 2 cores "
+             "were shared with other jobs (load 4-9), so wall times are pessimistic: CPU "
+             "seconds and iterations are the steadier figures; torch/BLAS threads: "
+             f"{os.environ.get('OMP_NUM_THREADS', 'default')}).", "",
+             "Image, eps, the hardest target class (smallest CROWN margin); CROWN intermediate "
+             "bounds; the SDP with the triangle cuts. `sdp-ipm`: the certified bound "
+             "(fo-sdp's float64 eigenvalue check of the final multipliers); `dual`: the "
+             "solver's own dual objective (not a bound); peak: max RSS of the solve's process "
+             "(import and CROWN baseline in brackets).", "",
+             "| net | eps | img | target | CROWN | LP | sdp-ipm | dual - bound | exact | wall s "
+             "| CPU s | iters | s/iter | peak MB | status |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "sdp" not in r:
+            lines.append(f"| {r['net']} | {r['eps']} | {r['image']} | | | | | | | | | | | | "
+                         f"{r['status']} |")
+            continue
+        per = r["seconds"] / max(r["iterations"] or 1, 1)
+        lines.append(f"| {r['net']} | {r['eps']} | {r['image']} | {r['target']} | "
+                     f"{fmt(r['crown'])} | {fmt(r['lp'])} | {fmt(r['sdp'], 6)} | "
+                     f"{r['dual'] - r['sdp']:.1e} | {fmt(r['exact'])} | {fmt(r['seconds'], 1)} | "
+                     f"{fmt(r['cpu_seconds'], 1)} | {r['iterations']} | {per:.2f} | "
+                     f"{fmt(r['peak_mb'], 0)} ({fmt(r['import_mb'], 0)}) | {r['status']} |")
+    (RESULTS / "sdp_ipm.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 # -- output -------------------------------------------------------------------------------------
@@ -350,8 +390,24 @@ def main() -> None:
     p.add_argument("--cvxpy-max", type=int, default=900, help="largest s given to SCS")
     p.add_argument("--clarabel-max", type=int, default=110)
     p.add_argument("--only", default="")
-    p.add_argument("--skip-warm", action="store_true")
+    p.add_argument("--skip-warm", action="store_true",
+                   help="ignored: fo-sdp's warm starts are measured by benchmarks/fo_sdp.py")
+    p.add_argument("--ipm", action="store_true",
+                   help="only the sdp-ipm table on the MNIST nets (results/sdp_ipm.md)")
+    p.add_argument("--nets", default="784-100-100-10", help="--ipm: nets whose name contains these")
+    p.add_argument("--eps", default="0.02,0.05")
+    p.add_argument("--images", default="0")
+    p.add_argument("--ipm-limit", type=float, default=600.0)
+    p.add_argument("--exact", action="store_true", help="--ipm: also the MILP's exact margin")
+    p.add_argument("--append", action="store_true", help="--ipm: add to results/sdp_ipm.*")
     args = p.parse_args()
+    if args.ipm:
+        started = time.time()
+        nets = [n for n in IPM_NETS if any(o.strip() in n for o in args.nets.split(","))]
+        rows = ipm_table(nets, [float(e) for e in args.eps.split(",")],
+                         [int(i) for i in args.images.split(",")], args.ipm_limit, args.exact)
+        write_ipm_table(rows, started, args.append)
+        return
     from solvers.registry import get_solver
 
     started = time.time()
@@ -360,7 +416,7 @@ def main() -> None:
         if args.only and not any(o.strip() in name for o in args.only.split(",")):
             continue
         for solver in SOLVERS:
-            ok, why = get_solver(solver).is_available() if solver != "fo-sdp" else (True, "")
+            ok, why = get_solver(solver).is_available()
             if not ok:
                 rows.append(dict(problem=name, s=math.nan, solver=solver, crown=math.nan,
                                  bound=math.nan, seconds=math.nan, peak_mb=math.nan,
@@ -368,20 +424,21 @@ def main() -> None:
                                  message=why[:160]))
                 continue
             big = name.startswith(("mnist 784-200", "eran"))
-            limit = (args.target_limit if big else args.fo_limit) if solver == "fo-sdp" \
+            limit = (args.target_limit if big else args.fo_limit) if solver in LAYERED \
                 else args.cvxpy_limit
-            rows.append(run_isolated(index, args.quick, solver, limit) if solver == "fo-sdp"
-                        else None)
-            if solver != "fo-sdp":
-                s = rows[-2]["s"] if rows[-2] else math.nan
+            if solver in LAYERED:
+                rows.append(run_isolated(index, args.quick, solver, limit))
+            else:
+                s = next((r["s"] for r in rows if r["problem"] == name
+                          and math.isfinite(r["s"])), math.nan)
                 cap = args.clarabel_max if solver == "cvxpy-clarabel" else args.cvxpy_max
                 if not s <= cap:
-                    rows[-1] = dict(problem=name, s=s, solver=solver, crown=math.nan,
-                                    bound=math.nan, seconds=math.nan, peak_mb=math.nan,
-                                    import_mb=math.nan, status=f"skipped (s > {cap})",
-                                    iterations=0, message="")
+                    rows.append(dict(problem=name, s=s, solver=solver, crown=math.nan,
+                                     bound=math.nan, seconds=math.nan, peak_mb=math.nan,
+                                     import_mb=math.nan, status=f"skipped (s > {cap})",
+                                     iterations=0, message=""))
                 else:
-                    rows[-1] = run_isolated(index, args.quick, solver, limit)
+                    rows.append(run_isolated(index, args.quick, solver, limit))
             r = rows[-1]
             print(f"{name:34s} {solver:15s} s={r['s']} bound={r['bound']:.6g} "
                   f"crown={r['crown']:.6g} {r['seconds']:.1f}s {r['peak_mb']:.0f}MB "
@@ -417,8 +474,6 @@ def main() -> None:
                      f"{fmt(r['gap'], 6)} | {fmt(r['seconds'], 1)} | {fmt(r['peak_mb'], 0)} "
                      f"({fmt(r['import_mb'], 0)}) | {r['iterations']} | {r['status']} |")
     lines += ["", plot(rows, RESULTS / f"sdp_scaling{suffix}.png"), ""]
-    if not args.skip_warm:
-        lines += warm_start_study(args.fo_limit)
     text = "\n".join(lines) + "\n"
     (RESULTS / f"sdp{suffix}.md").write_text(text)
     print(text)

@@ -21,7 +21,6 @@ import argparse
 import csv
 import os
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -31,8 +30,9 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
 
-from relax.instances import read_instances, run_instance  # noqa: E402
+from relax.instances import read_instances  # noqa: E402
 from relax.protocol import VerifyOptions  # noqa: E402
+from relax.runs.local import RunPlan, execute  # noqa: E402
 from relax.search.exact import ExactOptions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +51,8 @@ def main() -> None:
     parser.add_argument("--pipeline", default=None, choices=["torch", "lp"],
                         help="exact method: torch alpha/beta-CROWN BaB (default) or the LP path")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1 is fastest on a shared 2-core machine)")
+                        help="torch threads per process (1 is fastest on a shared 2-core machine)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (relax.runs)")
     parser.add_argument("--properties", default=None,
                         help="comma-separated property names (e.g. prop_0_0.03) to run only those")
     parser.add_argument("--compare", action="append", default=[],
@@ -82,16 +83,19 @@ def main() -> None:
 
 
 def run_all(instances, args):
+    """Every instance through the CLI's runner (``relax.runs``: one process or
+    ``--workers``), rows back in list order."""
     methods = (ExactOptions(pipeline=args.pipeline),) if args.pipeline else ()
-    options = VerifyOptions(solver=args.solver, methods=methods)
+    plan = RunPlan(tuple(instances), args.method,
+                   VerifyOptions(solver=args.solver, methods=methods), args.timeout)
+    order = {(i.network, i.property): n for n, i in enumerate(instances)}
     rows = []
-    for instance in tqdm(instances, unit="prop"):
-        start = time.monotonic()
-        result = run_instance(instance, args.method, options, args.timeout)
-        rows.append((instance, result, time.monotonic() - start))
-        tqdm.write(f"{instance.network.name} {instance.property.name}: {result.verdict} "
-                   f"bound={result.bound} {time.monotonic() - start:.1f}s {result.reason[:80]}")
-    return rows
+    for result in tqdm(execute(plan, instances, args.workers, args.threads),
+                       total=len(instances), unit="prop"):
+        rows.append((result.instance, result, result.seconds))
+        tqdm.write(f"{result.instance.network.name} {result.instance.property.name}: "
+                   f"{result.verdict} bound={result.bound} {result.seconds:.1f}s {result.reason[:80]}")
+    return sorted(rows, key=lambda row: order[(row[0].network, row[0].property)])
 
 
 def write_csv(path: Path, rows) -> None:

@@ -8,6 +8,7 @@ The small public surface:
 - verification: :func:`verify` -> :class:`Result` with a :class:`Verdict`.
 """
 
+from relax import _cli_guard  # noqa: F401  (first: Ctrl-C during the imports of the CLI)
 from relax.bounds import bound_specs
 from relax.errors import RelaxError
 from relax.network import Affine, Network, ReLU, Sigmoid, Softplus, Tanh

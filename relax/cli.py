@@ -1,112 +1,102 @@
-"""The ``relax`` command line: ``verify``, ``compare``.
+"""The ``relax`` command line: ``verify``, ``bound``, ``compare``, ``report``, ``solvers``.
 
-Bad input (files, options) prints one line ``relax: error: ...`` on stderr and
-exits with code 2; any verdict exits with 0.
+The contract:
+
+- stdout carries only the results (``--json``: exactly one JSON object; ``compare``:
+  only the table): while a command works, fd 1 points at stderr
+  (:mod:`relax.console`), so no library or C code can write there;
+- bad input (files, options, typed errors of relax and the solver registry) prints one
+  line ``relax: error: ...`` on stderr and exits with 2, before any work starts;
+- anything else is a bug: ``relax: internal error: ...`` and exit 1 (traceback with ``-v``);
+- Ctrl-C: one line and exit 130; any verdict exits with 0.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import logging
 import sys
 import time
-from pathlib import Path
+import traceback
 
-import numpy as np
-
-from relax.errors import RelaxError, UsageError
-from solvers.errors import SolverError
+from relax.cli_args import check_device
+from relax.cli_parser import build_parser
+from relax.errors import RelaxError, SpecError, UsageError
+from solvers.errors import SolverUnavailable, UnknownSolver, UnsupportedProblem
 
 log = logging.getLogger("relax")
 
+#: errors that are the user's to fix (everything else is a bug in relax)
+USER_ERRORS = (RelaxError, SolverUnavailable, UnknownSolver, UnsupportedProblem, OSError)
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors on one line."""
+def _method_settings(args) -> tuple:
+    """The typed method options of ``--k`` and ``--set`` (later settings win)."""
+    from relax.options import parse_settings
 
-    def error(self, message: str):  # noqa: D102
-        raise UsageError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from relax.verify import BOUND_METHODS
-
-    parser = _Parser(prog="relax", description="Verify neural networks with convex relaxations.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    verify = commands.add_parser("verify", help="verify a property (or a list of instances)")
-    verify.add_argument("network", nargs="?", help="network in ONNX format")
-    verify.add_argument("property", nargs="?", help="property in VNNLIB format")
-    verify.add_argument("--instances", help="CSV of network,property,timeout (VNN-COMP style)")
-    verify.add_argument("--output", default="relax_results.csv", help="results CSV for --instances")
-    verify.add_argument("--method", default="crown", choices=sorted(BOUND_METHODS))
-    verify.add_argument("--solver", default=None, help="solver backend (see `relax solvers`)")
-    verify.add_argument("--timeout", type=float, default=None, help="seconds per property")
-    verify.add_argument("--device", default="cpu", help="cpu or cuda")
-    verify.add_argument("--json", action="store_true", help="print one JSON object")
-    verify.add_argument("--k", type=int, default=3, help="k-ReLU group size (method krelu)")
-
-    commands.add_parser("solvers", help="list solver backends and whether they are usable here")
-
-    compare = commands.add_parser("compare", help="compare methods side by side")
-    compare.add_argument("--network", help="ONNX network (default: the embedded MNIST network)")
-    compare.add_argument("--mnist", help="MNIST directory to take images from (default: embedded)")
-    compare.add_argument("--count", type=int, default=3, help="number of images")
-    compare.add_argument("--eps", type=float, nargs="+", default=None, help="L-inf radii")
-    compare.add_argument("--methods", nargs="+", default=None,
-                         help="methods to run (default: ibp crown lp exact; also: sdp)")
-    compare.add_argument("--timeout", type=float, default=5.0, help="seconds per property and method")
-    compare.add_argument("--norm", choices=("linf", "l2"), default="linf",
-                         help="perturbation norm of --eps (l2: crc uses the ball, others its box)")
-    compare.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
-    compare.add_argument("--k", type=int, default=3, help="k-ReLU group size (method krelu)")
-    return parser
+    if args.k is not None and not 1 <= args.k <= 5:
+        raise UsageError(f"argument --k: k-ReLU needs 1 <= k <= 5, got {args.k}")
+    return parse_settings(([f"krelu.k={args.k}"] if args.k is not None else []) + args.set)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = any(a in ("-v", "--verbose") for a in argv)
     try:
         args = build_parser().parse_args(argv)
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                            format="%(levelname)s %(name)s: %(message)s")
-        if args.command == "verify":
-            return _verify_instances(args) if args.instances else _verify_one(args)
-        if args.command == "solvers":
-            return _solvers()
-        return _compare(args)
-    except (RelaxError, SolverError) as error:
-        print(f"relax: error: {_one_line(error)}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as error:
+        args.argv = argv  # the command, for the results file
+        _logging(args.verbose)
+        from relax.console import results_stream
+
+        with results_stream() as out:
+            return _COMMANDS[args.command](args, out)
+    except USER_ERRORS as error:
         print(f"relax: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("relax: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a bug in relax, not the user's input
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        hint = "" if verbose else " (run with -v for the traceback)"
+        print(f"relax: internal error: {type(error).__name__}: {_one_line(error)}{hint}",
+              file=sys.stderr)
+        return 1
 
 
-def _one_line(error: Exception) -> str:
+def _logging(verbose: bool) -> None:
+    """-v: every INFO record; otherwise warnings only (progress: relax.console)."""
+    root, level = logging.getLogger(), logging.INFO if verbose else logging.WARNING
+    if not root.handlers:  # (an embedding program or test may have its own)
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(level)
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def _progress(args):
+    """A long single run shows relax's progress lines on stderr (not with -q or -v)."""
+    from relax.console import long_run_progress
+
+    return long_run_progress(not args.quiet and not args.verbose)
+
+
+def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def _options(args):
+def _options(args, method: str):
+    """Typed options from the flags, checked against ``method`` before any work."""
+    from relax.methods import check_solver
     from relax.verify import VerifyOptions
-    from solvers import get_solver
 
-    if args.solver is not None:  # unknown or unavailable: a one-line error now, not per instance
-        from solvers.errors import SolverUnavailable
-
-        available, reason = get_solver(args.solver).is_available()
-        if not available:
-            raise SolverUnavailable(f"solver {args.solver!r} is not usable here: {reason}")
-    from relax.options import parse_settings
-
-    return VerifyOptions(solver=args.solver, device=args.device,
-                         methods=parse_settings([f"krelu.k={args.k}"]))
+    check_device(args.device)
+    check_solver(method, args.solver)
+    return VerifyOptions(solver=args.solver, device=args.device, methods=_method_settings(args))
 
 
-def _solvers() -> int:
+def _solvers(args, out) -> int:
     from solvers import list_solvers
 
     rows = [["solver", "problems", "usable", "aliases / why not"]]
@@ -116,115 +106,218 @@ def _solvers() -> int:
         rows.append([info.name, kinds, "yes" if info.available else "no", note])
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3])
+        print("  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3], file=out)
     return 0
 
 
-def _verify_one(args) -> int:
+def load_property(network, path: str):
+    """The specs of a VNNLIB file; an input box that is empty everywhere is bad input."""
+    from relax.io.vnnlib import read_vnnlib
+
+    specs = read_vnnlib(path, network.input_size, network.output_size)
+    if not specs:
+        raise SpecError(f"{path}: the input box is empty (a lower bound exceeds its upper "
+                        "bound in every disjunct): nothing to verify")
+    return specs
+
+
+def _verify(args, out) -> int:
+    if args.help_method:
+        from relax.options import format_options
+
+        print(format_options(args.help_method), file=out)
+        return 0
+    if args.instances:
+        if args.network or args.property:
+            raise UsageError("give either NETWORK PROPERTY or --instances CSV, not both")
+        return _verify_instances(args, out)
+    return _verify_one(args, out)
+
+
+def _verify_one(args, out) -> int:
     from relax.io.onnx_import import from_onnx
     from relax.verify import verify
-    from relax.io.vnnlib import read_vnnlib
 
     if not args.network or not args.property:
         raise UsageError("verify needs NETWORK and PROPERTY, or --instances CSV")
-    options = _options(args)
+    options = _options(args, args.method)
     network = from_onnx(args.network)
-    specs = read_vnnlib(args.property, network.input_size, network.output_size)
-    result = verify(network, specs, args.method, args.timeout, options)
+    specs = load_property(network, args.property)
+    with _progress(args):  # from here on: work (bad input was refused above)
+        result = verify(network, specs, args.method, args.timeout, options)
     if args.json:
-        print(json.dumps(result.to_json()))
+        print(json.dumps(result.to_json()), file=out)
     else:
         bound = "n/a" if result.bound is None else f"{result.bound:.6g}"
         print(f"{result.verdict.value}  (method {result.method}, bound {bound}, "
-              f"{result.seconds:.2f} s)" + (f": {result.reason}" if result.reason else ""))
+              f"{result.seconds:.2f} s)" + (f": {result.reason}" if result.reason else ""), file=out)
     return 0
 
 
-def _verify_instances(args) -> int:
-    from tqdm import tqdm
+def _bound(args, out) -> int:
+    from relax.bounding import bound_report
+    from relax.io.onnx_import import from_onnx
 
-    from relax.instances import read_instances, run_instance
+    options = _options(args, args.method)
+    network = from_onnx(args.network)
+    specs = load_property(network, args.property)
+    with _progress(args):
+        report = bound_report(network, specs, args.method, args.timeout, options)
+    if args.json:
+        print(json.dumps(report.to_json()), file=out)
+        return 0
+    for index, row in enumerate(report.disjunct_bounds):
+        values = " ".join(f"{v:+.6g}" for v in row)
+        print(f"spec {index}: min {min(row):+.6g}  disjuncts {values}", file=out)
+    reason = f": {'; '.join(report.reasons)}" if report.reasons else ""
+    print(f"bound {report.bound:+.6g}  (method {report.method}, {report.seconds:.2f} s){reason}",
+          file=out)
+    return 0
 
-    options = _options(args)
-    instances = read_instances(args.instances)
-    out_path = Path(args.output)
+
+def _verify_instances(args, out) -> int:
+    from functools import partial
+    from pathlib import Path
+
+    from relax.instances import read_instances
+    from relax.runs.local import RunPlan, run_plan
+    from relax.runs.records import ResultsFile, run_metadata
+
+    options = _options(args, args.method)
+    plan = RunPlan(tuple(read_instances(args.instances)), args.method, options, args.timeout)
+    results = ResultsFile(Path(args.output), resume=args.resume)
+    results.prepare()  # before any work: never overwrite, resume keys
+    runner = partial(_runner_for(args), workers=args.workers, threads=args.threads)
+    with _Progress(len(plan.instances)) as progress:
+        rows = run_plan(plan, results, run_metadata(args.argv), runner, progress=progress.update)
+    skipped = len(plan.instances) - len(rows)
+    print(f"{len(rows)} instances run ({_counts(rows)}), {skipped} already in the file; "
+          f"results in {results.path}", file=out)
+    return 0
+
+
+def _runner_for(args):
+    from relax.runs.local import execute
+
+    if args.engine == "local" and args.cluster is None:
+        return execute
+    from relax.runs.cluster import cluster_runner
+
+    return cluster_runner(args.engine, args.cluster)
+
+
+def _counts(rows) -> str:
     counts: dict[str, int] = {}
-    with out_path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["network", "property", "verdict", "bound", "method", "seconds", "reason"])
-        for instance in tqdm(instances, desc="instances", unit="prop", file=sys.stderr):
-            row = run_instance(instance, args.method, options, args.timeout)
-            writer.writerow(row.csv_row())
-            handle.flush()
-            counts[row.verdict] = counts.get(row.verdict, 0) + 1
-    summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-    print(f"{len(instances)} instances ({summary}); results in {out_path}")
-    return 0
+    for row in rows:
+        counts[row.verdict] = counts.get(row.verdict, 0) + 1
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"
 
 
-def _compare(args) -> int:
+class _Progress:
+    """A progress bar on stderr with the counts of each verdict."""
+
+    def __init__(self, total: int):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc="instances", unit="prop", file=sys.stderr)
+        self.counts = {"holds": 0, "violated": 0, "unknown": 0}
+
+    def update(self, row) -> None:
+        self.counts[row.verdict] = self.counts.get(row.verdict, 0) + 1
+        solved = self.counts["holds"] + self.counts["violated"]
+        self.bar.set_postfix(solved=solved, unknown=self.counts["unknown"], refresh=False)
+        self.bar.update()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
+def _compare(args, out) -> int:
     from tqdm import tqdm
 
-    from relax.compare import DEFAULT_EPS, DEFAULT_METHODS, available_methods, compare
-    from relax.options import parse_settings
+    from relax.compare import DEFAULT_EPS, compare, legend, render_table, write_csv
     from relax.verify import VerifyOptions
 
+    methods = _compare_methods(args)
     network, images, labels = _compare_inputs(args)
+    eps_values = args.eps or list(DEFAULT_EPS)
+    options = VerifyOptions(methods=_method_settings(args))
+    bar = tqdm(total=len(images) * len(eps_values), desc="compare", unit="prop", file=sys.stderr)
+    start = time.monotonic()
+    rows = compare(network, images, labels, eps_values, methods, args.timeout, options,
+                   progress=bar.update, norm=args.norm)
+    bar.close()
+    if args.csv:
+        write_csv(args.csv, rows, methods)
+    if args.plot:
+        from relax.plots import ladder_plot
+
+        ladder_plot(rows, methods, args.plot)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row.to_json()), file=out)
+        return 0
+    if not args.markdown:
+        print(f"network: {network.describe()}", file=out)
+    print(render_table(rows, methods, markdown=args.markdown), file=out)
+    print(("\n" if args.markdown else "") + legend(time.monotonic() - start), file=out)
+    return 0
+
+
+def _report(args, out) -> int:
+    from relax.report import read_run, read_truth, summary_markdown
+
+    runs = [read_run(path) for path in args.results]
+    truth = read_truth(args.truth)
+    if args.cactus or args.scatter:
+        from relax.plots import cactus_plot, time_scatter
+
+        if args.cactus:
+            cactus_plot(runs, args.cactus)
+        if args.scatter:
+            time_scatter(runs, args.scatter)
+    print(summary_markdown(runs, truth), file=out, end="")
+    return 0
+
+
+def _compare_methods(args) -> list[str]:
+    from relax.compare import DEFAULT_METHODS, available_methods
+
     methods = args.methods or [m for m in DEFAULT_METHODS if m in available_methods()]
     unknown = sorted(set(methods) - set(available_methods()))
     if unknown:
-        raise UsageError(f"unknown method(s) {', '.join(unknown)}; available: {', '.join(available_methods())}")
-    eps_values = args.eps or list(DEFAULT_EPS)
-    bar = tqdm(total=len(images) * len(eps_values), desc="compare", unit="prop", file=sys.stderr)
-    start = time.monotonic()
-    rows = compare(network, images, labels, eps_values, methods, args.timeout,
-                   VerifyOptions(methods=parse_settings([f"krelu.k={args.k}"])), progress=bar.update,
-                   norm=args.norm)
-    bar.close()
-    if args.json:
-        for row in rows:
-            print(json.dumps({"image": row.image, "label": row.label, "eps": row.eps,
-                              "exact": row.exact_value,
-                              "results": {m: r.to_json() for m, r in row.results.items()}}))
-    else:
-        print(f"network: {network.describe()}")
-        print(_table(rows, methods))
-        print("bound = sound lower bound on the margin (> 0 certifies); exact value = MILP optimum "
-              f"of the margin (reference); total {time.monotonic() - start:.1f} s")
-    return 0
+        raise UsageError(f"unknown method(s) {', '.join(unknown)}; "
+                         f"available: {', '.join(available_methods())}")
+    _method_settings(args)  # bad --k / --set: refused before any work
+    return list(dict.fromkeys(methods))
 
 
 def _compare_inputs(args):
+    """Network, images and labels, checked to fit each other before any work."""
     from relax.data import default_images, default_network_path
     from relax.io.mnist import load_mnist
     from relax.io.onnx_import import from_onnx
 
-    if args.count < 1:
-        raise UsageError("--count must be at least 1")
     network = from_onnx(args.network or default_network_path())
     if args.mnist:
         images, labels = load_mnist(args.mnist, "test", limit=args.count)
     else:
         images, labels = default_images()
-    return network, images[: args.count], labels[: args.count]
+    images, labels = images[: args.count], labels[: args.count]
+    if network.input_size != images.shape[1]:
+        raise UsageError(f"the network takes {network.input_size} inputs, so it does not take "
+                         f"MNIST images ({images.shape[1]} pixels)")
+    if network.output_size <= int(max(labels)):
+        raise UsageError(f"the network has {network.output_size} outputs, too few for the "
+                         f"MNIST labels 0..9")
+    return network, images, labels
 
 
-def _table(rows, methods) -> str:
-    header = ["img", "label", "pred", "eps"]
-    for m in methods:
-        header += [f"{m} bound", f"{m} verdict", f"{m} s"]
-    header.append("exact value")
-    lines = [header]
-    for row in rows:
-        cells = [str(row.image), str(row.label), str(row.predicted), f"{row.eps:g}"]
-        for m in methods:
-            r = row.results[m]
-            bound = "-" if r.bound is None or not np.isfinite(r.bound) else f"{r.bound:+.3f}"
-            cells += [bound, r.verdict.value, f"{r.seconds:.2f}"]
-        cells.append("-" if row.exact_value is None else f"{row.exact_value:+.3f}")
-        lines.append(cells)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines)
+_COMMANDS = {"verify": _verify, "bound": _bound, "solvers": _solvers, "compare": _compare,
+             "report": _report}
 
 
 if __name__ == "__main__":

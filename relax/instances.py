@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from relax.errors import DataError
+from relax.errors import DataError, SpecError
 
 __all__ = ["Instance", "InstanceResult", "read_instances", "run_instance"]
 
@@ -34,8 +34,10 @@ class InstanceResult:
     method: str
     seconds: float
     reason: str = ""
+    solver: str | None = None
 
     def csv_row(self) -> list:
+        """network, property, verdict, bound, method, seconds, reason (see relax.runs.records)."""
         bound = "" if self.bound is None else repr(self.bound)
         return [str(self.instance.network), str(self.instance.property), self.verdict, bound,
                 self.method, f"{self.seconds:.3f}", self.reason]
@@ -83,10 +85,12 @@ def run_instance(instance: Instance, method: str, options, timeout: float | None
     try:
         network = _load_network(instance.network)
         specs = read_vnnlib(instance.property, network.input_size, network.output_size)
+        if not specs:
+            raise SpecError(f"{instance.property}: the input box is empty: nothing to verify")
         result = verify(network, specs, method, limit, options)
     except Exception as error:  # a failing instance must not stop the run
         log.warning("instance %s failed: %s", instance.property, error)
         reason = f"{type(error).__name__}: {' '.join(str(error).split())}"
         return InstanceResult(instance, "unknown", None, method, time.monotonic() - start, reason)
     return InstanceResult(instance, result.verdict.value, result.bound, method,
-                          result.seconds, result.reason or "")
+                          result.seconds, result.reason or "", result.solver)

@@ -2,8 +2,9 @@
 
 Built in: ``highs`` (highspy) and the cvxpy backends ``cvxpy-clarabel``,
 ``cvxpy-scs``, ``cvxpy-mosek``, ``cvxpy-highs`` (aliases ``clarabel``, ``scs``,
-``mosek``), and ``fo-sdp`` (the first-order SDP solver of
-:mod:`solvers.backends.fo_sdp`, torch imported lazily); every other solver that
+``mosek``), ``fo-sdp`` (the first-order SDP solver of
+:mod:`solvers.backends.fo_sdp`, torch imported lazily) and ``sdp-ipm`` (the structured
+interior-point SDP solver of :mod:`solvers.backends.sdp_ipm`); every other solver that
 ``cvxpy.installed_solvers()`` reports is added as ``cvxpy-<name>`` the first time
 the full list is needed.  Registering imports
 no solver library.
@@ -30,6 +31,7 @@ from solvers.backends.cvxpy_backend import (CvxpyClarabel, CvxpyHighs, CvxpyMose
                                             installed_cvxpy_backends)
 from solvers.backends.fo_sdp import FoSdpBackend
 from solvers.backends.highs import HighsBackend
+from solvers.backends.sdp_ipm import SdpIpmBackend
 from solvers.errors import SolverUnavailable, UnknownSolver
 from solvers.program import ProblemKind
 
@@ -194,5 +196,6 @@ def default_solver(kind: ProblemKind) -> Backend:
     raise SolverUnavailable(f"no available solver accepts {kind.value} problems")
 
 
-for _cls in (HighsBackend, CvxpyClarabel, CvxpyScs, CvxpyMosek, CvxpyHighs, FoSdpBackend):
+for _cls in (HighsBackend, CvxpyClarabel, CvxpyScs, CvxpyMosek, CvxpyHighs, FoSdpBackend,
+             SdpIpmBackend):
     register(_cls)

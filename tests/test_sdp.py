@@ -312,7 +312,7 @@ def test_verify_with_the_sdp_method():
     assert bound_specs(network, [spec], "crown")[0].bound < 0 < exact
     cuts = VerifyOptions(methods=(SdpOptions(cuts=True),))
     result = verify(network, spec, "sdp", options=cuts)
-    assert result.verdict is Verdict.HOLDS and result.solver == "cvxpy-clarabel"
+    assert result.verdict is Verdict.HOLDS and result.solver == "sdp-ipm"
     assert 0 < result.bound <= exact + 1e-7
     tightened = verify(network, spec, "sdp", options=VerifyOptions(methods=(
         SdpOptions(cuts=True, intermediate="lp", skip_proved=False),)))

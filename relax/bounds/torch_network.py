@@ -36,7 +36,7 @@ def _to_torch(matrix, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         coo = matrix.tocoo()
         indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
         values = torch.from_numpy(coo.data)
-        sparse = torch.sparse_coo_tensor(indices, values, coo.shape)
+        sparse = torch.sparse_coo_tensor(indices, values, coo.shape, check_invariants=True)
         return sparse.to(device=device, dtype=dtype).coalesce()
     return torch.tensor(np.asarray(matrix), device=device, dtype=dtype)
 

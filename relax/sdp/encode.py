@@ -31,17 +31,24 @@ with loops only over layers.  Every variable is boxed by bounds the SDP already 
 :func:`solvers.safe_bound.conic_safe_bound` gives a finite sound bound from any duals.
 
 Solvers (:func:`relax.sdp.method.sdp_bound`)
----------------------------
-``cvxpy-clarabel``, ``cvxpy-scs``, ``cvxpy-mosek``: the ConicProgram through cvxpy;
-the bound is the backend's ``Solution.bound``, i.e. ``conic_safe_bound`` recomputed
-from the row and PSD duals (``-inf`` when the solve failed; a claimed infeasibility
-is numerical -- the relaxation always contains the lifted inputs -- so it also gives
-``-inf``).  The raw objective is never used.  ``fo-sdp``: the
-:class:`~solvers.program.LayeredReluProgram` of :func:`layered_program` and the
-first-order dual solver :mod:`solvers.backends.fo_sdp` (rigorously checked bounds);
-:func:`sdp_bound` solves all rows of a spec as one batch
-(:func:`solvers.backends.fo_sdp.solve_batch`) and :func:`sdp_bounds` all rows of
-several specs (images).
+--------------------------------------------
+The encoding follows what the backend declares it takes (``backend.kinds``), never its
+name.  ``LAYERED_QCQP`` (``sdp-ipm``, ``fo-sdp``, plug-ins): the
+:class:`~solvers.program.LayeredReluProgram` of :func:`layered_program` (the triangle
+cuts are the ``cuts`` key of ``SolveOptions.extra``).  ``SDP`` (``cvxpy-clarabel``,
+``cvxpy-scs``, ``cvxpy-mosek``, plug-ins): the primal ConicProgram of :func:`encode_sdp`
+(bound: ``conic_safe_bound`` from the row and PSD duals, ``-inf`` when the solve failed;
+a claimed infeasibility is numerical -- the relaxation always contains the lifted inputs
+-- so it also gives ``-inf``), or with ``form="multiplier"`` the multiplier form of
+:func:`multiplier_program` (an LMI in the multipliers: interior-point solvers whose cost
+is driven by the number of multipliers; bound: the float64 check of the returned
+multipliers).  The raw objective is never used.  ``sdp-ipm``
+(:mod:`solvers.backends.sdp_ipm`): our structured interior-point solver on the
+multiplier form, the default while it fits in memory (``benchmarks/results/sdp_ipm.md``:
+the SDP optimum of 784-100-100-10 MNIST networks, side ~940 and ~1,500 multipliers, in
+~27 iterations and ~20 CPU seconds); ``fo-sdp``: the first-order dual solver
+:mod:`solvers.backends.fo_sdp` (rigorously checked bounds, ``O(n^2)`` memory), the
+default beyond; it also solves batches (:func:`relax.sdp.method.sdp_bounds`).
 
 Sizes measured on this machine (2 CPU cores shared with other jobs, 23 GB; one
 disjunct row, CROWN bounds, Gaussian weights, ``eps = 0.05``; ``s = 1 + inputs +
@@ -74,7 +81,7 @@ hidden`` is the size of ``P``; times are rough):
   is below CROWN's without cuts; with cuts it never drops below its CROWN-like start).
   Its hard limit is the dense final check (``dense_check_limit``, 6000).
 
-:func:`default_sdp_solver` follows these numbers.
+:func:`relax.sdp.method.default_sdp_solver` picks ``sdp-ipm`` while its memory estimate fits.
 """
 
 from __future__ import annotations
@@ -90,7 +97,8 @@ from relax.errors import UsageError
 from relax.network import Network
 from solvers.program import ConicProgram, LayeredReluProgram, LinearProgram, PsdConstraint
 
-__all__ = ["SdpEncoding", "encode_sdp", "layered_program", "triangle_index"]
+__all__ = ["SdpEncoding", "encode_sdp", "layered_program", "triangle_index", "MultiplierEncoding",
+           "multiplier_program"]
 
 log = logging.getLogger(__name__)
 
@@ -272,3 +280,56 @@ def layered_program(network: Network, lower, upper, bounds: Bounds, row,
         tuple(np.asarray(bounds.lower[k], np.float64) for k in range(L)),
         tuple(np.asarray(bounds.upper[k], np.float64) for k in range(L)),
         c[offsets[-2]:], c0)
+
+
+# -- the multiplier (dual LMI) form, for conic interior-point solvers ------------------------
+
+@dataclass(frozen=True, eq=False)
+class MultiplierEncoding:
+    """The SDP's multiplier form (:mod:`solvers.backends.sdp_ipm.problem`) as a
+    :class:`ConicProgram` in the multipliers ``y``: ``min -b^T y`` s.t.
+    ``C - sum_j y_j A_j >= 0`` (written ``sum_j y_j (-A_j) - (-C) >= 0``), signs as
+    variable bounds.  Its optimum is minus the SDP optimum, so the program's own safe
+    bound is useless here: :meth:`certify` turns any ``y`` (e.g. ``Solution.x``) into a
+    rigorous bound with fo-sdp's float64 check on the :class:`LayeredReluProgram`."""
+
+    program: ConicProgram
+    layered: LayeredReluProgram
+    sdp: object       # solvers.backends.sdp_ipm.problem.MultiplierSdp
+    cuts: bool
+
+    def certify(self, y) -> float:
+        """A rigorous lower bound on the margin from the multipliers ``y`` (signs clipped)."""
+        from solvers.backends.fo_sdp import certified_bound
+        from solvers.backends.sdp_ipm.problem import to_fo_sdp_params
+
+        if y is None:
+            return -np.inf
+        sign = self.sdp.sign
+        y = np.asarray(y, np.float64)
+        y = np.where(sign > 0, np.maximum(y, 0.0), np.where(sign < 0, np.minimum(y, 0.0), y))
+        return float(certified_bound(self.layered, to_fo_sdp_params(self.sdp, y), self.cuts))
+
+
+def multiplier_program(network: Network, lower, upper, bounds: Bounds, row, offset: float,
+                       cuts: bool = True) -> MultiplierEncoding:
+    """The :class:`MultiplierEncoding` of the margin ``row^T y - offset`` (fixed coordinates
+    and dead neurons eliminated, coordinates scaled to ``[-1, 1]``)."""
+    from solvers.backends.sdp_ipm.problem import build
+
+    layered = layered_program(network, lower, upper, bounds, row, offset)
+    sdp = build(layered, cuts)
+    s, m = sdp.side, sdp.m_neurons
+    cols = []
+    for c in range(m):                       # -A_c = -(u v^T + v u^T) / 2, vec row-major
+        outer = np.outer(sdp.U[:, c], sdp.V[:, c])
+        cols.append(sp.csr_matrix(-0.5 * (outer + outer.T).reshape(-1, 1)))
+    diag = sp.csr_matrix((-np.ones(s), (np.arange(s) * (s + 1), np.arange(s))), shape=(s * s, s))
+    G = sp.hstack(cols + [diag], format="csr") if cols else diag
+    sign = sdp.sign
+    lo = np.where(sign > 0, 0.0, -np.inf)
+    hi = np.where(sign < 0, 0.0, np.inf)
+    n_vars = m + s
+    linear = LinearProgram(-sdp.b, sp.csr_matrix((0, n_vars)), np.zeros(0), np.zeros(0), lo, hi)
+    psd = PsdConstraint(s, G, -sdp.C.reshape(-1))
+    return MultiplierEncoding(ConicProgram(linear, (psd,)), layered, sdp, cuts)
