@@ -185,7 +185,7 @@ def write_markdown(args, rows, checkpoints, reference, warm) -> None:
         lines.append(f"| {r['eps']} | {r['method']} | {r['crown']:.4f} | {r['lp']:.4f} | "
                      f"{cells} | {'' if ref is None else f'{ref:.4f}'} | {r['iterations']} |")
     crown, lp, items = warm
-    lines += ["", f"Reference: a certified lower bound on the SDP optimum from another solver "
+    lines += ["", "Reference: a certified lower bound on the SDP optimum from another solver "
               "(see the report); the target is within 1e-3 of the optimum.", "",
               "![bound against time](fo_sdp.png)", "",
               f"## Warm starts (eps {args.eps[0]}; CROWN {crown:.4f}, LP {lp:.4f})", "",

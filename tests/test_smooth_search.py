@@ -20,7 +20,7 @@ from relax.bounds.torch_network import TorchNetwork
 from relax.deadline import Deadline
 from relax.result import ReasonKind
 from relax.errors import UsageError
-from relax.network import Affine, Network
+from relax.network import Network
 from relax.protocol import VerifyOptions
 from relax.search.attack import AttackOptions, pgd_attack
 from relax.search.alpha_method import alpha_disjunct_bounds

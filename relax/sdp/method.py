@@ -32,6 +32,7 @@ __all__ = ["SdpOptions", "solve_row", "sdp_bound", "sdp_bounds", "sdp_method", "
 log = logging.getLogger(__name__)
 
 IPM_MEMORY_SHARE = 0.5   # sdp-ipm is the default while its estimate fits this share of RAM
+IPM_MAX_ITERATION_SECONDS = 10.0   # ... and one of its iterations takes at most this long (estimate)
 
 # -- solving --------------------------------------------------------------------------------
 
@@ -213,13 +214,17 @@ def default_sdp_solver(network: Network, cuts: bool = True) -> str:
     """``sdp-ipm`` (the structured interior-point solver: the SDP's optimum) while its
     memory estimate (:func:`solvers.backends.sdp_ipm.memory_estimate`, before eliminating
     fixed coordinates) fits :data:`IPM_MEMORY_SHARE` of the physical memory, else
-    ``fo-sdp`` (first order, ``O(n^2)`` memory)."""
-    from solvers.backends.sdp_ipm import memory_estimate
+    ``fo-sdp`` (first order, ``O(n^2)`` memory); also ``fo-sdp`` where one interior-point
+    iteration would take more than :data:`IPM_MAX_ITERATION_SECONDS` (estimated from its
+    flop count: eran 9x200's ~9,000 multipliers need about two minutes per iteration)."""
+    from solvers.backends.sdp_ipm.backend import iteration_seconds, memory_estimate
 
     neurons = int(sum(network.hidden_sizes))
-    need = memory_estimate(1 + network.input_size + neurons, neurons, cuts)
+    side = 1 + network.input_size + neurons
     memory = _physical_memory()
-    return "sdp-ipm" if memory is None or need <= IPM_MEMORY_SHARE * memory else "fo-sdp"
+    fits = memory is None or memory_estimate(side, neurons, cuts) <= IPM_MEMORY_SHARE * memory
+    return "sdp-ipm" if fits and iteration_seconds(side, neurons, cuts) <= IPM_MAX_ITERATION_SECONDS \
+        else "fo-sdp"
 
 
 _LAYERED_KEYS = ("max_iterations", "lr", "patience", "eig", "lanczos_steps", "init", "dtype",

@@ -85,6 +85,22 @@ def memory_estimate(side: int, neurons: int, cuts: bool = True) -> int:
     return 8 * (24 * side * side + 4 * m * m + 6 * side * m)
 
 
+#: floating-point rate assumed for an iteration before one has been timed (2 CPU cores)
+ASSUMED_FLOPS = 8e9
+
+
+def iteration_flops(side: int, multipliers: int) -> float:
+    """Floating-point operations of one iteration: the Schur complement
+    (``2 s^2 m + 3 m^2 s``) and its Cholesky factorisation (``m^3 / 3``)."""
+    s, m = float(side), float(multipliers)
+    return 2 * s * s * m + 3 * m * m * s + m ** 3 / 3
+
+
+def iteration_seconds(side: int, neurons: int, cuts: bool = True) -> float:
+    """A rough time of one iteration before any has run (:data:`ASSUMED_FLOPS`)."""
+    return iteration_flops(side, side + (4 if cuts else 3) * neurons) / ASSUMED_FLOPS
+
+
 def _certify(problem, sdp, y, cuts: bool) -> float:
     from solvers.backends.fo_sdp import certified_bound
     from solvers.backends.sdp_ipm.problem import to_fo_sdp_params
@@ -155,13 +171,18 @@ def _attempt(problem, opts: IpmOptions, options: SolveOptions, cuts: bool, activ
     y_n = (linear_multipliers(problem, sdp) if opts.start == "linear"
            else np.zeros(sdp.m_neurons))
     y0 = _blend_warm_start(sdp, feasible_start(sdp, y_n, opts.tau, opts.delta), warm_start)
+    started = time.monotonic()
+    start_bound = -math.inf
+    if opts.start == "linear":           # the linear bound itself (Z >= 0, on the boundary)
+        start_bound = _certify(problem, sdp, feasible_start(sdp, y_n, 0.0, 0.0, clip=False), cuts)
+    check = time.monotonic() - started   # what one certificate costs: keep two for the end
+    first = iteration_flops(sdp.side, y0.size) / ASSUMED_FLOPS
     run = path_following(sdp, y0, opts.device, opts.max_iterations,
                          options.tolerance or opts.tolerance, opts.fraction, opts.feasibility,
-                         deadline, opts.centred, give_up)
-    candidates = [run.best_y, run.y]
-    if opts.start == "linear":           # the linear bound itself (Z >= 0, on the boundary)
-        candidates.append(feasible_start(sdp, y_n, 0.0, 0.0, clip=False))
-    return sdp, run, max(_certify(problem, sdp, y, cuts) for y in candidates)
+                         None if deadline is None else deadline - 2 * check, opts.centred, give_up,
+                         first)
+    candidates = [run.best_y] if np.array_equal(run.best_y, run.y) else [run.best_y, run.y]
+    return sdp, run, max([start_bound] + [_certify(problem, sdp, y, cuts) for y in candidates])
 
 
 def _blend_warm_start(sdp, y0: np.ndarray, warm_start) -> np.ndarray:

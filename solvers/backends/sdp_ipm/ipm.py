@@ -219,17 +219,21 @@ def _backtrack(st: _State, dX, dy, ap: float, ad: float):
 def path_following(sdp, y0: np.ndarray, device: str = "cpu", max_iterations: int = 80,
                    tolerance: float = 1e-9, fraction: float = 0.95,
                    feasibility: float = 1e-7, deadline: float | None = None,
-                   centred: bool = False, give_up: tuple[int, float] | None = None) -> IpmRun:
+                   centred: bool = False, give_up: tuple[int, float] | None = None,
+                   first_seconds: float = 0.0) -> IpmRun:
     """Run the method of the module docstring from the strictly feasible dual ``y0``;
-    ``give_up = (k, g)``: stop at iteration ``k`` if the relative gap is still above ``g``."""
+    ``give_up = (k, g)``: stop at iteration ``k`` if the relative gap is still above ``g``.
+    No iteration starts that would end after ``deadline`` by the last one's duration
+    (``first_seconds``, an estimate, before the first)."""
     st = _State(sdp, y0, device, centred)
     b_np = np.asarray(sdp.b)
     best_y = np.asarray(y0, np.float64).copy()
     run = IpmRun(best_y, best_y, float(b_np @ best_y), None)
     bnorm = 1.0 + float(np.linalg.norm(b_np))
-    start, stalls, factors = time.perf_counter(), 0, None
+    start, stalls, factors, last = time.perf_counter(), 0, None, first_seconds
     for it in range(max_iterations):
-        if deadline is not None and time.monotonic() > deadline:
+        began = time.monotonic()
+        if deadline is not None and began + last > deadline:   # the next one would end late
             run.timed_out = True
             break
         try:
@@ -260,6 +264,7 @@ def path_following(sdp, y0: np.ndarray, device: str = "cpu", max_iterations: int
         if value > run.best_value:
             run.best_value, run.best_y = value, st.y.cpu().numpy().copy()
         stalls = stalls + 1 if max(ap, ad) < 1e-6 else 0
+        last = time.monotonic() - began
         if stalls >= 3:
             break
     run.y = st.y.cpu().numpy().copy()
