@@ -57,6 +57,30 @@ def conv2d_matrix(
         raise NetworkError(
             f"conv2d kernel {(k_h, k_w)} does not fit the input {tuple(input_shape)}"
         )
+    matrix = _conv2d_sparse(weight, (height, width), (out_h, out_w), stride, padding, dilation)
+    bias = np.zeros(out_channels) if bias is None else np.asarray(bias, dtype=np.float64).ravel()
+    if bias.shape != (out_channels,):
+        raise NetworkError(
+            f"conv2d bias has {bias.size} entries for {out_channels} output channels"
+        )
+    return matrix, np.repeat(bias, out_h * out_w), (out_channels, out_h, out_w)
+
+
+def _conv2d_sparse(
+    weight: np.ndarray,
+    size: tuple[int, int],
+    out_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    dilation: tuple[int, int],
+) -> sp.csr_matrix:
+    """The ``W`` of :func:`conv2d_matrix`: one entry ``weight[m, c, p, q]`` in row
+    ``(m, i, j)`` and column ``(c, i*sH - top + p*dH, j*sW - left + q*dW)`` for every
+    in-range input position (C-order indices), explicit zeros removed."""
+    out_channels, c_in, k_h, k_w = weight.shape
+    height, width = size
+    out_h, out_w = out_size
+    top, left = padding[0], padding[1]
     rows, cols, vals = [], [], []
     m, i, j, c = np.meshgrid(
         np.arange(out_channels), np.arange(out_h), np.arange(out_w), np.arange(c_in), indexing="ij"
@@ -75,12 +99,7 @@ def conv2d_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape
     )
     matrix.eliminate_zeros()
-    bias = np.zeros(out_channels) if bias is None else np.asarray(bias, dtype=np.float64).ravel()
-    if bias.shape != (out_channels,):
-        raise NetworkError(
-            f"conv2d bias has {bias.size} entries for {out_channels} output channels"
-        )
-    return matrix, np.repeat(bias, out_h * out_w), (out_channels, out_h, out_w)
+    return matrix
 
 
 def last_axis_matrix(weight: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | sp.csr_matrix:
