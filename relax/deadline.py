@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass
 
 from solvers.backend import SolveOptions
 
-__all__ = ["Deadline", "NEVER"]
+__all__ = ["Deadline", "NEVER", "seconds_since_process_start"]
+
+_IMPORTED = time.monotonic()
 
 #: the smallest time limit handed to a solver (a solver refuses a limit of 0 s)
 MIN_SOLVER_SECONDS = 1e-2
@@ -79,3 +82,20 @@ class Deadline:
 
 #: no time limit
 NEVER = Deadline()
+
+
+def seconds_since_process_start() -> float:
+    """Seconds since this process started (interpreter start-up and imports included),
+    from ``/proc`` on Linux; elsewhere since this module was first imported.  The
+    command line subtracts it from ``--timeout``: its promise is about the wall time of
+    the whole command, and start-up (importing torch, reading a network) takes seconds
+    on a busy machine."""
+    try:
+        with open("/proc/self/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time in ticks
+        return max(0.0, uptime - started)
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED
