@@ -18,15 +18,19 @@ __all__ = ["seconds", "positive_int", "radius", "check_device"]
 _DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
 
 
-def seconds(text: str) -> float:
-    """A time limit: a finite number of seconds > 0 (``nan``, ``inf``, 0 are refused)."""
+def _finite_positive(text: str, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a finite {what} > 0, got {text!r}")
     return value
+
+
+def seconds(text: str) -> float:
+    """A time limit: a finite number of seconds > 0 (``nan``, ``inf``, 0 are refused)."""
+    return _finite_positive(text, "number of seconds")
 
 
 def positive_int(text: str) -> int:
@@ -41,13 +45,7 @@ def positive_int(text: str) -> int:
 
 def radius(text: str) -> float:
     """A perturbation radius: finite and > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite radius > 0, got {text!r}")
-    return value
+    return _finite_positive(text, "radius")
 
 
 def check_device(device: str) -> str:

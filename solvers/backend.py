@@ -40,7 +40,7 @@ from solvers.errors import SolverError, SolverUnavailable, UnsupportedProblem
 from solvers.program import ConicProgram, LayeredReluProgram, LinearProgram, ProblemKind
 from solvers.solution import Solution, SolveStats, Status
 
-__all__ = ["Backend", "Session", "SolveOptions", "Problem", "error_solution"]
+__all__ = ["Backend", "Session", "SolveOptions", "Problem", "error_solution", "torch_available"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,15 @@ class Session(Protocol):
     def set_time_limit(self, seconds: float | None) -> None: ...
 
     def solve(self) -> Solution: ...
+
+
+def torch_available() -> tuple[bool, str]:
+    """``Backend.is_available`` of a backend written in torch."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        return False, f"torch is not installed ({exc})"
+    return True, ""
 
 
 def error_solution(solver: str, message: str, seconds: float = 0.0) -> Solution:

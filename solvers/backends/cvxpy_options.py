@@ -5,67 +5,43 @@ over them (``extra`` wins; dict-valued entries such as ``mosek_params`` are merg
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from solvers.backend import SolveOptions
 
-__all__ = ["OPTION_MAPPERS", "no_options", "merge_extra"]
+__all__ = ["OPTION_MAPPERS", "OptionKeys", "no_options", "merge_extra"]
 
 log = logging.getLogger("solvers.backends.cvxpy_backend")
 
 
-def _scs_options(o: SolveOptions) -> dict:
-    kw: dict[str, Any] = {}
-    if o.time_limit is not None:
-        kw["time_limit_secs"] = float(o.time_limit)
-    if o.tolerance is not None:
-        kw["eps_abs"] = kw["eps_rel"] = float(o.tolerance)
-    return kw
+@dataclass(frozen=True)
+class OptionKeys:
+    """One cvxpy solver's names for the time limit, the tolerance(s) and the thread count
+    (``None``: not settable); ``nested`` puts them in one dict argument of that name
+    (MOSEK's ``mosek_params``)."""
+
+    time_limit: str | None = None
+    tolerance: tuple[str, ...] = ()
+    threads: str | None = None
+    nested: str | None = None
+
+    def __call__(self, o: SolveOptions) -> dict:
+        kw: dict[str, Any] = {}
+        if o.time_limit is not None and self.time_limit:
+            kw[self.time_limit] = float(o.time_limit)
+        if o.tolerance is not None:
+            kw.update({key: float(o.tolerance) for key in self.tolerance})
+        if o.threads is not None and self.threads:
+            kw[self.threads] = int(o.threads)
+        if self.nested:
+            return {self.nested: kw} if kw else {}
+        return kw
 
 
-def _clarabel_options(o: SolveOptions) -> dict:
-    kw: dict[str, Any] = {}
-    if o.time_limit is not None:
-        kw["time_limit"] = float(o.time_limit)
-    if o.tolerance is not None:
-        kw["tol_gap_abs"] = kw["tol_gap_rel"] = kw["tol_feas"] = float(o.tolerance)
-    if o.threads is not None:
-        kw["max_threads"] = int(o.threads)
-    return kw
-
-
-def _mosek_options(o: SolveOptions) -> dict:
-    params: dict[str, Any] = {}
-    if o.time_limit is not None:
-        params["MSK_DPAR_OPTIMIZER_MAX_TIME"] = float(o.time_limit)
-    if o.tolerance is not None:
-        for key in ("MSK_DPAR_INTPNT_CO_TOL_PFEAS", "MSK_DPAR_INTPNT_CO_TOL_DFEAS",
-                    "MSK_DPAR_INTPNT_CO_TOL_REL_GAP", "MSK_DPAR_INTPNT_TOL_PFEAS",
-                    "MSK_DPAR_INTPNT_TOL_DFEAS", "MSK_DPAR_INTPNT_TOL_REL_GAP"):
-            params[key] = float(o.tolerance)
-    if o.threads is not None:
-        params["MSK_IPAR_NUM_THREADS"] = int(o.threads)
-    return {"mosek_params": params} if params else {}
-
-
-def _highs_options(o: SolveOptions) -> dict:
-    kw: dict[str, Any] = {}
-    if o.time_limit is not None:
-        kw["time_limit"] = float(o.time_limit)
-    if o.tolerance is not None:
-        kw["primal_feasibility_tolerance"] = kw["dual_feasibility_tolerance"] = float(o.tolerance)
-    if o.threads is not None:
-        kw["threads"] = int(o.threads)
-    return kw
-
-
-def _osqp_options(o: SolveOptions) -> dict:
-    kw: dict[str, Any] = {}
-    if o.time_limit is not None:
-        kw["time_limit"] = float(o.time_limit)
-    if o.tolerance is not None:
-        kw["eps_abs"] = kw["eps_rel"] = float(o.tolerance)
-    return kw
+_MOSEK_TOLERANCES = ("MSK_DPAR_INTPNT_CO_TOL_PFEAS", "MSK_DPAR_INTPNT_CO_TOL_DFEAS",
+                     "MSK_DPAR_INTPNT_CO_TOL_REL_GAP", "MSK_DPAR_INTPNT_TOL_PFEAS",
+                     "MSK_DPAR_INTPNT_TOL_DFEAS", "MSK_DPAR_INTPNT_TOL_REL_GAP")
 
 
 def no_options(o: SolveOptions) -> dict:
@@ -75,8 +51,13 @@ def no_options(o: SolveOptions) -> dict:
 
 
 OPTION_MAPPERS: dict[str, Callable[[SolveOptions], dict]] = {
-    "SCS": _scs_options, "CLARABEL": _clarabel_options, "MOSEK": _mosek_options,
-    "HIGHS": _highs_options, "OSQP": _osqp_options,
+    "SCS": OptionKeys("time_limit_secs", ("eps_abs", "eps_rel")),
+    "CLARABEL": OptionKeys("time_limit", ("tol_gap_abs", "tol_gap_rel", "tol_feas"), "max_threads"),
+    "MOSEK": OptionKeys("MSK_DPAR_OPTIMIZER_MAX_TIME", _MOSEK_TOLERANCES, "MSK_IPAR_NUM_THREADS",
+                        nested="mosek_params"),
+    "HIGHS": OptionKeys("time_limit", ("primal_feasibility_tolerance",
+                                       "dual_feasibility_tolerance"), "threads"),
+    "OSQP": OptionKeys("time_limit", ("eps_abs", "eps_rel")),
 }
 
 

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from solvers.backend import Backend, SolveOptions, error_solution
+from solvers.backend import Backend, SolveOptions, error_solution, torch_available
 from solvers.backends.fo_sdp.batching import Batch
 from solvers.backends.fo_sdp.options import FoSdpOptions
 from solvers.backends.fo_sdp.problem import check_shapes
@@ -29,11 +29,7 @@ class FoSdpBackend(Backend):
 
     @classmethod
     def is_available(cls) -> tuple[bool, str]:
-        try:
-            import torch  # noqa: F401
-        except ImportError as exc:
-            return False, f"torch is not installed ({exc})"
-        return True, ""
+        return torch_available()
 
     def _solve(self, problem: LayeredReluProgram, options: SolveOptions, warm_start) -> Solution:
         outcome, batch = _run([problem], options, [warm_start])

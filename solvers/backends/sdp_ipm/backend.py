@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solvers.backend import Backend, SolveOptions
+from solvers.backend import Backend, SolveOptions, torch_available
 from solvers.program import LayeredReluProgram, ProblemKind
 from solvers.solution import Solution, SolveStats, Status
 
@@ -120,11 +120,7 @@ class SdpIpmBackend(Backend):
 
     @classmethod
     def is_available(cls) -> tuple[bool, str]:
-        try:
-            import torch  # noqa: F401
-        except ImportError as exc:
-            return False, f"torch is not installed ({exc})"
-        return True, ""
+        return torch_available()
 
     def _solve(self, problem: LayeredReluProgram, options: SolveOptions, warm_start) -> Solution:
         extra = options.extra_dict
