@@ -1,6 +1,7 @@
 """Projected Adam for the slope searches (alpha-CROWN), written out.
 
-Adam (Kingma & Ba, 2015) with ``beta1 = 0.9``, ``beta2 = 0.999``, ``eps = 1e-8``:
+Adam (Kingma & Ba, 2015; the moment update of :func:`solvers.optim.adam_moments`) with
+``eps = 1e-8``:
 
     m <- beta1 m + (1 - beta1) g,   v <- beta2 v + (1 - beta2) g^2,
     p <- p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps),
@@ -18,9 +19,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from solvers.optim import adam_moments
+
 __all__ = ["AdamGroup", "ProjectedAdam"]
 
-BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
+EPS = 1e-8
 
 
 @dataclass
@@ -52,14 +55,14 @@ class ProjectedAdam:
     @torch.no_grad()
     def step(self) -> None:
         self.t += 1
-        correct1, correct2 = 1 - BETA1 ** self.t, 1 - BETA2 ** self.t
         for group in self.groups:
             for p, m, v in zip(group.params, group.m, group.v):
                 if p.grad is None:
                     continue
-                m.mul_(BETA1).add_(p.grad, alpha=1 - BETA1)
-                v.mul_(BETA2).addcmul_(p.grad, p.grad, value=1 - BETA2)
-                p.sub_(group.lr * (m / correct1) / ((v / correct2).sqrt() + EPS))
+                new_m, new_v, direction = adam_moments(m, v, p.grad, self.t, EPS)
+                m.copy_(new_m)
+                v.copy_(new_v)
+                p.sub_(group.lr * direction)
                 if group.low is not None or group.high is not None:
                     p.clamp_(group.low, group.high)
             group.lr *= self.decay

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from solvers.backends.fo_sdp.options import FoSdpOptions
 from solvers.backends.fo_sdp.operator import Operator
 from solvers.linalg import eigh_batch, lanczos
+from solvers.optim import adam_moments
 
 __all__ = ["AdamProblem", "AdamState", "init_state", "update", "run"]
 
@@ -128,9 +129,8 @@ def update(problem: AdamProblem, state: AdamState) -> AdamState:
     torch, opts = problem.op.torch, problem.options
     value, grad, vector = _ascent(problem, state)
     step = state.step + 1
-    m = 0.9 * state.m + 0.1 * grad
-    v = 0.999 * state.v + 0.001 * grad * grad
-    move = state.lr[:, None] * (m / (1 - 0.9 ** step)) / ((v / (1 - 0.999 ** step)).sqrt() + 1e-12)
+    m, v, direction = adam_moments(state.m, state.v, grad, step, 1e-12)
+    move = state.lr[:, None] * direction
     on = state.active[:, None]
     params = torch.where(on, problem.op.project(state.params + move), state.params)
     best = state.best_value
