@@ -98,14 +98,15 @@ def lp_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
         if crown.bound > 0 and not options.bound_only:
             outcomes.append(BoundOutcome(crown.bound, solver))
             continue
-        bounds = crown.layers
+        bounds, tightening = crown.layers, deadline.share(settings.tighten_share)
         if source == "lp":
-            bounds = tighten_bounds(network, spec.lower, spec.upper, bounds, solver,
-                                    deadline.share(settings.tighten_share))
+            bounds = tighten_bounds(network, spec.lower, spec.upper, bounds, solver, tightening)
         elif source == "ibp":
             bounds = bound_specs(network, [spec], "ibp")[0].layers
         known = None if source == "ibp" else crown.disjunct_bounds
         per_disjunct = lp_disjunct_bounds(network, spec, bounds, solver, deadline, known)
-        reason = Reason.time_limit() if deadline.expired else None
+        cut = deadline.expired or (source == "lp" and tightening.expired)
+        reason = Reason.time_limit("time limit reached (LP tightening or disjunct LPs cut short)") \
+            if cut else None
         outcomes.append(BoundOutcome(float(per_disjunct.min()), solver, reason=reason))
     return outcomes
