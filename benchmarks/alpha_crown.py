@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 import time
 from dataclasses import replace
@@ -32,16 +31,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine  # noqa: E402
+from machine import data_root, describe_machine  # noqa: E402
 
 import relax  # noqa: E402
 from relax.search.alpha_method import DEFAULT_ALPHA, alpha_disjunct_bounds  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-DATA = Path(os.environ.get("RELAX_DATA", REPO.parent / "shared" / "data")) / "vnncomp2021" / "mnistfc"
-if not DATA.exists():
-    DATA = Path("/work/shared/data/vnncomp2021/mnistfc")
+DATA = data_root() / "vnncomp2021" / "mnistfc"
 
 
 def torch_model(network) -> torch.nn.Sequential:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine  # noqa: E402
+from machine import data_root, describe_machine  # noqa: E402
 
 import relax  # noqa: E402
 from relax.bounds.alpha import AlphaSettings  # noqa: E402
@@ -30,9 +29,7 @@ from relax.search import beta_crown  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-DATA = Path(os.environ.get("RELAX_DATA", REPO.parent / "shared" / "data")) / "vnncomp2021" / "mnistfc"
-if not DATA.exists():
-    DATA = Path("/work/shared/data/vnncomp2021/mnistfc")
+DATA = data_root() / "vnncomp2021" / "mnistfc"
 
 ROOTS = {
     "old": AlphaSettings(30, 0.1, lr_decay=1.0, per_layer_alpha=False),

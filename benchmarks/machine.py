@@ -21,3 +21,11 @@ def describe_machine() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (f"{cpu}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, "
             f"torch {torch.__version__}")
+
+
+def data_root():
+    """The shared data: ``$RELAX_DATA`` or ``../shared/data`` beside the checkout."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    return Path(os.environ.get("RELAX_DATA", repo.parent / "shared" / "data"))

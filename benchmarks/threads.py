@@ -24,16 +24,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine  # noqa: E402
+from machine import data_root, describe_machine  # noqa: E402
 
 import relax  # noqa: E402
 from relax.search.beta_crown import torch_branch_and_bound  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-DATA = Path(os.environ.get("RELAX_DATA", REPO.parent / "shared" / "data")) / "vnncomp2021" / "mnistfc"
-if not DATA.exists():
-    DATA = Path("/work/shared/data/vnncomp2021/mnistfc")
+DATA = data_root() / "vnncomp2021" / "mnistfc"
 
 
 def main() -> None:

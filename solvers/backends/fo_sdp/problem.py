@@ -54,7 +54,7 @@ class ProblemData:
         return int(sum(self.sizes))
 
 
-def _radius(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def box_radius(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Centre, half-width and ``d = max xt^2`` (rounded up) of the box ``[lo, hi]``."""
     ctr = np.where(lo == hi, lo, 0.5 * lo + 0.5 * hi)
     rad = np.where(lo == hi, 0.0, 0.5 * (hi - lo))
@@ -77,7 +77,7 @@ def _cut_data(pl: np.ndarray, pu: np.ndarray, cuts: bool):
 
 def prepare(problem: LayeredReluProgram, cuts: bool) -> ProblemData:
     """Float64 data of ``problem`` (see :class:`ProblemData`)."""
-    boxes = [_radius(np.asarray(lo, np.float64), np.asarray(hi, np.float64))
+    boxes = [box_radius(np.asarray(lo, np.float64), np.asarray(hi, np.float64))
              for lo, hi in zip(problem.lower, problem.upper)]
     rho, slope, offset, mask = [], [], [], []
     for pl, pu in zip(problem.pre_lower, problem.pre_upper):

@@ -48,6 +48,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from solvers.program import LayeredReluProgram
+from solvers.backends.fo_sdp.problem import box_radius
 
 __all__ = ["MultiplierSdp", "build", "to_fo_sdp_params", "ALPHA", "BETA", "GAMMA", "THETA"]
 
@@ -91,15 +92,6 @@ class MultiplierSdp:
         return np.concatenate([np.zeros(self.m_neurons), self.b_kappa])
 
 
-def _radius(lo: np.ndarray, hi: np.ndarray):
-    """Centre, half-width and ``d >= max xt^2`` (fo-sdp's formulas, so the check agrees)."""
-    ctr = np.where(lo == hi, lo, 0.5 * lo + 0.5 * hi)
-    rad = np.where(lo == hi, 0.0, 0.5 * (hi - lo))
-    rad = np.where((rad == 0) & (lo != hi), hi - lo, rad)
-    safe = np.where(rad > 0, rad, 1.0)
-    reach = np.maximum(np.abs(lo - ctr), np.abs(hi - ctr)) / safe
-    d = np.where(rad > 0, reach * reach * (1 + 8 * _EPS), 0.0)
-    return ctr, rad, d
 
 
 def _rho(pl: np.ndarray, pu: np.ndarray) -> np.ndarray:
@@ -157,7 +149,7 @@ def _layer_columns(cols: _Columns, problem, k: int, ctr, rad, off, cuts: bool,
 def build(problem: LayeredReluProgram, cuts: bool, active_cut: bool = True) -> MultiplierSdp:
     """The :class:`MultiplierSdp` of ``problem`` (see the module docstring); ``active_cut``
     (with ``cuts``): the cut ``z - a >= 0`` of stably active neurons too."""
-    boxes = [_radius(np.asarray(lo, np.float64), np.asarray(hi, np.float64))
+    boxes = [box_radius(np.asarray(lo, np.float64), np.asarray(hi, np.float64))
              for lo, hi in zip(problem.lower, problem.upper)]
     sizes = tuple(int(bx[0].size) for bx in boxes)
     off = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
