@@ -140,6 +140,20 @@ class Spec:
         in_box = x.shape == self.lower.shape and bool(np.all((self.lower <= x) & (x <= self.upper)))
         return in_box and (self.ball is None or self.ball.contains(x))
 
+    def padded_rows(self, disjuncts) -> tuple[np.ndarray, np.ndarray]:
+        """The rows ``(A, b)`` of the given disjuncts stacked as (disjuncts, rows, outputs)
+        and (disjuncts, rows); short conjunctions are padded by repeating their first row,
+        which leaves each disjunct's margin ``max_j (A y - b)_j`` unchanged."""
+        disjuncts = list(disjuncts)
+        count = max(len(self.disjuncts[j].b) for j in disjuncts)
+        C = np.zeros((len(disjuncts), count, self.output_size))
+        d = np.zeros((len(disjuncts), count))
+        for n, j in enumerate(disjuncts):
+            A, b = self.disjuncts[j].A, self.disjuncts[j].b
+            C[n], d[n] = A[0], b[0]
+            C[n, : len(b)], d[n, : len(b)] = A, b
+        return C, d
+
     def is_violated_by(self, x: np.ndarray, y: np.ndarray) -> bool:
         """``x`` lies in the input set and ``y`` in some unsafe disjunct (non-strict)."""
         return self.contains(x) and bool(self.margin(np.ravel(y))[0] <= 0.0)

@@ -75,15 +75,9 @@ class BabSettings:
 
 
 def _objectives(spec: Spec, disjuncts, net: TorchNetwork):
-    """(disjuncts, rows, n_out) objective and (disjuncts, rows) offsets; short conjunctions
-    are padded by repeating their first row (the maximum over rows is unchanged)."""
-    rows = max(len(spec.disjuncts[j].b) for j in disjuncts)
-    C = np.zeros((len(disjuncts), rows, spec.output_size))
-    d = np.zeros((len(disjuncts), rows))
-    for n, j in enumerate(disjuncts):
-        A, b = spec.disjuncts[j].A, spec.disjuncts[j].b
-        C[n], d[n] = A[0], b[0]
-        C[n, : len(b)], d[n, : len(b)] = A, b
+    """(disjuncts, rows, n_out) objective and (disjuncts, rows) offsets
+    (:meth:`relax.spec.Spec.padded_rows`) as tensors."""
+    C, d = spec.padded_rows(disjuncts)
     return net.tensor(C), net.tensor(d)
 
 

@@ -53,18 +53,6 @@ class InputSplitSettings:
     attack_steps: int = 20
 
 
-def _rows(spec: Spec, disjuncts):
-    """Per disjunct, its rows padded (by repeating the first) to a common count."""
-    count = max(len(spec.disjuncts[j].b) for j in disjuncts)
-    C = np.zeros((len(disjuncts), count, spec.output_size))
-    d = np.zeros((len(disjuncts), count))
-    for n, j in enumerate(disjuncts):
-        A, b = spec.disjuncts[j].A, spec.disjuncts[j].b
-        C[n], d[n] = A[0], b[0]
-        C[n, : len(b)], d[n, : len(b)] = A, b
-    return C, d
-
-
 def _linear_bound(net: TorchNetwork, lower, upper, objective):
     """CROWN's linear lower bound ``lambda x + c`` of every row over each box; returns
     (row bounds (B, R), lambda (B, R, n_in))."""
@@ -115,7 +103,7 @@ class _Search:
     def __init__(self, network: Network, spec: Spec, disjuncts, settings: InputSplitSettings):
         self.network, self.spec, self.settings = network, spec, settings
         self.net = TorchNetwork.from_network(network)
-        C, d = _rows(spec, disjuncts)
+        C, d = spec.padded_rows(disjuncts)
         self.C, self.d = self.net.tensor(C), self.net.tensor(d)
         self.nodes = 0
 
