@@ -2,24 +2,41 @@ r"""A rigorous lower bound on ``lambda_min(D)`` at the cost of the layer blocks.
 
 ``D`` (fixed coordinates dropped) is block tridiagonal over the layers plus its first
 row and column (:class:`~solvers.backends.fo_sdp.certificate.Blocks`): layer blocks
-are diagonal, only consecutive layers are coupled (``off[k]``), and the corner couples
-to everything.  Ordered ``[layer 0, ..., layer L, corner]``, the Cholesky factor
-``R`` (``A = R^T R``, upper) of ``A = D - sI`` has no fill outside the blocks
-``R_kk``, ``R_{k,k+1}`` and the last column, so the block Cholesky
+are *diagonal* (the only quadratic terms of the Lagrangian are ``gamma a_i^2`` and
+``gamma a_i (W h)_i``, so a layer's block holds ``-gamma rad^2 - kappa`` on its
+diagonal and nothing else; tested against the matrix-free operator), only
+consecutive layers are coupled (``off[k]``), and the corner couples to everything.
 
-    S_0 = A_00,  R_kk = chol(S_k),  R_{k,k+1} = R_kk^{-T} off[k]^T,
-    S_{k+1} = A_{k+1,k+1} - R_{k,k+1}^T R_{k,k+1},
-    r_k = R_kk^{-T} (row_k - R_{k-1,k}^T r_{k-1}),  rho^2 = A_cc - sum_k ||r_k||^2
+Elimination order.  Layers of one parity (all even or all odd ``k``, whichever leaves
+the cheaper rest) are not coupled to each other, so they go first: their Cholesky
+factor is the square root of their diagonal, ``R_ke = A_ke / sqrt(a_k)`` for the
+neighbours ``e = k +- 1``, and their Schur complement adds ``-R_ke^T R_ke'`` to the
+blocks of the *other* parity (a dense ``n_e x n_e'``; for ``e = k - 1, e' = k + 1``
+a new coupling between layers two apart).  What remains is again block tridiagonal
+over the other parity, with dense diagonal blocks, plus the corner, and is factored
+by the block Cholesky
 
-costs ``O(sum n_k^3 + n_k^2 n_{k+1})`` time and ``O(sum n_k n_{k+1})`` memory: the layer
-blocks, never the whole matrix.
+    S_j = A_jj - (updates),  R_jj = chol(S_j),  R_{j,j'} = R_jj^{-T} C_{j'j}^T,
+    S_{j'} -= R_{j,j'}^T R_{j,j'},
+    r_j = R_jj^{-T} (row_j - R_{j-,j}^T r_{j-}),  rho^2 = A_cc - sum ||r||^2
+
+(``j'`` the next remaining layer).  The cost is ``O(sum_e n_e^3 + sum_k n_k n_e^2)``
+over the remaining layers ``e`` and eliminated layers ``k``: a 784-21,632-100 conv
+network costs one ``784 x 784`` and one ``100 x 100`` Cholesky plus the products
+``R_k0^T R_k0`` (``21,632 x 784``), never the ``21,632 x 21,632`` block.  Coupling
+blocks may be dense arrays or scipy sparse matrices.
 
 The argument (Demmel 1989; Higham, *Accuracy and Stability of Numerical
 Algorithms*, Thm 10.3; Rump 2006, *Verification of positive definiteness*).  The
-block algorithm computes every entry of ``R`` by the Cholesky recurrence
-``r_ij = (a_ij - sum_{k<i} r_ki r_kj) / r_ii`` (terms that are zero by the structure
-are zero in floating point too; LAPACK's ``potrf``/``trsm`` and the products only
-change the order of summation, assuming conventional, not Strassen-like, BLAS).  If it
+elimination above is the Cholesky factorisation of the symmetric permutation
+``P^T A P`` (same eigenvalues), and computes every entry of ``R`` by the Cholesky
+recurrence ``r_ij = (a_ij - sum_{k<i} r_ki r_kj) / r_ii`` with the sum in *some*
+order: terms that are zero by the structure are zero in floating point too (a
+product ``0 * x`` is exact, sparse products skip them); a first-parity entry is
+``a_ij / sqrt(a_ii)`` by a division, as in the recurrence; LAPACK's
+``potrf``/``trsm``, the Schur products and the separate subtractions only change the
+order (Higham, Lemma 8.4 holds for any order of evaluation; conventional, not
+Strassen-like, BLAS).  If it
 runs to completion on the float64 matrix ``Ahat`` (all pivots positive), then
 ``Rhat^T Rhat = Ahat + E`` with ``|E| <= gamma_{m+1} |Rhat^T| |Rhat|`` (``m = 1 + n`` bounds
 every inner product's length, ``gamma_j = j u / (1 - j u)``), so
@@ -44,11 +61,13 @@ import math
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse as sp
 
 from solvers.backends.fo_sdp.certificate import Blocks, lagrangian_blocks, operation_count
 from solvers.backends.fo_sdp.problem import EPS, ProblemData
 
-__all__ = ["block_lower_eigenvalue", "lower_eigenvalue", "block_cholesky", "kept_blocks"]
+__all__ = ["block_lower_eigenvalue", "lower_eigenvalue", "block_cholesky", "kept_blocks",
+           "first_parity"]
 
 log = logging.getLogger(__name__)
 
@@ -62,24 +81,94 @@ def kept_blocks(data: ProblemData, blocks: Blocks) -> Blocks:
                   [o[np.ix_(keep[k + 1], keep[k])] for k, o in enumerate(blocks.off)])
 
 
-def block_cholesky(blocks: Blocks, s: float) -> float | None:
-    """``||Rhat||_F^2`` of the block Cholesky factor of ``D - sI`` (module docstring), or
-    None when a pivot is not positive (the factorisation does not complete)."""
-    square, column, previous, carried = 0.0, 0.0, None, None
-    for k, diag in enumerate(blocks.diag):
-        S = np.diag(diag - s)
-        if previous is not None:
-            S -= previous.T @ previous
+def _divide_rows(M, r: np.ndarray):
+    """``M_ij / r_i`` (a division per entry, as in the Cholesky recurrence); ``M`` dense
+    or scipy sparse (kept sparse)."""
+    if sp.issparse(M):
+        M = M.tocsr(copy=True)
+        M.data = M.data / np.repeat(r, np.diff(M.indptr))
+        return M
+    return np.asarray(M) / r[:, None]
+
+
+def _gram(A, B) -> np.ndarray:
+    """``A^T B`` as a dense array (``A``, ``B`` dense or sparse)."""
+    out = A.T @ B
+    return out.toarray() if sp.issparse(out) else np.asarray(out)
+
+
+def _square(M) -> float:
+    """``||M||_F^2`` of a dense or sparse matrix."""
+    values = M.data if sp.issparse(M) else M
+    return float(np.sum(values * values))
+
+
+def _max_abs(M) -> float:
+    """``max |M_ij|`` (0 when empty) of a dense or sparse matrix."""
+    values = M.data if sp.issparse(M) else np.asarray(M)
+    return float(np.abs(values).max(initial=0.0))
+
+
+def first_parity(sizes) -> int:
+    """The parity of the layers eliminated first: the one whose complement (factored
+    with dense blocks) has the smaller ``sum n^3``."""
+    cost = [sum(n ** 3 for k, n in enumerate(sizes) if k % 2 != p) for p in (0, 1)]
+    return int(cost[1] < cost[0])
+
+
+def _eliminate_first(blocks: Blocks, s: float, parity: int):
+    """Factor the layers of ``parity`` (diagonal, mutually uncoupled) and form the Schur
+    complement on the others: ``(S, couple, row, square, column)`` with ``S[e]`` the
+    dense diagonal blocks, ``couple[e]`` the block between layers ``e + 2`` (rows) and
+    ``e``, ``row[e]`` the updated first row; None when a pivot is not positive."""
+    count = len(blocks.diag)
+    S = {e: np.diag(blocks.diag[e] - s) for e in range(count) if e % 2 != parity}
+    row = {e: np.array(blocks.row[e], dtype=float) for e in S}
+    couple, square, column = {}, 0.0, 0.0
+    for k in range(parity, count, 2):
+        a = blocks.diag[k] - s
+        if not np.all(a > 0):
+            return None
+        r = np.sqrt(a)
+        c = blocks.row[k] / r
+        square, column = square + float(np.sum(r * r)), column + float(c @ c)
+        left = _divide_rows(blocks.off[k - 1], r) if k > 0 else None          # R_{k,k-1}
+        right = _divide_rows(blocks.off[k].T, r) if k + 1 < count else None   # R_{k,k+1}
+        for e, R in ((k - 1, left), (k + 1, right)):
+            if R is not None:
+                S[e] -= _gram(R, R)
+                row[e] -= np.asarray(R.T @ c).ravel()
+                square += _square(R)
+        if left is not None and right is not None:
+            couple[k - 1] = -_gram(right, left)
+    return S, couple, row, square, column
+
+
+def block_cholesky(blocks: Blocks, s: float, parity: int | None = None) -> float | None:
+    """``||Rhat||_F^2`` of the Cholesky factor of ``D - sI`` in the order of the module
+    docstring (layers of ``parity`` first, default :func:`first_parity`), or None when
+    a pivot is not positive (the factorisation does not complete)."""
+    parity = first_parity([d.size for d in blocks.diag]) if parity is None else parity
+    first = _eliminate_first(blocks, s, parity)
+    if first is None:
+        return None
+    S, couple, row, square, column = first
+    previous, carried = None, None
+    for e in sorted(S):
+        block = S[e] if previous is None else S[e] - previous.T @ previous
+        if block.shape[0] == 0:
+            previous, carried = None, None
+            continue
         try:
-            Lk = np.linalg.cholesky(S)                  # S = Lk Lk^T, R_kk = Lk^T
+            Lk = np.linalg.cholesky(block)              # S = Lk Lk^T, R_ee = Lk^T
         except np.linalg.LinAlgError:
             return None
-        rhs = blocks.row[k] if carried is None else blocks.row[k] - previous.T @ carried
+        rhs = row[e] if carried is None else row[e] - previous.T @ carried
         carried = scipy.linalg.solve_triangular(Lk, rhs, lower=True)
         column += float(carried @ carried)
         square += float(np.sum(Lk * Lk))
-        previous = (scipy.linalg.solve_triangular(Lk, blocks.off[k].T, lower=True)
-                    if k < len(blocks.off) else None)
+        previous = (scipy.linalg.solve_triangular(Lk, couple[e].T, lower=True)
+                    if e in couple else None)
         if previous is not None:
             square += float(np.sum(previous * previous))
     pivot = blocks.corner - s - column                  # R_cc^2
@@ -93,7 +182,7 @@ def _forming_error(absolute: Blocks, s: float, count: int, m: int) -> float:
     total = (abs(absolute.corner) + abs(s)) ** 2
     total += sum(float(np.sum((np.abs(d) + abs(s)) ** 2)) for d in absolute.diag)
     total += sum(2 * float(np.sum(r * r)) for r in absolute.row)
-    total += sum(2 * float(np.sum(o * o)) for o in absolute.off)
+    total += sum(2 * _square(o) for o in absolute.off)
     return (count + 1) * EPS * math.sqrt(total) * (1 + 4 * m * EPS)
 
 
@@ -104,7 +193,11 @@ def _matvec(blocks: Blocks):
     sizes = [d.size for d in blocks.diag]
     t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
     diag = t(np.concatenate([[blocks.corner]] + blocks.diag))
-    row, off = t(np.concatenate(blocks.row)), [t(o) for o in blocks.off]
+    row = t(np.concatenate(blocks.row))
+    off = [(lambda X, o=o: t(np.asarray(o @ X.numpy().T).T)) if sp.issparse(o)
+           else (lambda X, o=t(o): X @ o.T) for o in blocks.off]
+    offT = [(lambda X, o=o: t(np.asarray(o.T @ X.numpy().T).T)) if sp.issparse(o)
+            else (lambda X, o=t(o): X @ o) for o in blocks.off]
 
     def apply(V):
         out = diag * V
@@ -112,9 +205,9 @@ def _matvec(blocks: Blocks):
         out[:, 1:] += V[:, :1] * row
         parts = list(torch.split(V[:, 1:], sizes, dim=1))
         outs = list(torch.split(out[:, 1:], sizes, dim=1))
-        for k, o in enumerate(off):
-            outs[k + 1] += parts[k] @ o.T
-            outs[k] += parts[k + 1] @ o
+        for k, (o, oT) in enumerate(zip(off, offT)):
+            outs[k + 1] += o(parts[k])
+            outs[k] += oT(parts[k + 1])
         return torch.cat([out[:, :1]] + outs, dim=1)
     return apply, 1 + sum(sizes)
 
@@ -144,8 +237,7 @@ def lower_eigenvalue(blocks: Blocks, absolute: Blocks, count: int,
                      estimate: float | None = None, tries: int = 10) -> float:
     """A rigorous lower bound on ``lambda_min`` of the matrix of ``blocks``, whose
     entries carry rounding errors below ``count * u * absolute`` (module docstring)."""
-    values = [blocks.corner] + [np.abs(x).max(initial=0.0) for x in blocks.diag + blocks.row]
-    values += [np.abs(x).max(initial=0.0) for x in blocks.off]
+    values = [blocks.corner] + [_max_abs(x) for x in blocks.diag + blocks.row + blocks.off]
     if not all(math.isfinite(v) for v in values):
         return -math.inf
     lam = _estimate(blocks) if estimate is None else float(estimate)
