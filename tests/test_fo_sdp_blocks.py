@@ -103,3 +103,129 @@ def test_the_linear_certificate_of_any_gamma_free_duals_is_below_the_exact_margi
         for _ in range(5):                       # near CROWN's duals: values near the margin
             params = crown_start * (1 + 0.05 * rng.normal(size=layout.size))
             assert certificate.certify(data, layout, params, 6000) <= exact + 1e-9
+
+
+# -- the elimination order, structures, refusals (blocks.block_cholesky, lower_eigenvalue) --
+
+def _random_blocks(rng, sizes, scale=3.0, sparse=False):
+    import scipy.sparse as sp
+
+    off = [rng.normal(size=(m, n)) * (rng.uniform(size=(m, n)) < 0.3)
+           for n, m in zip(sizes, sizes[1:])]
+    b = certificate.Blocks(float(rng.normal()), [rng.normal(size=n) for n in sizes],
+                           [rng.normal(size=n) * scale for n in sizes],
+                           [sp.csr_matrix(o) for o in off] if sparse else off)
+    return b, off
+
+
+def _absolute(b: certificate.Blocks) -> certificate.Blocks:
+    import scipy.sparse as sp
+
+    return certificate.Blocks(abs(b.corner), [np.abs(r) for r in b.row],
+                              [np.abs(d) for d in b.diag],
+                              [abs(o) if sp.issparse(o) else np.abs(o) for o in b.off])
+
+
+STRUCTURES = [(6,), (1, 1), (40, 3), (3, 40), (5, 60, 4), (60, 5, 60), (7, 0, 9),
+              (0, 12, 5), (10, 30, 8, 25, 6), (2, 3, 50, 4, 3, 2)]
+
+
+@pytest.mark.parametrize("sizes", STRUCTURES)
+def test_both_elimination_orders_give_the_trace_or_refuse(sizes):
+    """``||R||_F^2 = trace(R^T R) = trace(D - sI)``: either order of elimination gives
+    it (to rounding) below ``lambda_min``, and refuses (None) above it."""
+    rng = np.random.default_rng(sum(sizes))
+    b, off = _random_blocks(rng, sizes)
+    D = _dense(certificate.Blocks(b.corner, b.row, b.diag, off))
+    low = np.linalg.eigvalsh(D)[0]
+    for parity in (0, 1):
+        for s in (low - 1.0, low - 1e-3):
+            square = blocks.block_cholesky(b, s, parity)
+            assert square is not None
+            assert abs(square - np.trace(D - s * np.eye(len(D)))) <= 1e-8 * len(D) * (1 + abs(s))
+        for s in (low + 1e-6 * max(1, abs(low)), low + 1.0):
+            assert blocks.block_cholesky(b, s, parity) is None
+
+
+@pytest.mark.parametrize("sizes", STRUCTURES)
+@pytest.mark.parametrize("sparse", [False, True])
+def test_block_certificate_on_many_layer_structures(sizes, sparse):
+    rng = np.random.default_rng(7 + len(sizes))
+    for scale in (0.1, 3.0, 100.0):                   # indefinite to strongly negative
+        b, off = _random_blocks(rng, sizes, scale, sparse)
+        D = _dense(certificate.Blocks(b.corner, b.row, b.diag, off))
+        _check(blocks.lower_eigenvalue(b, _absolute(b), 4), D)
+
+
+def test_a_wrong_estimate_gives_a_lower_value_or_a_refusal_never_a_higher_one():
+    rng = np.random.default_rng(11)
+    b, off = _random_blocks(rng, (20, 50, 10))
+    D = _dense(certificate.Blocks(b.corner, b.row, b.diag, off))
+    low = np.linalg.eigvalsh(D)[0]
+    scale = np.linalg.norm(D)
+    for estimate in (low + 1e-9 * scale, low + 1e-5 * scale, low - 0.5 * scale):
+        q = blocks.lower_eigenvalue(b, _absolute(b), 4, estimate)
+        assert q <= low + 1e-13 * scale
+        assert q > -np.inf
+    assert blocks.lower_eigenvalue(b, _absolute(b), 4, low + 0.1 * scale) == -np.inf
+    assert blocks.lower_eigenvalue(b, _absolute(b), 4, float("nan")) == -np.inf
+    bad = certificate.Blocks(b.corner, b.row, [b.diag[0], b.diag[1] * np.inf, b.diag[2]], b.off)
+    assert blocks.lower_eigenvalue(bad, _absolute(bad), 4) == -np.inf
+
+
+def test_a_singular_matrix_is_never_certified_positive_definite():
+    """``D`` with a known null vector (built exactly in integers): ``q < 0 = lambda_min``
+    even when the estimate is exactly 0."""
+    rng = np.random.default_rng(5)
+    sizes = (4, 9, 3)
+    B = rng.integers(-3, 4, size=(1 + sum(sizes), 2)).astype(float)
+    D = B @ B.T                                       # rank 2, exact in float64
+    offsets = np.concatenate([[1], 1 + np.cumsum(sizes)]).astype(int)
+    for k in range(len(sizes)):                       # keep only the block tridiagonal pattern:
+        for j in range(len(sizes)):                   # zero the far blocks, within-layer
+            if abs(j - k) > 1 or j == k:              # off-diagonals ...
+                block = D[offsets[k]:offsets[k + 1], offsets[j]:offsets[j + 1]]
+                keep = np.diag(np.diag(block)) if j == k else 0.0 * block
+                D[offsets[k]:offsets[k + 1], offsets[j]:offsets[j + 1]] = keep
+    low = np.linalg.eigvalsh(D)[0]
+    D = D - low * np.eye(len(D))                      # ... and shift to lambda_min ~ 0
+    D = np.round(D * 2 ** 20) / 2 ** 20
+    b = certificate.Blocks(float(D[0, 0]), [D[0, offsets[k]:offsets[k + 1]] for k in range(3)],
+                           [np.diag(D)[offsets[k]:offsets[k + 1]] for k in range(3)],
+                           [D[offsets[k + 1]:offsets[k + 2], offsets[k]:offsets[k + 1]]
+                            for k in range(2)])
+    low = np.linalg.eigvalsh(_dense(b))[0]
+    for estimate in (0.0, low, None):
+        q = blocks.lower_eigenvalue(b, _absolute(b), 4, estimate)
+        assert q <= low + 1e-13 * np.linalg.norm(D)
+
+
+def test_a_layers_block_of_d_is_diagonal_in_the_matrix_free_operator():
+    """The structure the certificate relies on, checked on the matrix-free operator
+    (``D`` formed column by column by the optimiser's own products): diagonal layer
+    blocks, no coupling between layers two or more apart, and equal to the blocks."""
+    import torch
+
+    from solvers.backends.fo_sdp.operator import Operator
+
+    _, _, _, programs = _case(4, (5, 7, 6, 4))
+    data = problem.prepare(programs[0], True)
+    layout = problem.Layout(data)
+    rng = np.random.default_rng(0)
+    params = layout.project(rng.normal(size=layout.size))
+    op = Operator([data], [layout], "cpu", torch.float64)
+    op.set_params(torch.as_tensor(params[None]))
+    D = op.dense(torch.arange(1 + data.n))[0].numpy()
+    lams, kappa = problem.split_numpy(layout, data, params)
+    reference = certificate.dense_lagrangian(data, lams, kappa, False)
+    assert np.allclose(D, reference, atol=1e-10 * np.abs(reference).max())
+    offsets = np.concatenate([[1], 1 + np.cumsum(data.sizes)]).astype(int)
+    for k in range(len(data.sizes)):
+        for j in range(len(data.sizes)):
+            block = D[offsets[k]:offsets[k + 1], offsets[j]:offsets[j + 1]]
+            if j == k:
+                assert np.abs(block - np.diag(np.diag(block))).max() <= 1e-12
+            elif abs(j - k) > 1:
+                assert np.abs(block).max() <= 1e-12
+            else:
+                assert np.abs(block).max() > 0                  # coupled (a real test)
