@@ -45,7 +45,7 @@ def _run(problems, options: SolveOptions, warm_starts):
     batch = Batch(problems, opts, options.tolerance or 1e-7, warm_starts)
     deadline = None
     if options.time_limit is not None:   # keep time for the final float64 checks
-        reserve = len(problems) * 2 * _check_seconds(problems[0])
+        reserve = len(problems) * 2 * _check_seconds(problems[0], opts.dense_check_limit)
         deadline = time.perf_counter() + max(0.0, options.time_limit - reserve)
     return batch.run(deadline), batch
 
@@ -54,11 +54,17 @@ def _run(problems, options: SolveOptions, warm_starts):
 CHECK_FLOPS = 4e9
 
 
-def _check_seconds(problem: LayeredReluProgram) -> float:
+def _check_seconds(problem: LayeredReluProgram, dense_limit: int) -> float:
     """A rough time of one rigorous check: ``s^3`` flops for the eigenvalues of the
-    ``s x s`` matrix (``s = 1 + n``; an upper estimate for the block check too)."""
-    side = 1 + sum(np.asarray(lo).size for lo in problem.lower)
-    return side ** 3 / CHECK_FLOPS
+    ``s x s`` matrix (``s = 1 + n``) up to ``dense_limit``, above it the block
+    factorisation's flops (:func:`.blocks.block_flops`) twice (a retried shift)."""
+    from solvers.backends.fo_sdp.blocks import block_flops
+
+    sizes = [np.asarray(lo).size for lo in problem.lower]
+    side = 1 + sum(sizes)
+    if side <= dense_limit:
+        return side ** 3 / CHECK_FLOPS
+    return 2 * block_flops(sizes) / CHECK_FLOPS
 
 
 def _solution(batch: Batch, i: int, rec: Record) -> Solution:
