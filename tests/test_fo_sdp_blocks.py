@@ -229,3 +229,12 @@ def test_a_layers_block_of_d_is_diagonal_in_the_matrix_free_operator():
                 assert np.abs(block).max() <= 1e-12
             else:
                 assert np.abs(block).max() > 0                  # coupled (a real test)
+
+
+def test_the_conv_layer_is_eliminated_first_so_its_dense_block_is_never_formed():
+    """784-21,632-100: eliminating the middle layer costs ~3e10 flops (a 884-row Schur
+    complement), the other order a dense 21,632 x 21,632 Cholesky (> 3e12)."""
+    sizes = (784, 21632, 100)
+    assert blocks.first_parity(sizes) == 1
+    assert blocks.block_flops(sizes) < 5e10 < 3e12 < blocks._flops(sizes, 0)
+    assert blocks.first_parity((21632, 100)) == 0 and blocks.first_parity((100, 21632)) == 1
