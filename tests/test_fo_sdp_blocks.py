@@ -238,3 +238,38 @@ def test_the_conv_layer_is_eliminated_first_so_its_dense_block_is_never_formed()
     assert blocks.first_parity(sizes) == 1
     assert blocks.block_flops(sizes) < 5e10 < 3e12 < blocks._flops(sizes, 0)
     assert blocks.first_parity((21632, 100)) == 0 and blocks.first_parity((100, 21632)) == 1
+
+
+def test_block_certificate_on_a_convolutional_network_against_eigvalsh():
+    """A random Conv(1->4, 3x3, stride 2)-20-10 network on 28x28 inputs (sparse
+    convolution matrix from the torch importer; 1 + 784 + 676 + 20 = 1,481 rows): the
+    block certificate of CROWN's duals with random gamma, and of random duals, is below
+    ``eigvalsh`` and within 1e-8 of it."""
+    import torch
+
+    from relax.bounds import bound_specs
+    from relax.io.torch_import import from_torch
+    from relax.sdp.encode import layered_program
+    from relax.spec import robustness
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, stride=2), torch.nn.ReLU(),
+                              torch.nn.Flatten(), torch.nn.Linear(4 * 13 * 13, 20),
+                              torch.nn.ReLU(), torch.nn.Linear(20, 10)).double()
+    network = from_torch(net, (1, 28, 28))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=784)
+    spec = robustness(x, int(np.argmax(network.forward(x))), 0.05, num_classes=10)
+    crown = bound_specs(network, [spec], "crown")[0]
+    d = spec.disjuncts[0]
+    program = layered_program(network, spec.lower, spec.upper, crown.layers, d.A[0],
+                              float(d.b[0]))
+    data = problem.prepare(program, True)
+    layout = problem.Layout(data)
+    start = init.box_kappa(data, layout, init.crown_duals(data, layout))
+    keep = np.concatenate([[True], data.d > 0])
+    for params in (start + 0.01 * np.abs(rng.normal(size=layout.size)),
+                   layout.project(rng.normal(size=layout.size))):
+        lams, kappa = problem.split_numpy(layout, data, params)
+        D = certificate.dense_lagrangian(data, lams, kappa, False)[np.ix_(keep, keep)]
+        _check(blocks.block_lower_eigenvalue(data, lams, kappa), D)
