@@ -273,3 +273,14 @@ def test_block_certificate_on_a_convolutional_network_against_eigvalsh():
         lams, kappa = problem.split_numpy(layout, data, params)
         D = certificate.dense_lagrangian(data, lams, kappa, False)[np.ix_(keep, keep)]
         _check(blocks.block_lower_eigenvalue(data, lams, kappa), D)
+
+
+def test_the_time_reserved_for_final_checks_past_the_dense_limit_is_the_blocks():
+    """A 22,517-row problem used to reserve a dense eigvalsh's time (~95 min, so a time
+    limit left no iterations); past ``dense_check_limit`` it is the block factorisation's."""
+    from types import SimpleNamespace
+
+    from solvers.backends.fo_sdp import backend
+
+    program = SimpleNamespace(lower=[np.zeros(784), np.zeros(21632), np.zeros(100)])
+    assert backend._check_seconds(program, 6000) < 60 < 1000 < backend._check_seconds(program, 10 ** 6)
