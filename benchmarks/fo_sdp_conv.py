@@ -41,9 +41,8 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import data_root, describe_machine  # noqa: E402
-
 import numpy as np  # noqa: E402
+from machine import data_root, describe_machine  # noqa: E402
 
 CACHE = REPO / "benchmarks" / ".cache"
 RESULTS = REPO / "benchmarks" / "results"
@@ -56,7 +55,7 @@ NOTE = ("`fo_sdp` is the best certified float64 bound among the checks, the star
 
 
 def model():
-    import torch.nn as nn
+    from torch import nn
 
     return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Flatten(),
                          nn.Linear(32 * 26 * 26, 100), nn.ReLU(), nn.Linear(100, 10))

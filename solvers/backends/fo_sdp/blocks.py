@@ -63,11 +63,15 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from solvers.backends.fo_sdp.certificate import Blocks, lagrangian_blocks, operation_count
+from solvers.backends.fo_sdp.certificate import (
+    Blocks,
+    lagrangian_blocks,
+    operation_count,
+)
 from solvers.backends.fo_sdp.problem import EPS, ProblemData
 
-__all__ = ["block_lower_eigenvalue", "lower_eigenvalue", "block_cholesky", "kept_blocks",
-           "first_parity", "block_flops"]
+__all__ = ["block_cholesky", "block_flops", "block_lower_eigenvalue", "first_parity",
+           "kept_blocks", "lower_eigenvalue"]
 
 log = logging.getLogger(__name__)
 
@@ -211,10 +215,14 @@ def _matvec(blocks: Blocks):
     t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
     diag = t(np.concatenate([[blocks.corner]] + blocks.diag))
     row = t(np.concatenate(blocks.row))
-    off = [(lambda X, o=o: t(np.asarray(o @ X.numpy().T).T)) if sp.issparse(o)
-           else (lambda X, o=t(o): X @ o.T) for o in blocks.off]
-    offT = [(lambda X, o=o: t(np.asarray(o.T @ X.numpy().T).T)) if sp.issparse(o)
-            else (lambda X, o=t(o): X @ o) for o in blocks.off]
+    off = [o if sp.issparse(o) else t(o) for o in blocks.off]
+
+    def product(o, X, transpose: bool):
+        """``X o^T`` (``X o`` when ``transpose``) for rows ``X``; ``o`` torch or scipy."""
+        if sp.issparse(o):
+            m = o.T if transpose else o
+            return t(np.asarray(m @ X.numpy().T).T)
+        return X @ o if transpose else X @ o.T
 
     def apply(V):
         out = diag * V
@@ -222,9 +230,9 @@ def _matvec(blocks: Blocks):
         out[:, 1:] += V[:, :1] * row
         parts = list(torch.split(V[:, 1:], sizes, dim=1))
         outs = list(torch.split(out[:, 1:], sizes, dim=1))
-        for k, (o, oT) in enumerate(zip(off, offT)):
-            outs[k + 1] += o(parts[k])
-            outs[k] += oT(parts[k + 1])
+        for k, o in enumerate(off):
+            outs[k + 1] += product(o, parts[k], False)
+            outs[k] += product(o, parts[k + 1], True)
         return torch.cat([out[:, :1]] + outs, dim=1)
     return apply, 1 + sum(sizes)
 
