@@ -122,3 +122,15 @@ def test_the_certificate_refuses_the_full_form():
     sdp = build(program, cuts=True)
     with pytest.raises(ValueError):
         certified_bound(sdp, np.zeros(sdp.m_neurons + sdp.side))
+
+
+def test_dsdp_on_the_sdpa_file_agrees_with_sdp_ipm(tmp_path):
+    from solvers.backends.sdp_ipm.sdpa import dsdp_available, run_dsdp
+
+    ok, why = dsdp_available()
+    if not ok:
+        pytest.skip(why)
+    network, spec, crown, row, offset, program = _program(2, (8, 12, 12, 12, 4), 0.1)
+    solution = _ipm(network, spec, crown, row, offset, cuts=True, eliminate=True)
+    result = run_dsdp(build(program, cuts=True, eliminate=True), tmp_path, timeout=60)
+    assert result.value == pytest.approx(solution.dual_objective, rel=1e-6, abs=1e-7)
