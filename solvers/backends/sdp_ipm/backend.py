@@ -51,7 +51,7 @@ class IpmOptions:
 
     device: str = "cpu"
     max_iterations: int = 150
-    tolerance: float = 1e-8
+    tolerance: float = 1e-7
     feasibility: float = 1e-7
     fraction: float = 0.95
     start: str = "linear"

@@ -21,7 +21,10 @@ boundary (from the lowest Ritz value of ``L^-1 dX L^-T``; a step
 whose Cholesky fails is shortened).  Stops when the relative
 gap ``N mu / (1 + |b^T y|)`` is below ``tolerance`` and the relative primal residual
 below ``feasibility`` (the primal may have no interior: a stably active neuron, say),
-at ``max_iterations``, at the time limit or when the steps stall.
+at ``max_iterations``, at the time limit, when the steps stall, or when a gap below 1e-5
+has not halved in 8 iterations (float64 rounding then bounds the accuracy: on a normally
+trained 784-100-100-10 the gap reached 2e-8 in 22 iterations and stayed there for 65
+more); that counts as converged when the gap and the residual are below 1e-6.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ import numpy as np
 from solvers.backends.sdp_ipm.schur import Operator
 
 __all__ = ["IpmRun", "path_following"]
+
+#: below ``_NEAR``, stop when the relative gap has not halved over ``_STAGNATION``
+#: iterations; converged if the gap and the residual are then below ``_ACCEPT``
+_STAGNATION, _NEAR, _ACCEPT = 8, 1e-5, 1e-6
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +257,12 @@ def path_following(sdp, y0: np.ndarray, device: str = "cpu", max_iterations: int
         if give_up is not None and it == give_up[0] and gap > give_up[1]:
             log.debug("ipm %d: gap %.2e still above %.2e: giving up", it, gap, give_up[1])
             break
+        if gap < _NEAR and len(run.history) >= _STAGNATION \
+                and gap > 0.5 * run.history[-_STAGNATION][1]:
+            log.debug("ipm %d: the gap %.2e did not halve in %d iterations: stopping", it, gap,
+                      _STAGNATION)
+            run.converged = gap < _ACCEPT and infeasible < _ACCEPT
+            break                         # rounding limits the accuracy: more is wasted
         dX, dx, dy, ap, ad = step.predictor_corrector(fraction)
         run.history.append((value, gap, infeasible, ap, ad))
         log.debug("ipm %d: dual %.10g gap %.2e infeas %.2e steps %.3f %.3f", it, value, gap,
