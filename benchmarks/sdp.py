@@ -385,8 +385,8 @@ def write_ipm_table(rows: list[dict], started: float, append: bool = False) -> N
     lines = ["# sdp-ipm: the SDP optimum on MNIST networks", "",
              f"Machine: {describe_machine()}. Run: `python benchmarks/sdp.py "
              f"{' '.join(sys.argv[1:])}` ({time.time() - started:.0f} s in all; the 2 cores "
-             f"were shared with other jobs (load average {os.getloadavg()[0]:.1f} at the end), so wall "
-             "times are pessimistic: CPU "
+             f"were shared with other jobs (load average {os.getloadavg()[0]:.1f} at the end), "
+             "so wall times are pessimistic: CPU "
              "seconds and iterations are the steadier figures; torch/BLAS threads: "
              f"{os.environ.get('OMP_NUM_THREADS', 'default')}).", "",
              "Image, eps, the hardest target class (smallest CROWN margin); CROWN intermediate "

@@ -5,7 +5,6 @@ at most the exact margin, and the bound is the reduced form's own float64 certif
 
 from __future__ import annotations
 
-import math
 
 import cvxpy as cp
 import numpy as np

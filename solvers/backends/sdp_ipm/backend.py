@@ -1,9 +1,11 @@
 r"""``sdp-ipm``: the backend.  A :class:`~solvers.program.LayeredReluProgram` goes to
-:func:`~.problem.build` (the multiplier form), :func:`~.start.feasible_start` and
-:func:`~.ipm.path_following`; ``Solution.bound`` is the largest
-:func:`solvers.backends.fo_sdp.certified_bound` (fo-sdp's float64 eigenvalue check, never
-the solver's objective) of the last multipliers, the best ones and the linear (CROWN-like)
-multipliers of the start, so it is never below that linear bound (up to rounding).
+:func:`~.problem.build` (the multiplier form; with cuts, stably active neurons
+substituted), :func:`~.start.feasible_start` and :func:`~.ipm.path_following`;
+``Solution.bound`` is the largest float64 certificate (never the solver's objective) of
+the last multipliers, the best ones and the linear (CROWN-like) multipliers of the start:
+:func:`.reduced.certified_bound` for the substituted form,
+:func:`solvers.backends.fo_sdp.certified_bound` for the full form and for the linear start
+(fo-sdp's exact linear certificate), so it is never below that linear bound.
 
 Options: :class:`IpmOptions` (pass it as ``SolveOptions(extra=(("ipm", IpmOptions(...)),))``;
 the ``cuts`` key of ``extra`` (default True) is how ``relax.sdp`` asks for the triangle

@@ -30,7 +30,11 @@ one free multiplier of ``a - z = 0`` -- or, with ``active_cut=False``, that cut 
 (``a - z >= 0`` only): with the equality the primal had no interior point on some
 networks (normally trained 784-100-100-10, eps 0.05: the interior-point method crawled,
 steps ~0.1, not converged in 80 iterations, against 30 iterations without it); the
-relaxation is then the SDP with the triangle cuts of the unstable neurons.  Scaling: every ``G_c`` is divided by
+relaxation is then the SDP with the triangle cuts of the unstable neurons.  With
+``eliminate`` (sdp-ipm's default with cuts) a stably active neuron is instead substituted
+(``a = z``, an affine function of the coordinates that stay; only ``a >= 0`` and
+``a <= u`` are kept, type ``UPPER`` for the latter): a tighter SDP, certified by
+:mod:`.reduced` (see there).  Scaling: every ``G_c`` is divided by
 ``|u_c| |v_c|`` and ``C`` by ``|w_f|`` (``scale``), so the solver sees entries of order one.
 
 :func:`to_fo_sdp_params` maps the solver's multipliers to fo-sdp's parameter layout
