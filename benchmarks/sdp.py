@@ -363,7 +363,8 @@ def _read_rows(path: Path) -> list[dict]:
             parsed = {}
             for k, v in row.items():
                 try:
-                    parsed[k] = int(v) if k in ("image", "target", "iterations") else float(v)
+                    parsed[k] = int(float(v)) if k in ("image", "target", "iterations", "side") \
+                        else float(v)
                 except (TypeError, ValueError):
                     parsed[k] = v
             out.append(parsed)
@@ -408,6 +409,7 @@ def write_ipm_table(rows: list[dict], started: float, append: bool = False) -> N
             continue
         per = r["seconds"] / max(r["iterations"] or 1, 1)
         dsdp = r.get("dsdp", math.nan)
+        dsdp = dsdp if isinstance(dsdp, float) else math.nan      # "" from an older CSV
         lines.append(f"| {r['net']} | {r['eps']} | {r['image']} | {r['target']} | "
                      f"{r.get('side', '-')} | {fmt(r['crown'])} | {fmt(r.get('alpha', math.nan))} "
                      f"| {fmt(r['lp'])} | {fmt(r['sdp'], 6)} | {r['dual'] - r['sdp']:.1e} | "
