@@ -90,7 +90,8 @@ def run_dsdp(sdp: MultiplierSdp, workdir: Path, timeout: float, gaptol: float = 
     write_sdpa(sdp, path)
     started = time.perf_counter()
     done = subprocess.run(["dsdp5", str(path), "-gaptol", str(gaptol), "-print", "1"],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout,
+                          cwd=workdir)           # dsdp5 appends a results file to its cwd
     seconds = time.perf_counter() - started
     text = done.stdout + done.stderr
     found = re.search(r"DSDP Solution:\s*([-+0-9.eE]+)", text) or \
