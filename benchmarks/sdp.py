@@ -434,11 +434,19 @@ def ipm_plot(rows: list[dict], path: Path) -> str:
     except ImportError:
         return "matplotlib not importable: no plot"
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for key, label in (("seconds", "sdp-ipm"), ("dsdp_seconds", "DSDP 5.8")):
-        pts = [(r.get("side", 0), r.get(key, math.nan)) for r in rows]
-        pts = [(s, t) for s, t in pts if isinstance(t, float) and math.isfinite(t) and s]
-        if pts:
-            ax.loglog(*zip(*sorted(pts)), "o", label=label)
+    def done(r, solver):            # a finished solve (DSDP: a value; sdp-ipm: converged)
+        if solver == "DSDP 5.8":
+            return isinstance(r.get("dsdp"), float) and math.isfinite(r["dsdp"])
+        return r.get("status") == "optimal"
+
+    for key, solver in (("seconds", "sdp-ipm"), ("dsdp_seconds", "DSDP 5.8")):
+        for finished, marker, note in ((True, "o", ""), (False, "x", " (not finished)")):
+            pts = [(r.get("side", 0), r.get(key, math.nan)) for r in rows
+                   if done(r, solver) == finished and (finished or solver == "sdp-ipm"
+                                                       or r.get("dsdp_status") == "TimeoutExpired")]
+            pts = [(s, t) for s, t in pts if isinstance(t, float) and math.isfinite(t) and s]
+            if pts:
+                ax.loglog(*zip(*sorted(pts)), marker, label=solver + note)
     ax.set(xlabel="SDP matrix side (after eliminations)", ylabel="wall time (s)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
