@@ -41,7 +41,8 @@ class IpmOptions:
     (``"linear"``: the CROWN-like multipliers, or ``"interval"``: all neuron multipliers
     0), ``tau`` (the start's distance from the boundary, ``Z >= tau I``, in units of the
     scaled objective), ``delta`` (signed multipliers start at least this far inside),
-    ``centred`` (the primal start ``X = mu Z^-1`` on the central path, else ``X = I``),
+    ``centred`` (the primal start ``X = mu Z^-1`` on the central path, else
+    ``X = primal_scale I``, see :mod:`.ipm`),
     ``active_cut`` (with cuts, also the cut ``z >= a`` of stably active neurons, i.e.
     ``a = z``: exactly fo-sdp's and the primal encoding's relaxation with cuts, but the
     primal may lose its interior and the method crawl, see :mod:`.problem`; ``None``, the
@@ -63,6 +64,7 @@ class IpmOptions:
     active_cut: bool | None = None
     probe: tuple[int, float] = (20, 1e-4)
     eliminate: bool = True
+    primal_scale: float = 10.0
 
     def __post_init__(self) -> None:
         if self.start not in ("linear", "interval"):
@@ -203,7 +205,7 @@ def _attempt(problem, opts: IpmOptions, options: SolveOptions, cuts: bool, activ
     run = path_following(sdp, y0, opts.device, opts.max_iterations,
                          options.tolerance or opts.tolerance, opts.fraction, opts.feasibility,
                          None if deadline is None else deadline - 2 * check, opts.centred, give_up,
-                         first)
+                         first, opts.primal_scale)
     candidates = [run.best_y] if np.array_equal(run.best_y, run.y) else [run.best_y, run.y]
     return sdp, run, max([start_bound] + [certify(y) for y in candidates])
 

@@ -7,7 +7,10 @@ sign-constrained multipliers); primal ``min <C, X>`` s.t. ``A(X) - sign o x = b`
 from ``y``; the start is strictly feasible), so every iterate's ``b^T y`` is a bound
 (re-certified by the caller); the primal starts on the central path of the dual start,
 ``X = mu Z^-1``, ``x = mu / z`` with ``mu = N / (tr Z^-1 + sum 1 / z)`` (``centred``;
-it diverged on a normally trained MNIST net) or, by default, ``X = I``, ``x = 1``, and becomes feasible
+it diverged on a normally trained MNIST net) or, by default, ``X = xi I``, ``x = xi``
+(``primal_scale``; sdp-ipm passes ``xi = 10``: with ``xi = 1`` the primal steps stayed
+at 0.05-0.2 for 60 iterations on a normally trained 784-100-100-10, 81 iterations in
+all, against 23 with ``xi = 10``), and becomes feasible
 along the way.  With ``mu = (<X, Z> + x^T z) / N`` and target ``sigma mu``::
 
     M dy = r_p + A(X) - sigma mu A(Z^-1) + A(K) + sign o (sigma mu / z - x - k)
@@ -66,7 +69,7 @@ class IpmRun:
 class _State:
     """Torch tensors of one run: data, iterate and the sign block."""
 
-    def __init__(self, sdp, y0, device, centred: bool = False):
+    def __init__(self, sdp, y0, device, centred: bool = False, primal_scale: float = 1.0):
         import torch
 
         self.torch = torch
@@ -86,8 +89,8 @@ class _State:
             mu = float(self.N / (torch.diagonal(Zi).sum() + (1.0 / self.z).sum()))
             self.X, self.x = mu * Zi, mu / self.z
         else:
-            self.X = torch.eye(self.s, **f64)
-            self.x = torch.ones(self.signed.numel(), **f64)
+            self.X = primal_scale * torch.eye(self.s, **f64)
+            self.x = primal_scale * torch.ones(self.signed.numel(), **f64)
 
     def refresh_dual(self) -> None:
         self.Z = self.C - self.op.adjoint(self.y)
@@ -227,12 +230,12 @@ def path_following(sdp, y0: np.ndarray, device: str = "cpu", max_iterations: int
                    tolerance: float = 1e-9, fraction: float = 0.95,
                    feasibility: float = 1e-7, deadline: float | None = None,
                    centred: bool = False, give_up: tuple[int, float] | None = None,
-                   first_seconds: float = 0.0) -> IpmRun:
+                   first_seconds: float = 0.0, primal_scale: float = 1.0) -> IpmRun:
     """Run the method of the module docstring from the strictly feasible dual ``y0``;
     ``give_up = (k, g)``: stop at iteration ``k`` if the relative gap is still above ``g``.
     No iteration starts that would end after ``deadline`` by the last one's duration
     (``first_seconds``, an estimate, before the first)."""
-    st = _State(sdp, y0, device, centred)
+    st = _State(sdp, y0, device, centred, primal_scale)
     b_np = np.asarray(sdp.b)
     best_y = np.asarray(y0, np.float64).copy()
     run = IpmRun(best_y, best_y, float(b_np @ best_y), None)
