@@ -64,7 +64,7 @@ class IpmOptions:
     active_cut: bool | None = None
     probe: tuple[int, float] = (20, 1e-4)
     eliminate: bool = True
-    primal_scale: float = 10.0
+    primal_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.start not in ("linear", "interval"):

@@ -8,9 +8,10 @@ from ``y``; the start is strictly feasible), so every iterate's ``b^T y`` is a b
 (re-certified by the caller); the primal starts on the central path of the dual start,
 ``X = mu Z^-1``, ``x = mu / z`` with ``mu = N / (tr Z^-1 + sum 1 / z)`` (``centred``;
 it diverged on a normally trained MNIST net) or, by default, ``X = xi I``, ``x = xi``
-(``primal_scale``; sdp-ipm passes ``xi = 10``: with ``xi = 1`` the primal steps stayed
-at 0.05-0.2 for 60 iterations on a normally trained 784-100-100-10, 81 iterations in
-all, against 23 with ``xi = 10``), and becomes feasible
+(``primal_scale``, ``IpmOptions.primal_scale``, default 1: with ``xi = 1`` the primal
+steps stayed at 0.05-0.2 for 60 iterations on a normally trained 784-100-100-10, 81
+iterations in all, against 23 with ``xi = 10``; but ``xi = 10`` took 50 instead of 26 on
+the PGD net, see ``benchmarks/results/sdp_ipm.md``), and becomes feasible
 along the way.  With ``mu = (<X, Z> + x^T z) / N`` and target ``sigma mu``::
 
     M dy = r_p + A(X) - sigma mu A(Z^-1) + A(K) + sign o (sigma mu / z - x - k)
