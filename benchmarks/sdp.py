@@ -41,6 +41,7 @@ import csv
 import math
 import multiprocessing as mp
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -233,8 +234,54 @@ def _embedded():
     return from_onnx(default_network_path())
 
 
-def _ipm_child(queue, net: str, eps: float, image: int, limit: float, exact: bool):
-    """One row of the table: CROWN, LP, sdp-ipm (cuts) on the hardest target class."""
+#: VNN-COMP nets for the --ipm table: (onnx, vnnlib files by "image" index); eps is the file's
+VNN_NETS = {
+    "mnistfc 256x2": lambda: (DATA / "vnncomp2021" / "mnistfc" / "mnist-net_256x2.onnx",
+                              [DATA / "vnncomp2021" / "mnistfc" / f"prop_{i}_0.03.vnnlib"
+                               for i in range(15)]),
+    "eran 9x200": lambda: (DATA / "vnncomp2021" / "eran" / "nets" / "mnist_relu_9_200.onnx",
+                           sorted((DATA / "vnncomp2021" / "eran" / "specs").glob("*.vnnlib"))),
+}
+
+
+def ipm_problem(net: str, eps: float, image: int):
+    """``(network, spec)`` of a --ipm row (a VNN-COMP net: property ``image``, eps ignored)."""
+    if net in VNN_NETS:
+        onnx, props = VNN_NETS[net]()
+        return vnn_problem(onnx, props[image])
+    return mnist_problem(IPM_NETS[net](), image, eps)
+
+
+def _dsdp(program, limit: float) -> dict:
+    """DSDP 5 on sdp-ipm's (reduced) multiplier form: value, wall and CPU seconds."""
+    import tempfile
+
+    from solvers.backends.sdp_ipm.problem import build
+    from solvers.backends.sdp_ipm.sdpa import dsdp_available, run_dsdp
+
+    ok, why = dsdp_available()
+    if not ok:
+        print(f"DSDP skipped: {why}", flush=True)
+        return dict(dsdp=math.nan, dsdp_seconds=math.nan, dsdp_status=why)
+    sdp = build(program, cuts=True, eliminate=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        before = os.times()
+        try:
+            result = run_dsdp(sdp, Path(tmp), limit)
+        except Exception as exc:  # noqa: BLE001  (a timeout: the row says so)
+            return dict(dsdp=math.nan, dsdp_seconds=limit, dsdp_status=type(exc).__name__)
+        after = os.times()
+    cpu = (after.children_user + after.children_system) - (before.children_user
+                                                          + before.children_system)
+    return dict(dsdp=result.value, dsdp_seconds=result.seconds, dsdp_cpu=cpu,
+                dsdp_iterations=result.iterations,
+                dsdp_status="converged" if "Converged" in result.log else "not converged")
+
+
+def _ipm_child(queue, net: str, eps: float, image: int, limit: float, exact: bool,
+               dsdp_limit: float = 0.0):
+    """One row of the table: CROWN, alpha-CROWN, LP, sdp-ipm (cuts) and (``dsdp_limit``)
+    DSDP on the hardest target class."""
     import resource
     import warnings
 
@@ -247,9 +294,16 @@ def _ipm_child(queue, net: str, eps: float, image: int, limit: float, exact: boo
     from relax.spec import Spec
     from solvers import SolveOptions, get_solver
 
-    network, spec = mnist_problem(IPM_NETS[net](), image, eps)
+    from relax.search.alpha_method import alpha_disjunct_bounds
+
+    network, spec = ipm_problem(net, eps, image)
+    if net in VNN_NETS:
+        eps = float(re.findall(r"_([0-9.]+)\.vnnlib", str(VNN_NETS[net]()[1][image]))[0])
     crown, j, row, offset = hardest_row(network, spec)
     one = Spec(spec.lower, spec.upper, (spec.disjuncts[j],))
+    start = time.perf_counter()
+    alpha = float(alpha_disjunct_bounds(network, one, [0])[0])
+    alpha_seconds = time.perf_counter() - start
     start = time.perf_counter()
     lp = float(lp_disjunct_bounds(network, one, crown.layers, None)[0])
     lp_seconds = time.perf_counter() - start
@@ -265,8 +319,12 @@ def _ipm_child(queue, net: str, eps: float, image: int, limit: float, exact: boo
         from relax.search.milp import milp_margin
 
         value = float(milp_margin(network, one, crown.layers))
+    side = re.search(r"side (\d+)", solution.message)
+    reference = _dsdp(program, dsdp_limit) if dsdp_limit > 0 else {}
     queue.put(dict(net=net, eps=eps, image=image, target=j, crown=float(crown.disjunct_bounds[j]),
-                   lp=lp, lp_seconds=lp_seconds, sdp=float(solution.bound),
+                   alpha=alpha, alpha_seconds=alpha_seconds, side=int(side.group(1)) if side
+                   else 0,
+                   lp=lp, lp_seconds=lp_seconds, sdp=float(solution.bound), **reference,
                    dual=float(solution.dual_objective or math.nan), seconds=wall,
                    cpu_seconds=cpu, iterations=solution.stats.iterations, peak_mb=peak,
                    import_mb=baseline, status=solution.status.value, exact=value,
@@ -274,17 +332,19 @@ def _ipm_child(queue, net: str, eps: float, image: int, limit: float, exact: boo
 
 
 def ipm_table(nets: list[str], eps_values: list[float], images: list[int], limit: float,
-              exact: bool) -> list[dict]:
+              exact: bool, dsdp_limit: float = 0.0, dsdp_images: int = 0) -> list[dict]:
     rows = []
     ctx = mp.get_context("spawn")
     for net in nets:
-        for eps in eps_values:
+        for eps in ([math.nan] if net in VNN_NETS else eps_values):
             for image in images:
                 queue = ctx.Queue()
-                proc = ctx.Process(target=_ipm_child, args=(queue, net, eps, image, limit, exact))
+                dsdp = dsdp_limit if image < dsdp_images else 0.0
+                proc = ctx.Process(target=_ipm_child,
+                                   args=(queue, net, eps, image, limit, exact, dsdp))
                 proc.start()
                 try:
-                    row = queue.get(timeout=limit * 4 + 600)
+                    row = queue.get(timeout=limit * 4 + dsdp * 1.5 + 600)
                 except Exception:  # noqa: BLE001
                     row = dict(net=net, eps=eps, image=image, status=f"crashed ({proc.exitcode})")
                 proc.join(timeout=10)
@@ -303,7 +363,8 @@ def _read_rows(path: Path) -> list[dict]:
             parsed = {}
             for k, v in row.items():
                 try:
-                    parsed[k] = int(v) if k in ("image", "target", "iterations") else float(v)
+                    parsed[k] = int(float(v)) if k in ("image", "target", "iterations", "side") \
+                        else float(v)
                 except (TypeError, ValueError):
                     parsed[k] = v
             out.append(parsed)
@@ -325,30 +386,74 @@ def write_ipm_table(rows: list[dict], started: float, append: bool = False) -> N
     lines = ["# sdp-ipm: the SDP optimum on MNIST networks", "",
              f"Machine: {describe_machine()}. Run: `python benchmarks/sdp.py "
              f"{' '.join(sys.argv[1:])}` ({time.time() - started:.0f} s in all; the 2 cores "
-             "were shared with other jobs (load 4-9), so wall times are pessimistic: CPU "
+             f"were shared with other jobs (load average {os.getloadavg()[0]:.1f} at the end), "
+             "so wall times are pessimistic: CPU "
              "seconds and iterations are the steadier figures; torch/BLAS threads: "
              f"{os.environ.get('OMP_NUM_THREADS', 'default')}).", "",
              "Image, eps, the hardest target class (smallest CROWN margin); CROWN intermediate "
              "bounds; the SDP with the triangle cuts. `sdp-ipm`: the certified bound "
-             "(fo-sdp's float64 eigenvalue check of the final multipliers); `dual`: the "
-             "solver's own dual objective (not a bound); peak: max RSS of the solve's process "
+             "(stably active neurons substituted, the reduced form's own float64 eigenvalue "
+             "check of the final multipliers, never below the CROWN-like start); `dual`: the "
+             "solver's own dual objective (not a bound); `DSDP`: DSDP 5.8's objective on the "
+             "same multiplier form written in SDPA format (a reference, not a bound); `side`: "
+             "the matrix side after eliminations; peak: max RSS of the solve's process "
              "(import and CROWN baseline in brackets).", "",
-             "| net | eps | img | target | CROWN | LP | sdp-ipm | dual - bound | exact | wall s "
-             "| CPU s | iters | s/iter | peak MB | status |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| net | eps | img | target | side | CROWN | alpha-CROWN | LP | sdp-ipm | dual - "
+             "bound | DSDP | DSDP - dual | DSDP wall s | exact | wall s | CPU s | iters | s/iter "
+             "| peak MB | status |",
+             "|" + "---|" * 20]
     for r in rows:
         if "sdp" not in r:
-            lines.append(f"| {r['net']} | {r['eps']} | {r['image']} | | | | | | | | | | | | "
-                         f"{r['status']} |")
+            lines.append(f"| {r['net']} | {r['eps']} | {r['image']} |" + " |" * 16
+                         + f" {r['status']} |")
             continue
         per = r["seconds"] / max(r["iterations"] or 1, 1)
+        dsdp = r.get("dsdp", math.nan)
+        dsdp = dsdp if isinstance(dsdp, float) else math.nan      # "" from an older CSV
         lines.append(f"| {r['net']} | {r['eps']} | {r['image']} | {r['target']} | "
-                     f"{fmt(r['crown'])} | {fmt(r['lp'])} | {fmt(r['sdp'], 6)} | "
-                     f"{r['dual'] - r['sdp']:.1e} | {fmt(r['exact'])} | {fmt(r['seconds'], 1)} | "
+                     f"{r.get('side', '-')} | {fmt(r['crown'])} | {fmt(r.get('alpha', math.nan))} "
+                     f"| {fmt(r['lp'])} | {fmt(r['sdp'], 6)} | {r['dual'] - r['sdp']:.1e} | "
+                     f"{fmt(dsdp, 6)} | "
+                     f"{'-' if not math.isfinite(dsdp) else format(dsdp - r['dual'], '.1e')} | "
+                     f"{fmt(r.get('dsdp_seconds', math.nan), 1)} | {fmt(r['exact'])} | "
+                     f"{fmt(r['seconds'], 1)} | "
                      f"{fmt(r['cpu_seconds'], 1)} | {r['iterations']} | {per:.2f} | "
                      f"{fmt(r['peak_mb'], 0)} ({fmt(r['import_mb'], 0)}) | {r['status']} |")
+    lines += ["", ipm_plot(rows, RESULTS / "sdp_ipm_time.png")]
     (RESULTS / "sdp_ipm.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def ipm_plot(rows: list[dict], path: Path) -> str:
+    """Wall time against the SDP matrix side, per solver (sdp-ipm, DSDP), log-log."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib not importable: no plot"
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    def done(r, solver):            # a finished solve (DSDP: a value; sdp-ipm: converged)
+        if solver == "DSDP 5.8":
+            return isinstance(r.get("dsdp"), float) and math.isfinite(r["dsdp"])
+        return r.get("status") == "optimal"
+
+    for key, solver in (("seconds", "sdp-ipm"), ("dsdp_seconds", "DSDP 5.8")):
+        for finished, marker, note in ((True, "o", ""), (False, "x", " (not finished)")):
+            pts = [(r.get("side", 0), r.get(key, math.nan)) for r in rows
+                   if done(r, solver) == finished and (finished or solver == "sdp-ipm"
+                                                       or r.get("dsdp_status") == "TimeoutExpired")]
+            pts = [(s, t) for s, t in pts if isinstance(t, float) and math.isfinite(t) and s]
+            if pts:
+                ax.loglog(*zip(*sorted(pts)), marker, label=solver + note)
+    ax.set(xlabel="SDP matrix side (after eliminations)", ylabel="wall time (s)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.suptitle(describe_machine(), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return f"plot: {path.relative_to(REPO)}"
 
 
 # -- output -------------------------------------------------------------------------------------
@@ -400,12 +505,17 @@ def main() -> None:
     p.add_argument("--ipm-limit", type=float, default=600.0)
     p.add_argument("--exact", action="store_true", help="--ipm: also the MILP's exact margin")
     p.add_argument("--append", action="store_true", help="--ipm: add to results/sdp_ipm.*")
+    p.add_argument("--dsdp-limit", type=float, default=0.0,
+                   help="--ipm: also DSDP 5 (dsdp5) on the reduced multiplier form, this limit")
+    p.add_argument("--dsdp-images", type=int, default=1, help="--ipm: DSDP on images below this")
     args = p.parse_args()
     if args.ipm:
         started = time.time()
-        nets = [n for n in IPM_NETS if any(o.strip() in n for o in args.nets.split(","))]
+        nets = [n for n in list(IPM_NETS) + list(VNN_NETS)
+                if any(o.strip() in n for o in args.nets.split(","))]
         rows = ipm_table(nets, [float(e) for e in args.eps.split(",")],
-                         [int(i) for i in args.images.split(",")], args.ipm_limit, args.exact)
+                         [int(i) for i in args.images.split(",")], args.ipm_limit, args.exact,
+                         args.dsdp_limit, args.dsdp_images)
         write_ipm_table(rows, started, args.append)
         return
     from solvers.registry import get_solver

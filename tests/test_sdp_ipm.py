@@ -53,6 +53,7 @@ def _rows(spec):
 
 def _ipm(network, spec, crown, row, offset, cuts, **kwargs):
     kwargs.setdefault("active_cut", True)     # exactly the primal encoding's relaxation
+    kwargs.setdefault("eliminate", False)     # (substituted: tests/test_sdp_ipm_reduced.py)
     program = layered_program(network, spec.lower, spec.upper, crown.layers, row, offset)
     options = SolveOptions(extra=(("cuts", cuts), ("ipm", IpmOptions(**kwargs))))
     return get_solver("sdp-ipm").solve(program, options)

@@ -1,9 +1,11 @@
 r"""``sdp-ipm``: the backend.  A :class:`~solvers.program.LayeredReluProgram` goes to
-:func:`~.problem.build` (the multiplier form), :func:`~.start.feasible_start` and
-:func:`~.ipm.path_following`; ``Solution.bound`` is the largest
-:func:`solvers.backends.fo_sdp.certified_bound` (fo-sdp's float64 eigenvalue check, never
-the solver's objective) of the last multipliers, the best ones and the linear (CROWN-like)
-multipliers of the start, so it is never below that linear bound (up to rounding).
+:func:`~.problem.build` (the multiplier form; with cuts, stably active neurons
+substituted), :func:`~.start.feasible_start` and :func:`~.ipm.path_following`;
+``Solution.bound`` is the largest float64 certificate (never the solver's objective) of
+the last multipliers, the best ones and the linear (CROWN-like) multipliers of the start:
+:func:`.reduced.certified_bound` for the substituted form,
+:func:`solvers.backends.fo_sdp.certified_bound` for the full form and for the linear start
+(fo-sdp's exact linear certificate), so it is never below that linear bound.
 
 Options: :class:`IpmOptions` (pass it as ``SolveOptions(extra=(("ipm", IpmOptions(...)),))``;
 the ``cuts`` key of ``extra`` (default True) is how ``relax.sdp`` asks for the triangle
@@ -39,17 +41,20 @@ class IpmOptions:
     (``"linear"``: the CROWN-like multipliers, or ``"interval"``: all neuron multipliers
     0), ``tau`` (the start's distance from the boundary, ``Z >= tau I``, in units of the
     scaled objective), ``delta`` (signed multipliers start at least this far inside),
-    ``centred`` (the primal start ``X = mu Z^-1`` on the central path, else ``X = I``),
+    ``centred`` (the primal start ``X = mu Z^-1`` on the central path, else
+    ``X = primal_scale I``, see :mod:`.ipm`),
     ``active_cut`` (with cuts, also the cut ``z >= a`` of stably active neurons, i.e.
     ``a = z``: exactly fo-sdp's and the primal encoding's relaxation with cuts, but the
     primal may lose its interior and the method crawl, see :mod:`.problem`; ``None``, the
     default: with it, but when the relative gap after ``probe[0]`` iterations is still
     above ``probe[1]`` the run stops and the problem is solved again without it; the
-    bound is the better certified one)."""
+    bound is the better certified one); ``eliminate`` (with cuts, the default): stably
+    active neurons substituted instead (:mod:`.reduced`; ``active_cut`` is then moot): the
+    primal keeps its interior, and the bound is :func:`.reduced.certified_bound`)."""
 
     device: str = "cpu"
     max_iterations: int = 150
-    tolerance: float = 1e-8
+    tolerance: float = 1e-7
     feasibility: float = 1e-7
     fraction: float = 0.95
     start: str = "linear"
@@ -58,6 +63,8 @@ class IpmOptions:
     centred: bool = False
     active_cut: bool | None = None
     probe: tuple[int, float] = (20, 1e-4)
+    eliminate: bool = True
+    primal_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.start not in ("linear", "interval"):
@@ -75,6 +82,7 @@ class IpmWarmStart:
     y: np.ndarray
     scale: float
     factor: np.ndarray
+    reduced: bool = False
 
 
 def memory_estimate(side: int, neurons: int, cuts: bool = True) -> int:
@@ -132,13 +140,18 @@ class SdpIpmBackend(Backend):
             opts = dataclasses.replace(opts, device=str(extra["device"]))
         deadline = None if options.time_limit is None else time.monotonic() + options.time_limit
         attempts = [True, False] if opts.active_cut is None else [opts.active_cut]
+        eliminate = cuts and opts.eliminate
+        if eliminate or not cuts:
+            attempts = [eliminate]
         bound, tried, iterations = -math.inf, [], 0
-        for active_cut in attempts if cuts else [False]:
-            last = active_cut is attempts[-1] or not cuts
+        for active_cut in attempts:
+            last = active_cut is attempts[-1]
             sdp, run, value = _attempt(problem, opts, options, cuts, active_cut, warm_start,
-                                       deadline, None if last else opts.probe)
+                                       deadline, None if last else opts.probe, eliminate)
             bound, iterations = max(bound, value), iterations + run.iterations
-            tried.append(f"active cut {'on' if active_cut else 'off'}: {run.iterations} "
+            what = "active neurons substituted" if eliminate else \
+                f"active cut {'on' if active_cut else 'off'}"
+            tried.append(f"{what}: {run.iterations} "
                          f"iterations, {'converged' if run.converged else 'not converged'}")
             if run.converged or (deadline is not None and time.monotonic() > deadline):
                 break
@@ -149,36 +162,52 @@ class SdpIpmBackend(Backend):
                    f"{run.best_value * sdp.scale:.10g}, certified {bound:.10g} "
                    f"({'; '.join(tried)})")
         log.info("sdp-ipm: %s", message)
-        warm = IpmWarmStart(tuple(sdp.sizes), cuts, run.best_y, sdp.scale, sdp.factor)
+        warm = IpmWarmStart(tuple(sdp.sizes), cuts, run.best_y, sdp.scale, sdp.factor,
+                            sdp.reduced)
         return Solution(status, None, bound, stats=SolveStats(iterations=iterations),
                         warm_start=warm, solver=self.name, message=message,
                         dual_objective=run.best_value * sdp.scale)
 
 
+def _linear_bound(problem, cuts: bool) -> float:
+    """fo-sdp's certificate of the CROWN-like multipliers of the full form (exact: the
+    linear certificate), the floor under every sdp-ipm bound."""
+    from solvers.backends.sdp_ipm.problem import build
+    from solvers.backends.sdp_ipm.start import feasible_start, linear_multipliers
+
+    full = build(problem, cuts, True)
+    y = feasible_start(full, linear_multipliers(problem, full), 0.0, 0.0, clip=False)
+    return _certify(problem, full, y, cuts)
+
+
 def _attempt(problem, opts: IpmOptions, options: SolveOptions, cuts: bool, active_cut: bool,
-             warm_start, deadline, give_up):
+             warm_start, deadline, give_up, eliminate: bool = False):
     """One path-following run; returns the data, the run and its certified bound (the best
     of the last, the best and the linear start's multipliers)."""
     from solvers.backends.sdp_ipm.ipm import path_following
     from solvers.backends.sdp_ipm.problem import build
+    from solvers.backends.sdp_ipm.reduced import certified_bound as reduced_bound
     from solvers.backends.sdp_ipm.start import feasible_start, linear_multipliers
 
-    sdp = build(problem, cuts, active_cut)
+    sdp = build(problem, cuts, active_cut, eliminate)
+    certify = (lambda y: reduced_bound(sdp, y)) if sdp.reduced else \
+        (lambda y: _certify(problem, sdp, y, cuts))
     y_n = (linear_multipliers(problem, sdp) if opts.start == "linear"
            else np.zeros(sdp.m_neurons))
     y0 = _blend_warm_start(sdp, feasible_start(sdp, y_n, opts.tau, opts.delta), warm_start)
     started = time.monotonic()
     start_bound = -math.inf
     if opts.start == "linear":           # the linear bound itself (Z >= 0, on the boundary)
-        start_bound = _certify(problem, sdp, feasible_start(sdp, y_n, 0.0, 0.0, clip=False), cuts)
+        start_bound = _linear_bound(problem, cuts) if sdp.reduced else \
+            certify(feasible_start(sdp, y_n, 0.0, 0.0, clip=False))
     check = time.monotonic() - started   # what one certificate costs: keep two for the end
     first = iteration_flops(sdp.side, y0.size) / ASSUMED_FLOPS
     run = path_following(sdp, y0, opts.device, opts.max_iterations,
                          options.tolerance or opts.tolerance, opts.fraction, opts.feasibility,
                          None if deadline is None else deadline - 2 * check, opts.centred, give_up,
-                         first)
+                         first, opts.primal_scale)
     candidates = [run.best_y] if np.array_equal(run.best_y, run.y) else [run.best_y, run.y]
-    return sdp, run, max([start_bound] + [_certify(problem, sdp, y, cuts) for y in candidates])
+    return sdp, run, max([start_bound] + [certify(y) for y in candidates])
 
 
 def _blend_warm_start(sdp, y0: np.ndarray, warm_start) -> np.ndarray:
@@ -186,7 +215,8 @@ def _blend_warm_start(sdp, y0: np.ndarray, warm_start) -> np.ndarray:
     and keeps ``Z`` positive definite; else ``y0``.  Convex combinations of dual feasible
     points are dual feasible; the ``y0`` part keeps it interior."""
     if not isinstance(warm_start, IpmWarmStart) or warm_start.sizes != tuple(sdp.sizes) \
-            or warm_start.cuts != sdp.cuts or warm_start.y.size != y0.size:
+            or warm_start.cuts != sdp.cuts or warm_start.y.size != y0.size \
+            or warm_start.reduced != sdp.reduced:
         return y0
     m = sdp.m_neurons
     y = warm_start.y.copy()

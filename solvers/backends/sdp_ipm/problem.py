@@ -30,7 +30,11 @@ one free multiplier of ``a - z = 0`` -- or, with ``active_cut=False``, that cut 
 (``a - z >= 0`` only): with the equality the primal had no interior point on some
 networks (normally trained 784-100-100-10, eps 0.05: the interior-point method crawled,
 steps ~0.1, not converged in 80 iterations, against 30 iterations without it); the
-relaxation is then the SDP with the triangle cuts of the unstable neurons.  Scaling: every ``G_c`` is divided by
+relaxation is then the SDP with the triangle cuts of the unstable neurons.  With
+``eliminate`` (sdp-ipm's default with cuts) a stably active neuron is instead substituted
+(``a = z``, an affine function of the coordinates that stay; only ``a >= 0`` and
+``a <= u`` are kept, type ``UPPER`` for the latter): a tighter SDP, certified by
+:mod:`.reduced` (see there).  Scaling: every ``G_c`` is divided by
 ``|u_c| |v_c|`` and ``C`` by ``|w_f|`` (``scale``), so the solver sees entries of order one.
 
 :func:`to_fo_sdp_params` maps the solver's multipliers to fo-sdp's parameter layout
@@ -50,10 +54,11 @@ import scipy.sparse as sp
 from solvers.program import LayeredReluProgram
 from solvers.backends.fo_sdp.problem import box_radius
 
-__all__ = ["MultiplierSdp", "build", "to_fo_sdp_params", "ALPHA", "BETA", "GAMMA", "THETA"]
+__all__ = ["MultiplierSdp", "build", "to_fo_sdp_params", "ALPHA", "BETA", "GAMMA", "THETA",
+           "UPPER"]
 
 _EPS = float(np.finfo(np.float64).eps)
-ALPHA, BETA, GAMMA, THETA = 0, 1, 2, 3
+ALPHA, BETA, GAMMA, THETA, UPPER = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +83,12 @@ class MultiplierSdp:
     sizes: tuple[int, ...]
     rho: tuple[np.ndarray, ...]
     cuts: bool
+    absolute: tuple | None = None
+
+    @property
+    def reduced(self) -> bool:
+        """Stably active neurons substituted (certified by :mod:`.reduced`, not fo-sdp)."""
+        return self.absolute is not None
 
     @property
     def side(self) -> int:
@@ -109,78 +120,142 @@ class _Columns:
         self.u.append(u), self.v.append(v), self.owner.append(owner), self.sign.append(sign)
 
 
-def _neuron_vectors(W, b, ctr, rad, off, k: int):
+def _neuron_vectors(W, b, ctr, rad, off, k: int, absolute: bool = False):
     """``w_z`` of every neuron of layer ``k`` as a dense ``(h, 1 + n)`` array: columns
-    ``1 + off[k] ..`` hold ``rad_prev * W``; column 0 ``b + W ctr_prev``."""
+    ``1 + off[k] ..`` hold ``rad_prev * W``; column 0 ``b + W ctr_prev`` (``absolute``:
+    the same sums over absolute values, a bound on the rounding)."""
     n1 = 1 + int(off[-1])
     Wd = W.toarray() if sp.issparse(W) else np.asarray(W, np.float64)
+    f = np.abs if absolute else (lambda a: a)
+    Wd, b = f(Wd), f(b)
     h = Wd.shape[0]
     wz = np.zeros((h, n1))
     prev = slice(1 + off[k], 1 + off[k + 1])
     wz[:, prev] = Wd * rad[off[k]:off[k + 1]][None, :]
-    wz[:, 0] = b + Wd @ ctr[off[k]:off[k + 1]]
+    wz[:, 0] = b + Wd @ f(ctr[off[k]:off[k + 1]])
     return wz
 
 
 def _layer_columns(cols: _Columns, problem, k: int, ctr, rad, off, cuts: bool,
-                   active_cut: bool) -> None:
-    """The constraints of hidden layer ``k`` (module docstring), eliminations included."""
+                   active_cut: bool, eliminated: np.ndarray, absolute: bool = False) -> None:
+    """The constraints of hidden layer ``k`` (module docstring), eliminations included;
+    ``eliminated[k][j]``: a stably active neuron substituted by its pre-activation (only
+    ``a >= 0`` and ``a <= u`` stay, written with ``a``'s coordinate, substituted later).
+    ``absolute``: every vector computed on absolute values (a bound on its rounding)."""
     pl, pu = (np.asarray(v[k], np.float64) for v in (problem.pre_lower, problem.pre_upper))
     wz = _neuron_vectors(problem.weights[k], np.asarray(problem.biases[k], np.float64),
-                         ctr, rad, off, k)
+                         ctr, rad, off, k, absolute)
+    sg = 1.0 if absolute else -1.0
     e0 = np.zeros(cols.n1)
     e0[0] = 1.0
     for j in range(wz.shape[0]):
         a = 1 + off[k + 1] + j
         wa = np.zeros(cols.n1)
-        wa[0], wa[a] = ctr[a - 1], rad[a - 1]
+        wa[0], wa[a] = (abs(ctr[a - 1]) if absolute else ctr[a - 1]), rad[a - 1]
         dead, active = pu[j] <= 0, pl[j] >= 0
         if dead:
-            cols.add(e0, wa - wz[j], (k, j, BETA), 1)
+            cols.add(e0, wa + sg * wz[j], (k, j, BETA), 1)
             continue
         cols.add(e0, wa, (k, j, ALPHA), 1)
-        cols.add(e0, wa - wz[j], (k, j, BETA), 0 if (active and active_cut) else 1)
-        cols.add(wa, wa - wz[j], (k, j, GAMMA), 0)
+        if eliminated[k][j]:
+            cols.add(e0, abs(pu[j]) * e0 + wa if absolute else pu[j] * e0 - wa,
+                     (k, j, UPPER), 1)
+            continue
+        cols.add(e0, wa + sg * wz[j], (k, j, BETA), 0 if (active and active_cut) else 1)
+        cols.add(wa, wa + sg * wz[j], (k, j, GAMMA), 0)
         if cuts and not active:
             slope = pu[j] / (pu[j] - pl[j]) * (1 + 4 * _EPS)
-            cols.add(e0, slope * (wz[j] - pl[j] * e0) - wa, (k, j, THETA), 1)
+            shifted = wz[j] + abs(pl[j]) * e0 if absolute else wz[j] - pl[j] * e0
+            cols.add(e0, slope * shifted + sg * wa, (k, j, THETA), 1)
 
 
-def build(problem: LayeredReluProgram, cuts: bool, active_cut: bool = True) -> MultiplierSdp:
+def _substitution(problem, ctr, rad, off, eliminated, absolute: bool) -> np.ndarray:
+    """``T`` (``n1 x n1``): row ``i`` expresses coordinate ``i`` of ``[1; xt]`` in the
+    coordinates that stay: ``e_i`` for those, ``(w_z T - ctr_a e_0) / rad_a`` (layer by
+    layer, so ``w_z``'s own eliminated coordinates are substituted already) for an
+    eliminated neuron ``a``, exact on the feasible set since there ``a = z``."""
+    n1 = 1 + int(off[-1])
+    T = np.eye(n1)
+    for k, gone in enumerate(eliminated):
+        rows = 1 + off[k + 1] + np.flatnonzero(gone)
+        if rows.size == 0:
+            continue
+        W = problem.weights[k]
+        wz = _neuron_vectors(W[np.flatnonzero(gone)] if sp.issparse(W)
+                             else np.asarray(W)[gone], np.asarray(problem.biases[k])[gone],
+                             ctr, rad, off, k, absolute)
+        source = np.concatenate([[0], np.arange(1 + off[k], 1 + off[k + 1])])
+        T[rows] = wz[:, source] @ T[source]
+        T[rows, 0] += np.abs(ctr[rows - 1]) if absolute else -ctr[rows - 1]
+        T[rows] /= rad[rows - 1][:, None]
+    return T
+
+
+def _full_columns(problem, ctr, rad, off, cuts, active_cut, eliminated, absolute):
+    """All constraint columns and the objective vector on ``[1; xt]``, then substituted."""
+    cols = _Columns(1 + int(off[-1]))
+    for k in range(len(problem.weights)):
+        _layer_columns(cols, problem, k, ctr, rad, off, cuts, cuts and active_cut,
+                       eliminated, absolute)
+    f = np.abs if absolute else (lambda a: a)
+    wf = np.zeros(cols.n1)
+    c = f(np.asarray(problem.c, np.float64))
+    wf[0] = f(float(problem.c0)) + c @ f(ctr[off[-2]:])
+    wf[1 + off[-2]:] = rad[off[-2]:] * c
+    U = np.array(cols.u).reshape(-1, cols.n1)
+    V = np.array(cols.v).reshape(-1, cols.n1)
+    if any(e.any() for e in eliminated):
+        T = _substitution(problem, ctr, rad, off, eliminated, absolute)
+        gone = np.flatnonzero(np.concatenate([np.zeros(1 + off[1], bool)] + eliminated))
+        U, V = (M + M[:, gone] @ T[gone] for M in (U, V))
+        wf = wf + wf[gone] @ T[gone]
+    return cols, U, V, wf
+
+
+def build(problem: LayeredReluProgram, cuts: bool, active_cut: bool = True,
+          eliminate: bool = False) -> MultiplierSdp:
     """The :class:`MultiplierSdp` of ``problem`` (see the module docstring); ``active_cut``
-    (with ``cuts``): the cut ``z - a >= 0`` of stably active neurons too."""
+    (with ``cuts``): the cut ``z - a >= 0`` of stably active neurons too; ``eliminate``
+    (with ``cuts``): stably active neurons substituted (:mod:`.reduced`), with the
+    absolute-value companions of ``U, V, C`` for its certificate."""
     boxes = [box_radius(np.asarray(lo, np.float64), np.asarray(hi, np.float64))
              for lo, hi in zip(problem.lower, problem.upper)]
     sizes = tuple(int(bx[0].size) for bx in boxes)
     off = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     ctr, rad, d = (np.concatenate([bx[i] for bx in boxes]) for i in range(3))
-    cols = _Columns(1 + int(off[-1]))
-    for k in range(len(problem.weights)):
-        _layer_columns(cols, problem, k, ctr, rad, off, cuts, cuts and active_cut)
-    kept = np.flatnonzero(d > 0)
+    eliminated = [(np.asarray(pl, np.float64) >= 0) & (rad[off[k + 1]:off[k + 2]] > 0)
+                  & bool(cuts and eliminate) for k, pl in enumerate(problem.pre_lower)]
+    cols, U, V, wf = _full_columns(problem, ctr, rad, off, cuts, active_cut, eliminated, False)
+    gone = np.concatenate([np.zeros(sizes[0], bool)] + eliminated)
+    kept = np.flatnonzero((d > 0) & ~gone)
     rows = np.concatenate([[0], 1 + kept])
-    U = np.array(cols.u).reshape(-1, cols.n1)[:, rows].T
-    V = np.array(cols.v).reshape(-1, cols.n1)[:, rows].T
+    U, V, wf = U[:, rows].T, V[:, rows].T, wf[rows]
     norms = np.linalg.norm(U, axis=0) * np.linalg.norm(V, axis=0)
     live = norms > 0
     factor = 1.0 / np.where(live, norms, 1.0)
     U, V = U[:, live] * factor[live], V[:, live]
-    wf = np.zeros(cols.n1)
-    c = np.asarray(problem.c, np.float64)
-    wf[0] = float(problem.c0) + c @ ctr[off[-2]:]
-    wf[1 + off[-2]:] = rad[off[-2]:] * c
-    wf = wf[rows]
     scale = max(float(np.linalg.norm(wf)), 1e-300)
-    C = np.zeros((rows.size, rows.size))
-    C[0, :] += 0.5 * wf / scale
-    C[:, 0] += 0.5 * wf / scale
+    absolute = None
+    if cuts and eliminate:
+        _, Ua, Va, wfa = _full_columns(problem, ctr, rad, off, cuts, active_cut, eliminated,
+                                       True)
+        absolute = (Ua[:, rows].T[:, live] * factor[live], Va[:, rows].T[:, live],
+                    _corner(wfa[rows] / scale))
     sign = np.concatenate([np.array(cols.sign, np.int8)[live],
                            np.concatenate([[0], -np.ones(kept.size, np.int8)])])
     rho = tuple(_rho(np.asarray(pl, np.float64), np.asarray(pu, np.float64))
                 for pl, pu in zip(problem.pre_lower, problem.pre_upper))
-    return MultiplierSdp(C, U, V, np.concatenate([[1.0], d[kept]]), sign,
+    return MultiplierSdp(_corner(wf / scale), U, V, np.concatenate([[1.0], d[kept]]), sign,
                          np.array(cols.owner, np.int64).reshape(-1, 3)[live], factor[live],
-                         kept, scale, sizes, rho, cuts)
+                         kept, scale, sizes, rho, cuts, absolute)
+
+
+def _corner(w: np.ndarray) -> np.ndarray:
+    """``sym(e_0 w^T)``."""
+    C = np.zeros((w.size, w.size))
+    C[0, :] += 0.5 * w
+    C[:, 0] += 0.5 * w
+    return C
 
 
 def to_fo_sdp_params(sdp: MultiplierSdp, y: np.ndarray) -> np.ndarray:
