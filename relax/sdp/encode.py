@@ -35,7 +35,10 @@ Solvers (:func:`relax.sdp.method.sdp_bound`)
 The encoding follows what the backend declares it takes (``backend.kinds``), never its
 name.  ``LAYERED_QCQP`` (``sdp-ipm``, ``fo-sdp``, plug-ins): the
 :class:`~solvers.program.LayeredReluProgram` of :func:`layered_program` (the triangle
-cuts are the ``cuts`` key of ``SolveOptions.extra``).  ``SDP`` (``cvxpy-clarabel``,
+cuts are the ``cuts`` key of ``SolveOptions.extra``; with cuts ``sdp-ipm`` also
+substitutes stably active neurons, ``a = z``, which adds the valid lifted
+constraint ``z (a - z) = 0``: a slightly tighter, still sound SDP, see
+:mod:`solvers.backends.sdp_ipm.reduced`).  ``SDP`` (``cvxpy-clarabel``,
 ``cvxpy-scs``, ``cvxpy-mosek``, plug-ins): the primal ConicProgram of :func:`encode_sdp`
 (bound: ``conic_safe_bound`` from the row and PSD duals, ``-inf`` when the solve failed;
 a claimed infeasibility is numerical -- the relaxation always contains the lifted inputs
