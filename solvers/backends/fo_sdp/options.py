@@ -58,8 +58,11 @@ class FoSdpOptions:
     stage_tol: float = 1e-5
     stage_gap: float = 0.05
     stage_patience: int = 50
-    rank: int = 4
+    rank: int = 16
     bm_fraction: float = 0.5
+    bm_mu: float = 30.0
+    bm_inner: int = 300
+    bm_growth: float = 1.0
 
     def __post_init__(self) -> None:
         for name, allowed in (("method", METHODS), ("init", INITS), ("eig", _EIGS),
@@ -69,6 +72,10 @@ class FoSdpOptions:
                                  f"got {getattr(self, name)!r}")
         if self.max_iterations < 0 or self.lanczos_steps < 1 or self.ritz < 1:
             raise ValueError("fo-sdp: max_iterations >= 0, lanczos_steps >= 1, ritz >= 1")
+        if (self.rank < 1 or self.bm_mu <= 0 or self.bm_inner < 1 or self.bm_growth < 1
+                or not 0 <= self.bm_fraction <= 1):
+            raise ValueError("fo-sdp: rank >= 1, bm_mu > 0, bm_inner >= 1, bm_growth >= 1, "
+                             "0 <= bm_fraction <= 1")
         object.__setattr__(self, "smooth_stages", tuple(self.smooth_stages))
 
     @classmethod
