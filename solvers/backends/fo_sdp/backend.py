@@ -65,7 +65,8 @@ def _solution(batch: Batch, i: int, rec: Record) -> Solution:
     """Problem ``i``'s :class:`Solution`: the bound is the largest rigorous float64 check
     among the recorded checks, the start (so never below the warm start), the best
     estimate (or its Gershgorin ``kappa`` shift, :mod:`.repair`, whichever certifies
-    higher; the warm start then carries it) and the last iterate."""
+    higher) and the last iterate.  The warm start carries the duals of the best
+    certified bound when they are known (else the best estimate)."""
     final = [(-2, batch.certify(i, rec.start))]
     best = rec.best if rec.best is not None else rec.last
     if rec.best is not None:
@@ -75,6 +76,8 @@ def _solution(batch: Batch, i: int, rec: Record) -> Solution:
         final.append((rec.iterations - 1, batch.certify(i, rec.last)))
     checks = rec.checks + final
     bound = max(b for _, b in checks)
+    if rec.certified is not None and rec.certified[0] >= bound:
+        best = rec.certified[1]
     state = FoSdpState(batch.datas[i].sizes, batch.options.cuts, np.array(best), rec.vector,
                        rec.iterations, np.asarray(rec.history), tuple(rec.checks),
                        tuple(rec.check_seconds))

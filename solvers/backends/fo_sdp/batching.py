@@ -216,7 +216,7 @@ class Batch:
     def _spectral_job(self, i: int, gather: Lockstep, deadline):
         runner = SpectralRun(self.datas[i], self.layouts[i], self.options,
                              lambda p, tau: gather.call(i, (p, tau)), self.op.t,
-                             self.scale[i], lambda p: self.certify(i, p))
+                             self.scale[i], lambda p: self.improve(i, p))
         if self.method != "bm":
             return lambda: runner.run(self.records[i], self.warm[i] is not None, deadline)
 
@@ -228,8 +228,10 @@ class Batch:
 
     def _low_rank(self, i: int, deadline) -> np.ndarray | None:
         """The Burer-Monteiro stage of ``method="bm"``: its multipliers are certified after
-        every outer iteration (recorded as checks at iteration 0); the best of them when
-        it beats the start's bound, else None."""
+        every outer iteration (with the Gershgorin shift; recorded as checks at iteration
+        0); the best of them when it certifies within ``bm_keep`` of the start's bound
+        (relative to ``max(1, |start|)``; the L-BFGS then starts there), else None.  The
+        reported bound never falls below the start's either way."""
         from solvers.backends.fo_sdp import burer_monteiro as bm
 
         data, layout, rec, opts = self.datas[i], self.layouts[i], self.records[i], self.options
@@ -237,14 +239,15 @@ class Batch:
         state = bm.init_state(problem, rec.start, bm.centre_point(data), opts.seed, opts.bm_mu)
         left = None if deadline is None else deadline - time.perf_counter()
         stop = None if left is None else time.perf_counter() + opts.bm_fraction * left
-        best = [self.certify(i, rec.start), None]
+        best = [-np.inf, None]
 
         def on_step(s):
             bound, params = self.improve(i, bm.to_params(problem, s))
-            rec.add_check(0, bound)
+            rec.add_check(0, bound, params)
             if bound > best[0]:
                 best[:] = [bound, params]
 
-        bm.run(problem, state, stop, outer=20 if stop is None else 10_000, on_step=on_step,
-               inner=opts.bm_inner, growth=opts.bm_growth)
-        return best[1]
+        bm.run(problem, state, stop, outer=opts.bm_outer if stop is None else 10_000,
+               on_step=on_step, inner=opts.bm_inner, growth=opts.bm_growth)
+        start = self.certify(i, rec.start)
+        return best[1] if best[0] >= start - opts.bm_keep * max(1.0, abs(start)) else None
