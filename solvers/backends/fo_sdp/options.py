@@ -64,7 +64,7 @@ class FoSdpOptions:
     stage_gap: float = 0.05
     stage_patience: int = 50
     rank: int = 16
-    bm_fraction: float = 0.5
+    bm_fraction: float = 0.7
     bm_mu: float = 0.2
     bm_inner: int = 300
     bm_growth: float = 1.0
