@@ -217,7 +217,7 @@ class Batch:
         runner = SpectralRun(self.datas[i], self.layouts[i], self.options,
                              lambda p, tau: gather.call(i, (p, tau)), self.op.t,
                              self.scale[i], lambda p: self.improve(i, p))
-        if self.method != "bm":
+        if self.method != "bm" or self.options.max_iterations == 0:   # 0: the start only
             return lambda: runner.run(self.records[i], self.warm[i] is not None, deadline)
 
         def job():
