@@ -156,9 +156,11 @@ def plot(traces, path: Path) -> None:
         for (net, image, eps, name), (t, b, crown, optimum) in traces.items():
             if (net, image, eps) != key:
                 continue
+            lines = crown, optimum
             order = np.argsort(t)
             ax.step(np.asarray(t)[order], np.maximum.accumulate(np.asarray(b)[order]),
                     where="post", label=f"fo-sdp {name}")
+        crown, optimum = lines
         ax.axhline(crown, linestyle="--", linewidth=0.8, color="gray", label="CROWN")
         ax.axhline(optimum, linestyle="--", linewidth=0.8, color="black", label="sdp-ipm")
         ax.set_ylim(crown - 0.1 * (optimum - crown + 0.1), optimum + 0.1 * (optimum - crown + 0.1))
@@ -169,6 +171,21 @@ def plot(traces, path: Path) -> None:
         ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def read_traces(stem: str) -> dict:
+    """The traces of an earlier run, from its ``.csv`` and ``_traces.csv``."""
+    with open(RESULTS / f"{stem}.csv") as f:
+        marks = {(r["net"], int(r["image"]), float(r["eps"]), r["method"]):
+                 (float(r["crown"]), float(r["sdp_ipm"])) for r in csv.DictReader(f)}
+    traces: dict = {}
+    with open(RESULTS / f"{stem}_traces.csv") as f:
+        for r in csv.DictReader(f):
+            key = (r["net"], int(r["image"]), float(r["eps"]), r["method"])
+            t, b = traces.setdefault(key, ([], [], *marks[key]))[:2]
+            t.append(float(r["seconds"]))
+            b.append(float(r["certified_bound"]))
+    return traces
 
 
 def main() -> None:
@@ -183,7 +200,12 @@ def main() -> None:
     parser.add_argument("--warm-seconds", type=float, default=10.0)
     parser.add_argument("--no-warm", action="store_true", help="skip part 2")
     parser.add_argument("--tag", default="", help="suffix of the result files")
+    parser.add_argument("--replot", action="store_true",
+                        help="only redraw the plot of --tag from its CSV files")
     args = parser.parse_args()
+    if args.replot:
+        plot(read_traces("fo_sdp" + args.tag), RESULTS / f"fo_sdp{args.tag}.png")
+        return
     import torch
 
     torch.set_num_threads(1)
@@ -216,7 +238,9 @@ def write_markdown(args, rows, warm, stem: str, total: float) -> None:
              "`sdp-ipm`: the interior-point optimum (certified bound, cuts on) run here as the "
              "reference; fo-sdp columns: its best certified float64 bound by then; `rel gap`: "
              "(optimum - fo-sdp) / max(1, |optimum|) at the end (target 1e-3); `closed`: share "
-             "of the CROWN-optimum gap.", "",
+             "of the CROWN-optimum gap.  A column's value is the best *check* taken by then "
+             "(the BM stage's early checks can lie below CROWN, and nan: none yet); the "
+             "reported bound also counts the start, so it is never below CROWN.", "",
              "| net | image | eps | method | CROWN | sdp-ipm (s) | "
              + " | ".join(f"{t} s" for t in checkpoints) + " | rel gap | closed | iterations |",
              "|" + "---|" * (9 + len(checkpoints))]
