@@ -33,9 +33,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
+from machine import describe_machine
 
 RESULTS = REPO / "benchmarks" / "results"
 METHODS = {"bm": {"method": "bm", "check_every": 5},
@@ -47,9 +46,10 @@ NETS = {"pgd": "784-100-100-10 PGD (embedded)", "normal": "784-100-100-10 normal
 
 def instance(eps: float, rank: int = 0, net: str = "pgd", image: int = 0):
     """``(program, CROWN bound, target)`` of the ``rank``-th hardest target class."""
+    from sdp import IPM_NETS, mnist_problem
+
     from relax.bounds import bound_specs
     from relax.sdp.encode import layered_program
-    from sdp import IPM_NETS, mnist_problem
 
     network, spec = mnist_problem(IPM_NETS[NETS[net]](), image, eps)
     crown = bound_specs(network, [spec], "crown")[0]
@@ -230,7 +230,7 @@ def main() -> None:
 
 def write_markdown(args, rows, warm, stem: str, total: float) -> None:
     checkpoints = [t for t in CHECKPOINTS if any(f"bound_{t}s" in r for r in rows)]
-    cell = lambda r, t: f"{r[f'bound_{t}s']:.4f}" if f"bound_{t}s" in r else ""  # noqa: E731
+    cell = lambda r, t: f"{r[f'bound_{t}s']:.4f}" if f"bound_{t}s" in r else ""
     lines = ["# fo-sdp against the interior-point optimum (hardest target class)", "",
              f"Machine: {describe_machine()} (shared with other jobs: timings are noisy, "
              "2-4x).", "", "Command: `python benchmarks/fo_sdp.py " + " ".join(sys.argv[1:])

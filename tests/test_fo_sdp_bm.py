@@ -34,7 +34,7 @@ from tests.helpers import random_network, sample_box
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _case(seed: int, widths=(3, 6, 5, 3), eps: float = 0.2):
     rng = np.random.default_rng(seed)
     network = random_network(rng, list(widths), "relu", scale=1.5)
