@@ -1,23 +1,28 @@
-"""fo-sdp at MNIST scale: certified bound against time per optimiser, and warm starts.
+"""fo-sdp against the interior-point optimum: certified bound against time, and warm starts.
 
-Instances: the embedded 784-100-100-10 PGD-trained network (``relax/data/default_net.onnx``),
-image 0, eps 0.02 and 0.05, the hardest target class by CROWN (matrix side ~940 after
-fixed coordinates).  Part 1 runs each optimiser once with ``--seconds`` (60; 300 with
-``--long``) and reports the best *certified* bound (rigorous float64 checks every few
-iterations, their times recorded) at 10/60/300 s, beside CROWN, the triangle LP and a
-reference value for the SDP optimum (``--reference EPS=VALUE``; see the table note).
-Part 2 measures warm starts one by one (10 s runs): the start's certified bound per
-``init``, across target classes of the image and across neighbouring eps.  Writes
-``benchmarks/results/fo_sdp.md``, ``.csv``, ``fo_sdp_traces.csv`` (every check) and
-``fo_sdp.png`` (best certified bound so far against time).
+Instances (``--nets``): the embedded 784-100-100-10 PGD-trained network
+(``relax/data/default_net.onnx``), a normally trained 784-100-100-10 and a
+784-200-100-50-10 (trained and cached by ``benchmarks/sdp.py``), MNIST images
+``--images``, eps ``--eps``, the hardest target class by CROWN.  Part 1: per
+instance the interior-point optimum (``sdp-ipm``, cuts on, the reference, run here),
+then each ``--methods`` entry of fo-sdp for ``--seconds`` (``--seconds-deep`` on
+784-200-100-50-10; rigorous float64 checks every few iterations, their times
+recorded): the best *certified* bound at 10/60/120/300 s, the gap to the reference
+relative to ``max(1, |optimum|)`` and the share of the CROWN-optimum gap closed.
+Part 2 measures warm starts one by one (10 s runs) on the embedded net: the start's
+certified bound per ``init``, across target classes of the image and across
+neighbouring eps.  Writes ``benchmarks/results/fo_sdp.md``, ``.csv``,
+``fo_sdp_traces.csv`` (every check) and ``fo_sdp.png`` (best certified bound so far
+against time, one panel per instance).
 
-    python benchmarks/fo_sdp.py [--seconds 60] [--long] [--reference 0.02=8.604]
+    python benchmarks/fo_sdp.py [--nets pgd normal deep] [--images 0 1] [--methods bm lbfgs]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import sys
 import time
@@ -28,36 +33,41 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
+from machine import describe_machine
 
 RESULTS = REPO / "benchmarks" / "results"
-METHODS = (("lbfgs", {"method": "lbfgs", "check_every": 5}),
-           ("adam (Lanczos)", {"method": "adam", "eig": "lanczos", "check_every": 25}),
-           ("bm (rank 4) + lbfgs", {"method": "bm", "check_every": 5}))
+METHODS = {"bm": {"method": "bm", "check_every": 5},
+           "lbfgs": {"method": "lbfgs", "check_every": 5},
+           "adam": {"method": "adam", "eig": "lanczos", "check_every": 25}}
+NETS = {"pgd": "784-100-100-10 PGD (embedded)", "normal": "784-100-100-10 normal",
+        "deep": "784-200-100-50-10 normal"}
 
 
-def instance(eps: float, rank: int = 0):
-    """``(program, CROWN bound, LP bound, row)`` of the ``rank``-th hardest target."""
-    from relax import robustness
+def instance(eps: float, rank: int = 0, net: str = "pgd", image: int = 0):
+    """``(program, CROWN bound, target)`` of the ``rank``-th hardest target class."""
+    from sdp import IPM_NETS, mnist_problem
+
     from relax.bounds import bound_specs
-    from relax.data import default_images, default_network_path
-    from relax.io.onnx_import import from_onnx
-    from relax.lp.method import lp_disjunct_bounds
     from relax.sdp.encode import layered_program
-    from relax.spec import Spec
 
-    network = from_onnx(default_network_path())
-    X, Y = default_images()
-    spec = robustness(X[0], int(Y[0]), eps, num_classes=10)
+    network, spec = mnist_problem(IPM_NETS[NETS[net]](), image, eps)
     crown = bound_specs(network, [spec], "crown")[0]
     j = int(np.argsort(crown.disjunct_bounds)[rank])
     d = spec.disjuncts[j]
-    lp = lp_disjunct_bounds(network, Spec(spec.lower, spec.upper, (d,)), crown.layers, "highs")
     program = layered_program(network, spec.lower, spec.upper, crown.layers, d.A[0],
                               float(d.b[0]))
-    return program, float(crown.disjunct_bounds[j]), float(lp[0])
+    return program, float(crown.disjunct_bounds[j]), j
+
+
+def reference(program, limit: float) -> tuple[float, float, str]:
+    """The interior-point optimum: ``(certified bound, seconds, status)``."""
+    from solvers import SolveOptions, get_solver
+
+    start = time.perf_counter()
+    solution = get_solver("sdp-ipm").solve(program, SolveOptions(time_limit=limit,
+                                                                 extra=(("cuts", True),)))
+    return float(solution.bound), time.perf_counter() - start, solution.status.value
 
 
 def solve(program, seconds: float, warm=None, **extra):
@@ -76,30 +86,50 @@ def best_by(solution, limit: float) -> float:
     return max(values, default=float("nan"))
 
 
-def curves(eps_values, seconds: float, checkpoints):
+CHECKPOINTS = (10, 60, 120, 300)
+
+
+def curves(args):
+    """Part 1: one row per (instance, method) and the traces of certified bounds."""
     rows, traces = [], {}
-    for eps in eps_values:
-        program, crown, lp = instance(eps)
-        start_bound = solve(program, 10.0, max_iterations=0).bound
-        for name, extra in METHODS:
-            start = time.perf_counter()
-            solution = solve(program, seconds, **extra)
-            wall = time.perf_counter() - start
-            state = solution.warm_start
-            traces[(eps, name)] = ([0.0] + list(state.check_seconds) + [solution.stats.seconds],
-                                   [start_bound] + [b for _, b in state.checks]
-                                   + [solution.bound])
-            row = {"eps": eps, "method": name, "crown": crown, "lp": lp,
-                   "iterations": solution.stats.iterations, "wall_s": round(wall, 1)}
-            row.update({f"bound_{t}s": best_by(solution, t) for t in checkpoints})
-            rows.append(row)
-            print(row, flush=True)
+    for net in args.nets:
+        seconds = args.seconds_deep if net == "deep" else args.seconds
+        for image in args.images:
+            for eps in args.eps:
+                program, crown, target = instance(eps, net=net, image=image)
+                optimum, ipm_seconds, status = reference(program, args.ipm_limit)
+                print(f"{net} image {image} eps {eps}: CROWN {crown:.5f}, sdp-ipm {optimum:.5f} "
+                      f"({ipm_seconds:.1f} s, {status})", flush=True)
+                for name in args.methods:
+                    rows.append(_one(program, net, image, eps, target, crown, optimum,
+                                     ipm_seconds, name, seconds, traces))
     return rows, traces
 
 
+def _one(program, net, image, eps, target, crown, optimum, ipm_seconds, name, seconds,
+         traces) -> dict:
+    start = time.perf_counter()
+    solution = solve(program, seconds, **METHODS[name])
+    wall = time.perf_counter() - start
+    state = solution.warm_start
+    traces[(net, image, eps, name)] = (
+        [0.0] + list(state.check_seconds) + [solution.stats.seconds],
+        [crown] + [b for _, b in state.checks] + [solution.bound], crown, optimum)
+    scale = max(1.0, abs(optimum))
+    row = {"net": net, "image": image, "eps": eps, "target": target, "method": name,
+           "crown": crown, "sdp_ipm": optimum, "ipm_s": round(ipm_seconds, 1),
+           "seconds": seconds, "bound": solution.bound, "wall_s": round(wall, 1),
+           "rel_gap": (optimum - solution.bound) / scale,
+           "closed": (solution.bound - crown) / (optimum - crown) if optimum > crown else math.nan,
+           "iterations": solution.stats.iterations}
+    row.update({f"bound_{t}s": best_by(solution, t) for t in CHECKPOINTS if t <= seconds})
+    print(row, flush=True)
+    return row
+
+
 def warm_starts(eps: float, seconds: float):
-    """Part 2: ``(what, cold bound, warm bound)`` lines."""
-    program, crown, lp = instance(eps)
+    """Part 2: ``(what, cold bound, warm bound)`` lines on the embedded net, image 0."""
+    program, crown, _ = instance(eps)
     lines = [("start, init=" + init, solve(program, 1.0, max_iterations=0, init=init).bound,
               float("nan")) for init in ("zeros", "interval", "crown", "linear", "lp")]
     first = solve(program, seconds)
@@ -109,90 +139,124 @@ def warm_starts(eps: float, seconds: float):
     near, *_ = instance(eps + 0.005)
     lines.append((f"eps {eps + 0.005:g} after eps {eps:g} ({seconds:.0f} s)",
                   solve(near, seconds).bound, solve(near, seconds, first.warm_start).bound))
-    return crown, lp, lines
+    return crown, lines
 
 
-def plot(traces, references, path: Path) -> None:
+def plot(traces, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    eps_values = sorted({e for e, _ in traces})
-    fig, axes = plt.subplots(1, len(eps_values), figsize=(6 * len(eps_values), 4))
-    for ax, eps in zip(np.atleast_1d(axes), eps_values):
-        for (e, name), (t, b) in traces.items():
-            if e == eps:
-                order = np.argsort(t)
-                ax.step(np.asarray(t)[order], np.maximum.accumulate(np.asarray(b)[order]),
-                        where="post", label=name)
-        marks = references.get(eps, ())
-        for (label, value), color in zip(marks, ("gray", "black", "red")):
-            ax.axhline(value, linestyle="--", linewidth=0.8, color=color, label=label)
-        values = [v for _, v in marks]
-        ax.set_ylim(min(values) - 0.2, max(values) + 0.2)
-        ax.set(title=f"eps {eps}", xlabel="seconds", ylabel="certified bound")
-        ax.legend(fontsize=7)
+    keys = sorted({k[:3] for k in traces}, key=str)
+    cols = min(4, len(keys))
+    rows_n = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.5 * cols, 3.4 * rows_n), squeeze=False)
+    for ax, key in zip(axes.ravel(), keys):
+        for (net, image, eps, name), (t, b, crown, optimum) in traces.items():
+            if (net, image, eps) != key:
+                continue
+            lines = crown, optimum
+            order = np.argsort(t)
+            ax.step(np.asarray(t)[order], np.maximum.accumulate(np.asarray(b)[order]),
+                    where="post", label=f"fo-sdp {name}")
+        crown, optimum = lines
+        ax.axhline(crown, linestyle="--", linewidth=0.8, color="gray", label="CROWN")
+        ax.axhline(optimum, linestyle="--", linewidth=0.8, color="black", label="sdp-ipm")
+        ax.set_ylim(crown - 0.1 * (optimum - crown + 0.1), optimum + 0.1 * (optimum - crown + 0.1))
+        ax.set(title=f"{key[0]} img {key[1]} eps {key[2]}", xlabel="seconds",
+               ylabel="certified bound")
+        ax.legend(fontsize=6)
+    for ax in axes.ravel()[len(keys):]:
+        ax.set_visible(False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
+
+
+def read_traces(stem: str) -> dict:
+    """The traces of an earlier run, from its ``.csv`` and ``_traces.csv``."""
+    with open(RESULTS / f"{stem}.csv") as f:
+        marks = {(r["net"], int(r["image"]), float(r["eps"]), r["method"]):
+                 (float(r["crown"]), float(r["sdp_ipm"])) for r in csv.DictReader(f)}
+    traces: dict = {}
+    with open(RESULTS / f"{stem}_traces.csv") as f:
+        for r in csv.DictReader(f):
+            key = (r["net"], int(r["image"]), float(r["eps"]), r["method"])
+            t, b = traces.setdefault(key, ([], [], *marks[key]))[:2]
+            t.append(float(r["seconds"]))
+            b.append(float(r["certified_bound"]))
+    return traces
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--long", action="store_true", help="300 s per run")
+    parser.add_argument("--nets", nargs="+", default=["pgd", "normal", "deep"], choices=NETS)
+    parser.add_argument("--images", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--eps", type=float, nargs="+", default=[0.02, 0.05])
-    parser.add_argument("--reference", nargs="*", default=[],
-                        help="EPS=VALUE: a reference value of the SDP optimum")
+    parser.add_argument("--methods", nargs="+", default=["bm"], choices=METHODS)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seconds-deep", type=float, default=120.0)
+    parser.add_argument("--ipm-limit", type=float, default=300.0)
     parser.add_argument("--warm-seconds", type=float, default=10.0)
+    parser.add_argument("--no-warm", action="store_true", help="skip part 2")
+    parser.add_argument("--tag", default="", help="suffix of the result files")
+    parser.add_argument("--replot", action="store_true",
+                        help="only redraw the plot of --tag from its CSV files")
     args = parser.parse_args()
+    if args.replot:
+        plot(read_traces("fo_sdp" + args.tag), RESULTS / f"fo_sdp{args.tag}.png")
+        return
     import torch
 
     torch.set_num_threads(1)
-    seconds = 300.0 if args.long else args.seconds
-    checkpoints = [t for t in (10, 60, 300) if t <= seconds]
-    rows, traces = curves(args.eps, seconds, checkpoints)
-    reference = {float(k): float(v) for k, v in (r.split("=") for r in args.reference)}
-    crown_lp = {r["eps"]: (r["crown"], r["lp"]) for r in rows}
-    marks = {e: [("CROWN", c), ("LP", lp)] + ([("reference", reference[e])]
-                                              if e in reference else [])
-             for e, (c, lp) in crown_lp.items()}
+    started = time.perf_counter()
+    rows, traces = curves(args)
     RESULTS.mkdir(exist_ok=True)
-    plot(traces, marks, RESULTS / "fo_sdp.png")
-    with open(RESULTS / "fo_sdp_traces.csv", "w", newline="") as f:
+    stem = "fo_sdp" + args.tag
+    plot(traces, RESULTS / f"{stem}.png")
+    with open(RESULTS / f"{stem}_traces.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["eps", "method", "seconds", "certified_bound"])
-        for (eps, name), (times, values) in traces.items():
-            writer.writerows([eps, name, t, b] for t, b in zip(times, values))
-    with open(RESULTS / "fo_sdp.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writerow(["net", "image", "eps", "method", "seconds", "certified_bound"])
+        for (net, image, eps, name), (times, values, _, _) in traces.items():
+            writer.writerows([net, image, eps, name, t, b] for t, b in zip(times, values))
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(RESULTS / f"{stem}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    warm = warm_starts(args.eps[0], args.warm_seconds)
-    write_markdown(args, rows, checkpoints, reference, warm)
+    warm = None if args.no_warm else warm_starts(args.eps[0], args.warm_seconds)
+    write_markdown(args, rows, warm, stem, time.perf_counter() - started)
 
 
-def write_markdown(args, rows, checkpoints, reference, warm) -> None:
-    head = "| eps | method | CROWN | LP | " + " | ".join(f"{t} s" for t in checkpoints)
-    lines = ["# fo-sdp: certified bound against time (784-100-100-10 PGD-trained, image 0, "
-             "hardest target)", "", f"Machine: {describe_machine()} (shared with other jobs: "
-             "timings are noisy, 2-4x).", "", "Command: `python benchmarks/fo_sdp.py "
-             + " ".join(sys.argv[1:]) + "`", "", head + " | reference | iterations |",
-             "|" + "---|" * (6 + len(checkpoints))]
+def write_markdown(args, rows, warm, stem: str, total: float) -> None:
+    checkpoints = [t for t in CHECKPOINTS if any(f"bound_{t}s" in r for r in rows)]
+    cell = lambda r, t: f"{r[f'bound_{t}s']:.4f}" if f"bound_{t}s" in r else ""
+    lines = ["# fo-sdp against the interior-point optimum (hardest target class)", "",
+             f"Machine: {describe_machine()} (shared with other jobs: timings are noisy, "
+             "2-4x).", "", "Command: `python benchmarks/fo_sdp.py " + " ".join(sys.argv[1:])
+             + f"` ({total / 60:.0f} min)", "",
+             "`sdp-ipm`: the interior-point optimum (certified bound, cuts on) run here as the "
+             "reference; fo-sdp columns: its best certified float64 bound by then; `rel gap`: "
+             "(optimum - fo-sdp) / max(1, |optimum|) at the end (target 1e-3); `closed`: share "
+             "of the CROWN-optimum gap.  A column's value is the best *check* taken by then "
+             "(the BM stage's early checks can lie below CROWN, and nan: none yet); the "
+             "reported bound also counts the start, so it is never below CROWN.", "",
+             "| net | image | eps | method | CROWN | sdp-ipm (s) | "
+             + " | ".join(f"{t} s" for t in checkpoints) + " | rel gap | closed | iterations |",
+             "|" + "---|" * (9 + len(checkpoints))]
     for r in rows:
-        cells = " | ".join(f"{r[f'bound_{t}s']:.4f}" for t in checkpoints)
-        ref = reference.get(r["eps"])
-        lines.append(f"| {r['eps']} | {r['method']} | {r['crown']:.4f} | {r['lp']:.4f} | "
-                     f"{cells} | {'' if ref is None else f'{ref:.4f}'} | {r['iterations']} |")
-    crown, lp, items = warm
-    lines += ["", "Reference: a certified lower bound on the SDP optimum from another solver "
-              "(see the report); the target is within 1e-3 of the optimum.", "",
-              "![bound against time](fo_sdp.png)", "",
-              f"## Warm starts (eps {args.eps[0]}; CROWN {crown:.4f}, LP {lp:.4f})", "",
-              "| what | cold | warm |", "|---|---|---|"]
-    lines += [f"| {what} | {cold:.5f} | {'' if np.isnan(w) else f'{w:.5f}'} |"
-              for what, cold, w in items]
-    (RESULTS / "fo_sdp.md").write_text("\n".join(lines) + "\n")
+        lines.append(f"| {NETS[r['net']]} | {r['image']} | {r['eps']} | {r['method']} | "
+                     f"{r['crown']:.4f} | {r['sdp_ipm']:.4f} ({r['ipm_s']:.0f}) | "
+                     + " | ".join(cell(r, t) for t in checkpoints)
+                     + f" | {r['rel_gap']:.2e} | {r['closed']:.0%} | {r['iterations']} |")
+    lines += ["", f"![bound against time]({stem}.png)"]
+    if warm is not None:
+        crown, items = warm
+        lines += ["", f"## Warm starts (embedded net, image 0, eps {args.eps[0]}; CROWN "
+                  f"{crown:.4f})", "", "| what | cold | warm |", "|---|---|---|"]
+        lines += [f"| {what} | {cold:.5f} | {'' if np.isnan(w) else f'{w:.5f}'} |"
+                  for what, cold, w in items]
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -50,11 +50,19 @@ Modules (one job each)
 :mod:`.options` (:class:`FoSdpOptions`, read once from ``SolveOptions.extra``; unknown
 keys rejected), :mod:`.problem` (float64 data and the dual layout), :mod:`.certificate`
 (the rigorous float64 bound) with :mod:`.blocks` (its block LDL^T part past the dense
-check), :mod:`.operator` (the one batched matrix-free ``D``), :mod:`.init` (starts
-from the interval, CROWN and LP bounds), :mod:`.adam` and :mod:`.spectral` (the two
-optimisers), :mod:`.batching` (batches; a single problem is a batch of one),
-:mod:`.record` and :mod:`.backend`.  Lanczos and batched ``eigh`` are
+check), :mod:`.repair` (the Gershgorin ``kappa`` shift: a cheaper way than the uniform
+``q`` to pay for ``D``'s negative part), :mod:`.operator` (the one batched matrix-free
+``D``), :mod:`.init` (starts from the interval, CROWN and LP bounds), the optimisers
+:mod:`.burer_monteiro` (a low-rank primal with an augmented Lagrangian whose
+multipliers are the duals), :mod:`.spectral` (L-BFGS on the smoothed dual) and
+:mod:`.adam` (Lanczos + Adam), :mod:`.batching` (batches; a single problem is a batch
+of one), :mod:`.record` and :mod:`.backend`.  Lanczos and batched ``eigh`` are
 :mod:`solvers.linalg`.
+
+Default (``method="auto"``): the spectral L-BFGS below 300 rows (it converges there),
+``"bm"`` from 300 to 4000 rows (Burer-Monteiro for 70% of the time, its multipliers
+certified after every outer iteration with the Gershgorin shift, then the spectral
+L-BFGS from the best of them), Lanczos + Adam above.
 
 Never below the start: with ``cuts`` (on by default) and ``init="linear"`` the start's
 rigorous bound is CROWN's (``init="lp"``: the triangle LP's), and ``Solution.bound`` is

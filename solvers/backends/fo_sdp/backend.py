@@ -45,7 +45,7 @@ def _run(problems, options: SolveOptions, warm_starts):
     batch = Batch(problems, opts, options.tolerance or 1e-7, warm_starts)
     deadline = None
     if options.time_limit is not None:   # keep time for the final float64 checks
-        reserve = len(problems) * 2 * _check_seconds(problems[0], opts.dense_check_limit)
+        reserve = len(problems) * 4 * _check_seconds(problems[0], opts.dense_check_limit)
         deadline = time.perf_counter() + max(0.0, options.time_limit - reserve)
     return batch.run(deadline), batch
 
@@ -70,15 +70,20 @@ def _check_seconds(problem: LayeredReluProgram, dense_limit: int) -> float:
 def _solution(batch: Batch, i: int, rec: Record) -> Solution:
     """Problem ``i``'s :class:`Solution`: the bound is the largest rigorous float64 check
     among the recorded checks, the start (so never below the warm start), the best
-    estimate and the last iterate."""
+    estimate (or its Gershgorin ``kappa`` shift, :mod:`.repair`, whichever certifies
+    higher) and the last iterate.  The warm start carries the duals of the best
+    certified bound when they are known (else the best estimate)."""
     final = [(-2, batch.certify(i, rec.start))]
+    best = rec.best if rec.best is not None else rec.last
     if rec.best is not None:
-        final.append((-1, batch.certify(i, rec.best)))
+        value, best = batch.improve(i, rec.best)
+        final.append((-1, value))
     if rec.best is None or not np.array_equal(rec.last, rec.best):
         final.append((rec.iterations - 1, batch.certify(i, rec.last)))
     checks = rec.checks + final
     bound = max(b for _, b in checks)
-    best = rec.best if rec.best is not None else rec.last
+    if rec.certified is not None and rec.certified[0] >= bound:
+        best = rec.certified[1]
     state = FoSdpState(batch.datas[i].sizes, batch.options.cuts, np.array(best), rec.vector,
                        rec.iterations, np.asarray(rec.history), tuple(rec.checks),
                        tuple(rec.check_seconds))

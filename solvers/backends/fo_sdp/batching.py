@@ -23,6 +23,7 @@ from solvers.backends.fo_sdp.operator import Operator
 from solvers.backends.fo_sdp.options import FoSdpOptions
 from solvers.backends.fo_sdp.problem import Layout, prepare
 from solvers.backends.fo_sdp.record import FoSdpState, Record
+from solvers.backends.fo_sdp.repair import improve
 from solvers.backends.fo_sdp.spectral import SpectralRun, spectra
 from solvers.solution import Status
 
@@ -135,6 +136,13 @@ class Batch:
         """Problem ``i``'s rigorous bound at the duals ``params``."""
         return certify(self.datas[i], self.layouts[i], params, self.options.dense_check_limit)
 
+    def improve(self, i: int, params: np.ndarray,
+                bound: float | None = None) -> tuple[float, np.ndarray]:
+        """Problem ``i``'s better-certified of ``params`` and its Gershgorin ``kappa``
+        shift (:mod:`.repair`), with its rigorous bound."""
+        return improve(self.datas[i], self.layouts[i], params,
+                       self.options.dense_check_limit, bound)
+
     def run(self, deadline: float | None) -> list:
         """Runs the optimiser; one :class:`Record` (or the exception) per problem."""
         start = time.perf_counter()
@@ -208,8 +216,8 @@ class Batch:
     def _spectral_job(self, i: int, gather: Lockstep, deadline):
         runner = SpectralRun(self.datas[i], self.layouts[i], self.options,
                              lambda p, tau: gather.call(i, (p, tau)), self.op.t,
-                             self.scale[i], lambda p: self.certify(i, p))
-        if self.method != "bm":
+                             self.scale[i], lambda p: self.improve(i, p))
+        if self.method != "bm" or self.options.max_iterations == 0:   # 0: the start only
             return lambda: runner.run(self.records[i], self.warm[i] is not None, deadline)
 
         def job():
@@ -219,17 +227,27 @@ class Batch:
         return job
 
     def _low_rank(self, i: int, deadline) -> np.ndarray | None:
-        """The Burer-Monteiro stage of ``method="bm"``: its multipliers when their rigorous
-        bound beats the start's (recorded as a check at iteration 0), else None."""
+        """The Burer-Monteiro stage of ``method="bm"``: its multipliers are certified after
+        every outer iteration (with the Gershgorin shift; recorded as checks at iteration
+        0); the best of them when it certifies within ``bm_keep`` of the start's bound
+        (relative to ``max(1, |start|)``; the L-BFGS then starts there), else None.  The
+        reported bound never falls below the start's either way."""
         from solvers.backends.fo_sdp import burer_monteiro as bm
 
-        data, layout, rec = self.datas[i], self.layouts[i], self.records[i]
-        problem = bm.BmProblem.build(data, layout, self.options.rank, self.scale[i])
-        state = bm.init_state(problem, rec.start, bm.centre_point(data), self.options.seed)
+        data, layout, rec, opts = self.datas[i], self.layouts[i], self.records[i], self.options
+        problem = bm.BmProblem.build(data, layout, opts.rank, self.scale[i])
+        state = bm.init_state(problem, rec.start, bm.centre_point(data), opts.seed, opts.bm_mu)
         left = None if deadline is None else deadline - time.perf_counter()
-        stop = None if left is None else time.perf_counter() + self.options.bm_fraction * left
-        state = bm.run(problem, state, stop, outer=20 if stop is None else 10_000)
-        params = bm.to_params(problem, state)
-        bound = self.certify(i, params)
-        rec.add_check(0, bound)
-        return params if bound > self.certify(i, rec.start) else None
+        stop = None if left is None else time.perf_counter() + opts.bm_fraction * left
+        best = [-np.inf, None]
+
+        def on_step(s):
+            bound, params = self.improve(i, bm.to_params(problem, s))
+            rec.add_check(0, bound, params)
+            if bound > best[0]:
+                best[:] = [bound, params]
+
+        bm.run(problem, state, stop, outer=opts.bm_outer if stop is None else 10_000,
+               on_step=on_step, inner=opts.bm_inner, growth=opts.bm_growth)
+        start = self.certify(i, rec.start)
+        return best[1] if best[0] >= start - opts.bm_keep * max(1.0, abs(start)) else None

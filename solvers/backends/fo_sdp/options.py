@@ -20,8 +20,8 @@ class FoSdpOptions:
     explains the methods).
 
     Common: ``device``, ``dtype`` ("float64"/"float32": iterations only, certificates
-    are float64), ``method`` ("auto": spectral L-BFGS for ``1 + n <= lbfgs_below``,
-    else Adam), ``max_iterations`` (evaluations), ``cuts`` (triangle cuts in the dual,
+    are float64), ``method`` ("auto": the spectral L-BFGS for ``1 + n < bm_above``,
+    Burer-Monteiro then L-BFGS ("bm") up to ``lbfgs_below``, else Adam), ``max_iterations`` (evaluations), ``cuts`` (triangle cuts in the dual,
     on by default: the dual then contains CROWN's and the LP's bounds), ``init``
     ("linear": the better of the interval and the CROWN bound; "crown"; "lp": the
     best of those and the triangle LP's optimal duals; "interval"; "zeros"), ``check_every`` (certify every k-th
@@ -30,10 +30,14 @@ class FoSdpOptions:
     problems use the block LDL^T certificate).
     Adam: ``lr``, ``patience``, ``eig``, ``dense_below``, ``lanczos_steps``, ``ritz``,
     ``smooth_eig``.  L-BFGS: ``lbfgs_below``, ``memory``, ``smooth_stages``,
-    ``stage_tol``, ``stage_gap``, ``stage_patience``.  ``method="bm"`` (experimental): a
-    rank-``rank`` Burer-Monteiro augmented Lagrangian for ``bm_fraction`` of the time
-    limit, whose multipliers (when their certificate beats the start) start the
-    spectral L-BFGS."""
+    ``stage_tol``, ``stage_gap``, ``stage_patience``.  ``method="bm"``: a
+    rank-``rank`` Burer-Monteiro augmented Lagrangian (penalty ``bm_mu * scale``, times
+    ``bm_growth`` when the violation stalls; ``bm_inner`` L-BFGS steps per outer
+    iteration; ``bm_outer`` outer iterations without a time limit) for ``bm_fraction``
+    of the time limit, its multipliers certified after every outer iteration with the
+    Gershgorin ``kappa`` shift (:mod:`.repair`); the best of them start the spectral
+    L-BFGS when they certify within ``bm_keep`` (relative to ``max(1, |start|)``) of the
+    start's bound."""
 
     device: str = "cpu"
     dtype: str = "float64"
@@ -53,13 +57,19 @@ class FoSdpOptions:
     ritz: int = 8
     smooth_eig: float = 0.003
     lbfgs_below: int = 4000
+    bm_above: int = 300
     memory: int = 30
     smooth_stages: tuple[float, float] = (2, 7)
     stage_tol: float = 1e-5
     stage_gap: float = 0.05
     stage_patience: int = 50
-    rank: int = 4
-    bm_fraction: float = 0.5
+    rank: int = 16
+    bm_fraction: float = 0.7
+    bm_mu: float = 0.2
+    bm_inner: int = 300
+    bm_growth: float = 1.0
+    bm_outer: int = 10
+    bm_keep: float = 0.01
 
     def __post_init__(self) -> None:
         for name, allowed in (("method", METHODS), ("init", INITS), ("eig", _EIGS),
@@ -69,6 +79,10 @@ class FoSdpOptions:
                                  f"got {getattr(self, name)!r}")
         if self.max_iterations < 0 or self.lanczos_steps < 1 or self.ritz < 1:
             raise ValueError("fo-sdp: max_iterations >= 0, lanczos_steps >= 1, ritz >= 1")
+        if (self.rank < 1 or self.bm_mu <= 0 or self.bm_inner < 1 or self.bm_growth < 1
+                or self.bm_outer < 1 or self.bm_keep < 0 or not 0 <= self.bm_fraction <= 1):
+            raise ValueError("fo-sdp: rank >= 1, bm_mu > 0, bm_inner >= 1, bm_growth >= 1, "
+                             "bm_outer >= 1, bm_keep >= 0, 0 <= bm_fraction <= 1")
         object.__setattr__(self, "smooth_stages", tuple(self.smooth_stages))
 
     @classmethod
@@ -83,7 +97,8 @@ class FoSdpOptions:
         return cls(**extra)
 
     def solver_method(self, n1: int) -> str:
-        """``"lbfgs"`` or ``"adam"`` for a problem with ``1 + n = n1`` rows."""
+        """``"lbfgs"``, ``"bm"`` or ``"adam"`` for a problem with ``1 + n = n1`` rows."""
         if self.method == "auto":
-            return "lbfgs" if n1 <= self.lbfgs_below else "adam"
+            return ("lbfgs" if n1 < self.bm_above else "bm" if n1 <= self.lbfgs_below
+                    else "adam")
         return self.method

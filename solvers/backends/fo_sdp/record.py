@@ -49,8 +49,13 @@ class Record:
     seconds: float = 0.0
     check_seconds: list = field(default_factory=list)
     t0: float = field(default_factory=time.perf_counter)
+    certified: tuple | None = None
 
-    def add_check(self, iteration: int, bound: float) -> None:
-        """Record a rigorous check and the seconds since ``t0`` (the run's start)."""
+    def add_check(self, iteration: int, bound: float, params=None) -> None:
+        """Record a rigorous check and the seconds since ``t0`` (the run's start); with
+        ``params`` (the duals checked), keep the best-certified ones in ``certified``
+        as ``(bound, params)``."""
         self.checks.append((iteration, bound))
         self.check_seconds.append(time.perf_counter() - self.t0)
+        if params is not None and (self.certified is None or bound > self.certified[0]):
+            self.certified = (bound, params)

@@ -77,6 +77,7 @@ class SpectralRun:
 
     def __init__(self, data: ProblemData, layout: Layout, options: FoSdpOptions, spectrum,
                  to_tensor, scale: float, certify):
+        """``certify(p)`` returns ``(rigorous bound, the duals it proves)``."""
         self.data, self.layout, self.opts, self.spectrum = data, layout, options, spectrum
         self.t, self.scale, self.certify = to_tensor, scale, certify
         self.trace = 1.0 + float(data.d.sum())
@@ -132,7 +133,7 @@ class SpectralRun:
             rec.best_value, rec.best = exact, p
         every = self.opts.check_every
         if every and (rec.iterations - 1) % every == 0:
-            rec.add_check(rec.iterations - 1, self.certify(p))
+            rec.add_check(rec.iterations - 1, *self.certify(p))
         rec.last, rec.vector = p, vector.detach().cpu().double().numpy()
 
     def run(self, rec: Record, warm: bool, deadline: float | None, x0=None) -> Record:

@@ -1,0 +1,121 @@
+"""fo-sdp's Burer-Monteiro path (``method="bm"``) and the Gershgorin ``kappa`` shift (#13 s.1).
+
+References: Clarabel through cvxpy on the same SDP (cuts on), the exact margin from the
+big-M MILP (``relax.search.milp.milp_margin``), sampling, and relax's CROWN.  Checks:
+the shift makes ``D`` PSD (eigvalsh) and never lowers a certified bound; the BM path's
+bound is <= Clarabel's optimum and within 1e-3 of it on small nets, <= the exact margin
+<= sampled margins, never below CROWN even when its settings are bad; its state is
+explicit (``init_state`` / ``update`` / ``run``); its options are validated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import pytest
+
+from relax import robustness
+from relax.bounds import bound_specs
+from relax.sdp.encode import layered_program
+from relax.sdp.method import solve_row
+from relax.search.milp import milp_margin
+from relax.spec import Spec
+from solvers import SolveOptions, get_solver
+from solvers.backends.fo_sdp import burer_monteiro as bm
+from solvers.backends.fo_sdp.certificate import certify, dense_lagrangian
+from solvers.backends.fo_sdp.init import initial_duals
+from solvers.backends.fo_sdp.options import FoSdpOptions
+from solvers.backends.fo_sdp.problem import Layout, prepare, split_numpy
+from solvers.backends.fo_sdp.repair import gershgorin_shift, improve
+from tests.helpers import random_network, sample_box
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@functools.cache
+def _case(seed: int, widths=(3, 6, 5, 3), eps: float = 0.2):
+    rng = np.random.default_rng(seed)
+    network = random_network(rng, list(widths), "relu", scale=1.5)
+    x = rng.uniform(size=widths[0])
+    spec = robustness(x, int(np.argmax(network.forward(x))), eps, num_classes=widths[-1])
+    crown = bound_specs(network, [spec], "crown")[0]
+    d = spec.disjuncts[int(np.argmin(crown.disjunct_bounds))]
+    row, offset = d.A[0], float(d.b[0])
+    program = layered_program(network, spec.lower, spec.upper, crown.layers, row, offset)
+    clarabel = solve_row(network, spec, crown.layers, row, offset, "cvxpy-clarabel",
+                         cuts=True).objective
+    exact = milp_margin(network, Spec(spec.lower, spec.upper, (d,)), crown.layers)
+    sampled = d.margin(network.forward(sample_box(rng, spec.lower, spec.upper, 400))).min()
+    return program, float(np.min(crown.disjunct_bounds)), clarabel, exact, float(sampled)
+
+
+def _bm(program, **extra):
+    extra = {"method": "bm", "max_iterations": 1500, "bm_outer": 5, "bm_inner": 100, **extra}
+    return get_solver("fo-sdp").solve(program, SolveOptions(extra=tuple(extra.items())))
+
+
+def _tol(value: float) -> float:
+    return 1e-9 * max(1.0, abs(value))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_gershgorin_shift_makes_D_psd_and_never_lowers_the_bound(seed):
+    program, _, clarabel, _, _ = _case(seed)
+    data = prepare(program, True)
+    layout = Layout(data)
+    rng = np.random.default_rng(seed)
+    start = initial_duals(data, layout, "crown")
+    keep = np.concatenate([[True], data.d > 0])
+    for scale in (0.1, 1.0):
+        params = layout.project(start + scale * rng.normal(size=start.size))
+        shifted = gershgorin_shift(data, layout, params)
+        lams, kappa = split_numpy(layout, data, shifted)
+        D = dense_lagrangian(data, lams, kappa, absolute=False)[np.ix_(keep, keep)]
+        assert np.linalg.eigvalsh(D)[0] >= -1e-9 * np.linalg.norm(D)
+        plain = certify(data, layout, params, 6000)
+        bound, duals = improve(data, layout, params, 6000)
+        assert bound >= plain and bound == certify(data, layout, duals, 6000)
+        assert bound <= clarabel + 1e-7
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_bm_reaches_clarabel_and_is_sound(seed):
+    program, crown, clarabel, exact, sampled = _case(seed)
+    solution = _bm(program)
+    assert crown - _tol(crown) <= solution.bound <= clarabel + 1e-7
+    assert (clarabel - solution.bound) / max(1.0, abs(clarabel)) < 1e-3
+    assert solution.bound <= exact + 1e-9 <= sampled + 2e-9
+
+
+def test_bm_is_never_below_crown_with_bad_settings():
+    for seed in range(3):
+        program, crown, clarabel, _, _ = _case(seed, (4, 8, 8, 6, 3))
+        for extra in ({"bm_mu": 1e6, "bm_inner": 1}, {"bm_mu": 1e-4, "rank": 1}):
+            bound = _bm(program, max_iterations=10, **extra).bound
+            assert crown - _tol(crown) <= bound <= clarabel + 1e-7
+
+
+def test_bm_state_is_explicit():
+    program, *_ = _case(0)
+    data = prepare(program, True)
+    layout = Layout(data)
+    problem = bm.BmProblem.build(data, layout, 3, 1.0)
+    state = bm.init_state(problem, initial_duals(data, layout, "crown"), bm.centre_point(data))
+    before = [v.clone() for v in state.V]
+    after = bm.update(problem, state, inner=20)
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(before, state.V))
+    assert after.outer == 1 and state.outer == 0
+    assert bm.run(problem, state, None, outer=3, inner=20).outer == 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        state.mu = 1.0
+
+
+def test_bm_options_are_validated():
+    with pytest.raises(ValueError, match="unknown option"):
+        FoSdpOptions.from_solve_options(SolveOptions(extra=(("bm_rank", 3),)))
+    for bad in ({"bm_mu": 0.0}, {"rank": 0}, {"bm_growth": 0.5}, {"bm_fraction": 1.5},
+                {"bm_outer": 0}, {"bm_keep": -1.0}):
+        with pytest.raises(ValueError):
+            FoSdpOptions(**bad)
