@@ -34,6 +34,7 @@ import torch
 
 from relax.deadline import NEVER, Deadline
 from relax.result import Reason, ReasonKind
+from relax.search.attack import AttackOptions, pgd_attack
 from relax.search.branching import choose_babsr, choose_fsb, split_children
 from relax.search.lp_bab import BabOutcome, DisjunctTree
 from relax.bounds import Bounds
@@ -53,7 +54,9 @@ log = logging.getLogger(__name__)
 class BabSettings:
     """``batch`` domains split per round; Adam iterations and learning rates at the root
     (``root_*``) and per batch (``iterations``, ``lr_alpha``, ``lr_beta``); ``max_domains`` open domains before giving up (memory); ``branching``: how the split neuron is chosen
-    (:mod:`relax.search.branching`; ``fsb`` tries ``fsb_candidates`` neurons); with
+    (:mod:`relax.search.branching`; ``fsb`` tries ``fsb_candidates`` neurons); after
+    every batch, PGD (``attack_steps`` steps) starts from the minimising inputs of the
+    ``attack_starts`` lowest-bound children (0: no attack in the search); with
     ``float32_steps`` the Adam steps of the search run in float32 and only the final
     evaluation of each batch (the bound that is used) in float64."""
 
@@ -67,6 +70,8 @@ class BabSettings:
     float32_steps: bool = True
     branching: Literal["babsr", "fsb"] = "fsb"
     fsb_candidates: int = 4
+    attack_starts: int = 8
+    attack_steps: int = 10
 
     def root(self) -> AlphaSettings:
         """alpha-CROWN at the root: intermediate layers re-bounded with their own slopes
@@ -189,6 +194,16 @@ class _Search:
     def check(self, xs):
         return _check(self.network, self.spec, xs, self.net, self.C_all, self.d_all)
 
+    def attack(self, xs: torch.Tensor, bounds: torch.Tensor, deadline: Deadline):
+        """PGD from the minimising inputs of the lowest-bound domains (float64-checked
+        counterexample or ``None``)."""
+        count = min(self.settings.attack_starts, len(bounds))
+        if count == 0:
+            return None
+        starts = xs[torch.argsort(bounds)[:count]]
+        return pgd_attack(self.network, self.spec, AttackOptions(steps=self.settings.attack_steps),
+                          deadline, self.net, starts)
+
     def leaves(self, batch, leaves):
         return _decide_leaves(self.network, self.spec, self.disjuncts, self.root_bounds, self.trees,
                               batch, leaves, self.common_lower, self.common_upper)
@@ -279,7 +294,10 @@ def _search_loop(search: _Search, pool: _Pool, deadline: Deadline) -> BabOutcome
             if len(batch["bound"]) == 0:
                 continue
         children = split_children(batch, search.choose(batch))
-        cex = search.check(search.bound_children(children))
+        xs = search.bound_children(children)
+        cex = search.check(xs)
+        if cex is None:
+            cex = search.attack(xs, children["bound"], deadline)
         if cex is not None:
             return BabOutcome(-math.inf, cex, search.nodes, True)
         pool.add(children)
