@@ -6,8 +6,9 @@ Decides ``min_x margin(f(x)) > 0`` over a property's box for ReLU networks.
   (:func:`relax.bounds.alpha.alpha_crown`) with intermediate bounds recomputed
   under the optimised slopes.  These root layer bounds are valid over the whole
   box and are shared by every sub-domain.
-- Branching: a domain is split on the unstable ReLU with the largest BaBSR-style
-  intercept score into ``z >= 0`` (``l = 0``) and ``z <= 0`` (``u = 0``); the split
+- Branching: a domain is split on one unstable ReLU (:mod:`relax.search.branching`:
+  the largest BaBSR-style intercept score, or FSB: the best of the top few by the
+  bound of its worse child) into ``z >= 0`` (``l = 0``) and ``z <= 0`` (``u = 0``); the split
   enters the child's bound through its relaxation (now exact) and through a
   Lagrange multiplier ``beta >= 0`` (beta-CROWN), optimised with ``alpha``
   (warm-started from the parent) for a few Adam steps, many domains per batch.
@@ -16,7 +17,8 @@ Decides ``min_x margin(f(x)) > 0`` over a property's box for ReLU networks.
   it is empty (``l > u``).  A domain with no unstable ReLU left is decided by the
   LP of :mod:`relax.search.lp_bab` with those phases fixed (exact there: a safe dual bound
   or an optimum that is checked as a counterexample).
-- Every evaluated domain proposes the input minimising its linear bound; it is a
+- Every evaluated domain proposes the input minimising its linear bound, and a short
+  PGD starts from those of the lowest-bound children of every batch; a candidate is a
   counterexample only after the float64 check of :meth:`relax.spec.Spec.is_violated_by`.
 - Domains are processed lowest bound first; the reported bound is the minimum
   over open domains and closed leaves, a valid lower bound on the margin.

@@ -3,8 +3,9 @@
 1. CROWN (milliseconds): a positive bound decides *holds*.
 2. A short PGD attack: a float64-checked counterexample decides *violated*.
 3. ReLU networks: alpha-CROWN at the root and batched beta-CROWN branch and bound
-   (:mod:`relax.search.beta_crown`, :attr:`ExactOptions.pipeline` ``"torch"``, the default), whose
-   every evaluated domain proposes a counterexample candidate.  The ``pipeline="lp"``
+   (:mod:`relax.search.beta_crown`, :attr:`ExactOptions.pipeline` ``"torch"``, the default;
+   FSB branching by default, :attr:`ExactOptions.branching`), whose every evaluated domain
+   proposes a counterexample candidate and whose lowest-bound domains seed a short PGD.  The ``pipeline="lp"``
    path (also the fallback when the torch search gives up for memory) runs LP
    tightening, the LP per disjunct, and LP branch and bound
    (:mod:`relax.search.lp_bab`) on the disjuncts the LP could not close.
