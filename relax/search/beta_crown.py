@@ -229,12 +229,13 @@ class _Search:
         return Domains(lower[None].expand(m, -1), upper[None].expand(m, -1), self.C[index],
                        sign_lower, sign_upper, self.d[index], children["sign"])
 
-    def bound_children(self, children: dict) -> torch.Tensor:
-        """alpha/beta-CROWN on split children (warm-started); updates them in place and
+    def bound_children(self, children: dict, deadline: Deadline = NEVER) -> torch.Tensor:
+        """alpha/beta-CROWN on split children (warm-started; at the deadline the Adam steps
+        stop and the current slopes are evaluated in float64); updates them in place and
         returns their minimising inputs (counterexample candidates)."""
         m = len(children["bound"])
         result = alpha_crown(self.net, self.child_domains(children), self.settings.child(), alpha=children["alpha"],
-                             beta=children["beta"], fast_net=self.fast_net)
+                             beta=children["beta"], fast_net=self.fast_net, deadline=deadline)
         self.nodes += m
         children["bound"] = torch.maximum(result.bound, children["bound"])
         children["alpha"] = [a.float() for a in result.alpha]
@@ -296,7 +297,7 @@ def _search_loop(search: _Search, pool: _Pool, deadline: Deadline) -> BabOutcome
             if len(batch["bound"]) == 0:
                 continue
         children = split_children(batch, search.choose(batch))
-        xs = search.bound_children(children)
+        xs = search.bound_children(children, deadline)
         cex = search.check(xs)
         if cex is None:
             cex = search.attack(xs, children["bound"], deadline)
