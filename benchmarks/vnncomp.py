@@ -5,6 +5,10 @@
 Writes ``benchmarks/results/vnncomp_<benchmark>_<method>.csv`` (one row per
 instance) and ``.md`` (per network: holds, violated, unknown, time), with the
 machine in the header.  Data is read from ``$RELAX_DATA`` or ``../shared/data``.
+Per network the .md also lists relax's counts beside the VNN-COMP 2021 tools'
+(``benchmarks/data/vnncomp2021_counts.csv``, see :mod:`vnncomp2021`), counts relax's
+verdicts that contradict the 2021 tools', and draws the cactus plot (instances solved
+within each time, relax and every 2021 tool) into ``..._cactus.png``.
 
 ``--compare earlier.csv`` adds solved counts against an earlier run (with the ratio)
 and lists every holds/violated disagreement; ``--report-only`` rebuilds the .md

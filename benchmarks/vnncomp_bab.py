@@ -8,6 +8,10 @@ Every instance runs once per variant (``label=branching:batch``, the options
 interleaved per instance so that they see the same machine load, all with the same
 fixed per-instance limit (``--timeout``), in this one process (one torch thread).
 ``--only-unsolved earlier.csv`` keeps the instances an earlier run left unknown.
+``--search-only`` runs only the branch and bound
+(:func:`relax.search.beta_crown.torch_branch_and_bound` on the disjuncts CROWN leaves
+open, no attack first) and also records its domain count, which does not depend on
+the machine's load: domains to a verdict compare branching rules fairly.
 Writes ``benchmarks/results/vnncomp_bab<tag>.{csv,md}`` with the machine, the load
 average before and after, and the command.
 """
@@ -18,6 +22,7 @@ import argparse
 import csv
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -25,7 +30,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import data_root, describe_machine  # noqa: E402
 
-from relax.instances import read_instances, run_instance  # noqa: E402
+from relax.bounds import bound_specs  # noqa: E402
+from relax.deadline import Deadline  # noqa: E402
+from relax.instances import _load_network, read_instances, run_instance  # noqa: E402
+from relax.io.vnnlib import read_vnnlib  # noqa: E402
+from relax.search.beta_crown import torch_branch_and_bound  # noqa: E402
 from relax.protocol import VerifyOptions  # noqa: E402
 from relax.search.exact import ExactOptions  # noqa: E402
 
@@ -47,6 +56,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", required=True, help="label=branching:batch")
     parser.add_argument("--only-unsolved", default=None, help="earlier vnncomp csv")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--properties", default=None, help="comma-separated property names")
+    parser.add_argument("--search-only", action="store_true", help="branch and bound alone, with domain counts")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -57,17 +68,41 @@ def main() -> None:
         with open(args.only_unsolved, newline="") as handle:
             unknown = {r["property"] for r in csv.DictReader(handle) if r["verdict"] == "unknown"}
         instances = [i for i in instances if i.property.name in unknown]
+    if args.properties:
+        wanted = set(args.properties.split(","))
+        instances = [i for i in instances if i.property.stem in wanted]
     instances = instances[: args.limit]
     load_before = os.getloadavg()
     rows = []
     for instance in instances:
         row = {"network": instance.network.name, "property": instance.property.name}
         for label, exact in variants:
-            result = run_instance(instance, "exact", VerifyOptions(methods=(exact,)), args.timeout)
-            row[f"{label}_verdict"], row[f"{label}_s"] = result.verdict, round(result.seconds, 2)
+            if args.search_only:
+                verdict, seconds, nodes = search_only(instance, exact, args.timeout)
+                row[f"{label}_nodes"] = nodes
+            else:
+                result = run_instance(instance, "exact", VerifyOptions(methods=(exact,)), args.timeout)
+                verdict, seconds = result.verdict, result.seconds
+            row[f"{label}_verdict"], row[f"{label}_s"] = verdict, round(seconds, 2)
         rows.append(row)
         print(row, flush=True)
     write(rows, [label for label, _ in variants], args, load_before, os.getloadavg())
+
+
+def search_only(instance, exact: ExactOptions, timeout: float):
+    """(verdict, seconds, domains) of the torch branch and bound on the first spec's
+    CROWN-open disjuncts (``crown`` when CROWN alone decides)."""
+    network = _load_network(instance.network)
+    spec = read_vnnlib(instance.property, network.input_size, network.output_size)[0]
+    start = time.monotonic()
+    crown = bound_specs(network, [spec], "crown")[0]
+    todo = [j for j, b in enumerate(crown.disjunct_bounds) if b <= 0]
+    if not todo:
+        return "holds", time.monotonic() - start, 0
+    outcome = torch_branch_and_bound(network, spec, todo, Deadline.after(timeout), exact.bab())
+    verdict = ("violated" if outcome.counterexample is not None
+               else "holds" if outcome.complete and outcome.bound > 0 else "unknown")
+    return verdict, time.monotonic() - start, outcome.nodes
 
 
 def write(rows, labels, args, load_before, load_after) -> None:
@@ -84,15 +119,25 @@ def write(rows, labels, args, load_before, load_after) -> None:
              f"Command: `python benchmarks/vnncomp_bab.py {' '.join(sys.argv[1:])}`", "",
              "| instance | " + " | ".join(f"{l} | {l} s" for l in labels) + " |",
              "|---|" + "---|---|" * len(labels)]
+    nodes = args.search_only
+    if nodes:
+        lines[-2:] = ["| instance | " + " | ".join(f"{l} | {l} s | {l} domains" for l in labels) + " |",
+                      "|---|" + "---|---|---|" * len(labels)]
     for r in rows:
-        lines.append(f"| {r['network']} {r['property']} | "
-                     + " | ".join(f"{r[l + '_verdict']} | {r[l + '_s']:.1f}" for l in labels) + " |")
+        cells = [f"{r[l + '_verdict']} | {r[l + '_s']:.1f}" + (f" | {r[l + '_nodes']}" if nodes else "")
+                 for l in labels]
+        lines.append(f"| {r['network']} {r['property']} | " + " | ".join(cells) + " |")
     lines += ["", "| variant | holds | violated | unknown | solved | total s |", "|---|---|---|---|---|---|"]
     for l in labels:
         verdicts = [r[f"{l}_verdict"] for r in rows]
         solved = verdicts.count("holds") + verdicts.count("violated")
         lines.append(f"| {l} | {verdicts.count('holds')} | {verdicts.count('violated')} | "
                      f"{verdicts.count('unknown')} | {solved} | {sum(r[l + '_s'] for r in rows):.0f} |")
+    if nodes:
+        common = [r for r in rows if r[labels[0] + "_nodes"] and all(
+            r[f"{l}_verdict"] != "unknown" for l in labels)]
+        lines += ["", f"Domains on the {len(common)} instances every variant decided by search: "
+                  + ", ".join(f"{l} {sum(r[l + '_nodes'] for r in common)}" for l in labels) + "."]
     conflicts = [r["property"] for r in rows
                  if {"holds", "violated"} <= {r[f"{l}_verdict"] for l in labels}]
     lines += ["", f"Holds/violated disagreements between variants: {len(conflicts)} "
