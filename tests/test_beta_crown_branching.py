@@ -13,12 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from relax import robustness
+from relax import Verdict, robustness, verify
+from relax.bounds import bound_specs
 from relax.bounds.alpha import AlphaSettings, alpha_crown
 from relax.bounds.torch_network import TorchNetwork
 from relax.lp.method import intermediate_bounds
 from relax.search.beta_crown import BabSettings, _Search, root_alpha_bounds, torch_branch_and_bound
 from relax.search.branching import choose_babsr, choose_fsb, split_children
+from relax.protocol import VerifyOptions
+from relax.search.exact import ExactOptions
 from relax.search.milp import milp_margin
 from tests.helpers import random_network
 
@@ -89,3 +92,29 @@ def _check_fsb_choice(network, spec) -> int:
     got = _worse_child(search, batch, chosen)
     assert torch.all(got >= best - 1e-4 * (1 + best.abs()))
     return int((chosen != top[:, 0]).sum())
+
+
+@pytest.mark.parametrize("branching", ["babsr", "fsb"])
+def test_exact_method_honours_the_branching_option(branching, monkeypatch):
+    """``exact`` passes the rule and batch to the search and decides like the MILP."""
+    import relax.search.exact as exact_module
+
+    seen = []
+
+    def spy(network, spec, disjuncts, deadline, settings):
+        seen.append(settings)
+        return torch_branch_and_bound(network, spec, disjuncts, deadline, settings)
+
+    monkeypatch.setattr(exact_module, "torch_branch_and_bound", spy)
+    for seed in range(15, 100):  # the first instance CROWN cannot decide but that holds
+        network, spec = _problem(seed)
+        if bound_specs(network, [spec])[0].bound < 0 < _milp(network, spec):
+            break
+    options = VerifyOptions(methods=(ExactOptions(branching=branching, batch=2),))
+    result = verify(network, spec, "exact", timeout=30, options=options)
+    assert result.verdict is Verdict.HOLDS and 0 < result.bound <= _milp(network, spec) + 1e-7
+    assert [(s.branching, s.batch) for s in seen] == [(branching, 2)]
+
+
+def _milp(network, spec):
+    return milp_margin(network, spec, intermediate_bounds(network, spec, "lp", None))
