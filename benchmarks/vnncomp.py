@@ -5,6 +5,10 @@
 Writes ``benchmarks/results/vnncomp_<benchmark>_<method>.csv`` (one row per
 instance) and ``.md`` (per network: holds, violated, unknown, time), with the
 machine in the header.  Data is read from ``$RELAX_DATA`` or ``../shared/data``.
+Per network the .md also lists relax's counts beside the VNN-COMP 2021 tools'
+(``benchmarks/data/vnncomp2021_counts.csv``, see :mod:`vnncomp2021`), counts relax's
+verdicts that contradict the 2021 tools', and draws the cactus plot (instances solved
+within each time, relax and every 2021 tool) into ``..._cactus.png``.
 
 ``--compare earlier.csv`` adds solved counts against an earlier run (with the ratio)
 and lists every holds/violated disagreement; ``--report-only`` rebuilds the .md
@@ -34,6 +38,7 @@ from relax.instances import read_instances  # noqa: E402
 from relax.protocol import VerifyOptions  # noqa: E402
 from relax.runs.local import RunPlan, execute  # noqa: E402
 from relax.search.exact import ExactOptions  # noqa: E402
+from vnncomp2021 import read_counts, read_verdicts  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -77,7 +82,8 @@ def main() -> None:
     else:
         rows = run_all(instances, args)
         write_csv(RESULTS / f"{stem}.csv", rows)
-    table = summary(rows, args) + "".join(comparison(rows, Path(p)) for p in args.compare)
+    table = (summary(rows, args) + competition(rows, RESULTS / f"{stem}_cactus.png")
+             + "".join(comparison(rows, Path(p)) for p in args.compare))
     (RESULTS / f"{stem}.md").write_text(table)
     print(table)
 
@@ -150,6 +156,61 @@ def summary(rows, args) -> str:
         lines.append(f"| {net} | {total} | {counts['holds']} | {counts['violated']} | "
                      f"{counts['unknown']} | {solved} | {times[net]:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def competition(rows, plot: Path) -> str:
+    """Per network: relax's counts beside the VNN-COMP 2021 tools' (best first), and the
+    cactus plot (instances solved within each time) of all of them into ``plot``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tools, consensus = read_counts(), read_verdicts()
+    nets = sorted({Path(i.network.name).stem for i, _, _ in rows})
+    lines = ["", "## Beside the VNN-COMP 2021 tools", "",
+             "2021 counts from `benchmarks/data/vnncomp2021_counts.csv` (the competition's scoring "
+             "output; its tools ran on AWS machines, several on a GPU, at the same limits).  "
+             "*wrong*: verdicts the competition penalised; relax's: its holds/violated verdicts that "
+             "contradict the 2021 tools' (`benchmarks/data/vnncomp2021_verdicts.csv`).  The "
+             "competition's times are after its per-tool overhead subtraction (floored at 1 s).", ""]
+    figure, axes = plt.subplots(1, len(nets), figsize=(6 * len(nets), 4.5), squeeze=False)
+    for net, ax in zip(nets, axes[0]):
+        mine = [(r.verdict, s) for i, r, s in rows if Path(i.network.name).stem == net]
+        wrong = wrong_against(rows, net, consensus)
+        solved = sorted(s for v, s in mine if v in ("holds", "violated"))
+        theirs = sorted((t for t in tools if t["network"] == net),
+                        key=lambda t: -(t["holds"] + t["violated"]))
+        lines += [f"### {net} ({len(mine)} instances here)", "",
+                  "| tool | holds | violated | solved | wrong |", "|---|---|---|---|---|",
+                  f"| **relax** | {sum(v == 'holds' for v, _ in mine)} | "
+                  f"{sum(v == 'violated' for v, _ in mine)} | {len(solved)} | {len(wrong)} |"]
+        lines += [f"| {t['tool']} | {t['holds']} | {t['violated']} | {t['holds'] + t['violated']} | "
+                  f"{t['wrong']} |" for t in theirs]
+        lines += ["", f"relax against the 2021 verdicts: {len(wrong)} contradicted"
+                  + (": " + ", ".join(wrong) if wrong else "") + ".", ""]
+        ax.step(solved, range(1, len(solved) + 1), where="post", color="black", linewidth=2.5, label="relax")
+        for t in theirs:
+            if t["seconds"]:
+                ax.step(t["seconds"], range(1, len(t["seconds"]) + 1), where="post", label=t["tool"],
+                        alpha=0.8)
+        ax.set(xscale="log", xlabel="seconds", ylabel="instances solved", title=net)
+        ax.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(plot, dpi=110)
+    lines.append(f"Cactus plot: `{plot.relative_to(REPO)}`.\n")
+    return "\n".join(lines)
+
+
+def wrong_against(rows, net: str, consensus: dict) -> list[str]:
+    """The instances of ``net`` where relax's holds/violated contradicts the 2021 tools'."""
+    out = []
+    for instance, result, _ in rows:
+        key = (Path(instance.network.name).stem, Path(instance.property.name).stem)
+        theirs = consensus.get(key, "unknown")
+        if key[0] == net and "unknown" not in (theirs, result.verdict) and theirs != result.verdict:
+            out.append(key[1])
+    return out
 
 
 def comparison(rows, path: Path) -> str:

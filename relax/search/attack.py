@@ -42,13 +42,23 @@ def pgd_attack(
     options: AttackOptions = AttackOptions(),
     deadline: Deadline = NEVER,
     net: TorchNetwork | None = None,
+    starts: torch.Tensor | None = None,
 ) -> np.ndarray | None:
-    """A float64-checked counterexample inside ``spec``'s box, or ``None``."""
+    """A float64-checked counterexample inside ``spec``'s box, or ``None``.
+
+    ``starts`` (n, n_in): start every disjunct's descent from these points (one restart
+    each, e.g. the inputs minimising a search's lowest domain bounds) instead of the box
+    centre and random points."""
     net = net or TorchNetwork.from_network(network, "cpu", torch.float64)
-    generator = torch.Generator(device="cpu").manual_seed(options.seed)
     lower, upper = net.tensor(spec.lower), net.tensor(spec.upper)
-    x = _initial_points(lower, upper, len(spec.disjuncts), options.restarts, generator, net)
-    A, b = _disjunct_rows(spec, net, options.restarts)
+    if starts is None:
+        generator = torch.Generator(device="cpu").manual_seed(options.seed)
+        x = _initial_points(lower, upper, len(spec.disjuncts), options.restarts, generator, net)
+        restarts = options.restarts
+    else:
+        x = torch.minimum(torch.maximum(starts.to(net.dtype), lower), upper).repeat(len(spec.disjuncts), 1)
+        restarts = len(starts)
+    A, b = _disjunct_rows(spec, net, restarts)
     width = upper - lower
     for step in range(options.steps):
         if deadline.expired:

@@ -6,8 +6,9 @@ Decides ``min_x margin(f(x)) > 0`` over a property's box for ReLU networks.
   (:func:`relax.bounds.alpha.alpha_crown`) with intermediate bounds recomputed
   under the optimised slopes.  These root layer bounds are valid over the whole
   box and are shared by every sub-domain.
-- Branching: a domain is split on the unstable ReLU with the largest BaBSR-style
-  intercept score into ``z >= 0`` (``l = 0``) and ``z <= 0`` (``u = 0``); the split
+- Branching: a domain is split on one unstable ReLU (:mod:`relax.search.branching`:
+  the largest BaBSR-style intercept score, or FSB: the best of the top few by the
+  bound of its worse child) into ``z >= 0`` (``l = 0``) and ``z <= 0`` (``u = 0``); the split
   enters the child's bound through its relaxation (now exact) and through a
   Lagrange multiplier ``beta >= 0`` (beta-CROWN), optimised with ``alpha``
   (warm-started from the parent) for a few Adam steps, many domains per batch.
@@ -16,7 +17,8 @@ Decides ``min_x margin(f(x)) > 0`` over a property's box for ReLU networks.
   it is empty (``l > u``).  A domain with no unstable ReLU left is decided by the
   LP of :mod:`relax.search.lp_bab` with those phases fixed (exact there: a safe dual bound
   or an optimum that is checked as a counterexample).
-- Every evaluated domain proposes the input minimising its linear bound; it is a
+- Every evaluated domain proposes the input minimising its linear bound, and a short
+  PGD starts from those of the lowest-bound children of every batch; a candidate is a
   counterexample only after the float64 check of :meth:`relax.spec.Spec.is_violated_by`.
 - Domains are processed lowest bound first; the reported bound is the minimum
   over open domains and closed leaves, a valid lower bound on the margin.
@@ -27,12 +29,15 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 
 from relax.deadline import NEVER, Deadline
 from relax.result import Reason, ReasonKind
+from relax.search.attack import AttackOptions, pgd_attack
+from relax.search.branching import choose_babsr, choose_fsb, split_children
 from relax.search.lp_bab import BabOutcome, DisjunctTree
 from relax.bounds import Bounds
 from relax.bounds.alpha import AlphaSettings, Domains, alpha_crown
@@ -50,7 +55,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BabSettings:
     """``batch`` domains split per round; Adam iterations and learning rates at the root
-    (``root_*``) and per batch (``iterations``, ``lr_alpha``, ``lr_beta``); ``max_domains`` open domains before giving up (memory); with
+    (``root_*``) and per batch (``iterations``, ``lr_alpha``, ``lr_beta``); ``max_domains`` open domains before giving up (memory); ``branching``: how the split neuron is chosen
+    (:mod:`relax.search.branching`; ``fsb`` tries ``fsb_candidates`` neurons); after
+    every batch, PGD (``attack_steps`` steps) starts from the minimising inputs of the
+    ``attack_starts`` lowest-bound children (0: no attack in the search); with
     ``float32_steps`` the Adam steps of the search run in float32 and only the final
     evaluation of each batch (the bound that is used) in float64."""
 
@@ -62,6 +70,10 @@ class BabSettings:
     lr_beta: float = 0.05
     max_domains: int = 60000
     float32_steps: bool = True
+    branching: Literal["babsr", "fsb"] = "fsb"
+    fsb_candidates: int = 4
+    attack_starts: int = 8
+    attack_steps: int = 10
 
     def root(self) -> AlphaSettings:
         """alpha-CROWN at the root: intermediate layers re-bounded with their own slopes
@@ -184,13 +196,29 @@ class _Search:
     def check(self, xs):
         return _check(self.network, self.spec, xs, self.net, self.C_all, self.d_all)
 
+    def attack(self, xs: torch.Tensor, bounds: torch.Tensor, deadline: Deadline):
+        """PGD from the minimising inputs of the lowest-bound domains (float64-checked
+        counterexample or ``None``)."""
+        count = min(self.settings.attack_starts, len(bounds))
+        if count == 0:
+            return None
+        starts = xs[torch.argsort(bounds)[:count]]
+        return pgd_attack(self.network, self.spec, AttackOptions(steps=self.settings.attack_steps),
+                          deadline, self.net, starts)
+
     def leaves(self, batch, leaves):
         return _decide_leaves(self.network, self.spec, self.disjuncts, self.root_bounds, self.trees,
                               batch, leaves, self.common_lower, self.common_upper)
 
-    def bound_children(self, children: dict) -> torch.Tensor:
-        """alpha/beta-CROWN on split children (warm-started); updates them in place and
-        returns their minimising inputs (counterexample candidates)."""
+    def choose(self, batch: dict) -> torch.Tensor:
+        """The flat index of the neuron each domain of ``batch`` is split on."""
+        if self.settings.branching == "fsb":
+            return choose_fsb(self, batch, self.settings.fsb_candidates)
+        return choose_babsr(batch)
+
+    def child_domains(self, children: dict) -> Domains:
+        """The domains of split children: the root layer bounds with each split neuron's
+        bound set to 0 on the side its sign excludes."""
         m = len(children["bound"])
         sign_lower = [torch.where(s > 0, torch.zeros_like(c), c.expand(m, -1))
                       for s, c in zip(children["sign"], self.common_lower)]
@@ -198,10 +226,16 @@ class _Search:
                       for s, c in zip(children["sign"], self.common_upper)]
         lower, upper = self.net.tensor(self.spec.lower), self.net.tensor(self.spec.upper)
         index = children["disjunct"]
-        domains = Domains(lower[None].expand(m, -1), upper[None].expand(m, -1), self.C[index],
-                          sign_lower, sign_upper, self.d[index], children["sign"])
-        result = alpha_crown(self.net, domains, self.settings.child(), alpha=children["alpha"],
-                             beta=children["beta"], fast_net=self.fast_net)
+        return Domains(lower[None].expand(m, -1), upper[None].expand(m, -1), self.C[index],
+                       sign_lower, sign_upper, self.d[index], children["sign"])
+
+    def bound_children(self, children: dict, deadline: Deadline = NEVER) -> torch.Tensor:
+        """alpha/beta-CROWN on split children (warm-started; at the deadline the Adam steps
+        stop and the current slopes are evaluated in float64); updates them in place and
+        returns their minimising inputs (counterexample candidates)."""
+        m = len(children["bound"])
+        result = alpha_crown(self.net, self.child_domains(children), self.settings.child(), alpha=children["alpha"],
+                             beta=children["beta"], fast_net=self.fast_net, deadline=deadline)
         self.nodes += m
         children["bound"] = torch.maximum(result.bound, children["bound"])
         children["alpha"] = [a.float() for a in result.alpha]
@@ -253,40 +287,23 @@ def _search_loop(search: _Search, pool: _Pool, deadline: Deadline) -> BabOutcome
             return BabOutcome(bound, None, search.nodes, False, Reason(
                 ReasonKind.RESOURCE_LIMIT, f"more than {search.settings.max_domains} open domains"))
         batch = pool.pop_lowest(search.settings.batch)
-        best = torch.cat(batch["score"], dim=1).max(1)
-        leaves = best.values < 0  # no unstable ReLU left
+        leaves = torch.cat(batch["score"], dim=1).max(1).values < 0  # no unstable ReLU left
         if leaves.any():
             outcome = search.leaves(batch, leaves)
             if isinstance(outcome, tuple):
                 return BabOutcome(outcome[0], outcome[1], search.nodes, outcome[1] is not None, outcome[2])
             closed_min = min(closed_min, outcome)
-            batch, best = _take(batch, ~leaves), torch.cat(batch["score"], dim=1)[~leaves].max(1)
+            batch = _take(batch, ~leaves)
             if len(batch["bound"]) == 0:
                 continue
-        children = _split(batch, best.indices)
-        cex = search.check(search.bound_children(children))
+        children = split_children(batch, search.choose(batch))
+        xs = search.bound_children(children, deadline)
+        cex = search.check(xs)
+        if cex is None:
+            cex = search.attack(xs, children["bound"], deadline)
         if cex is not None:
             return BabOutcome(-math.inf, cex, search.nodes, True)
         pool.add(children)
-
-
-def _split(batch: dict, flat_index: torch.Tensor) -> dict:
-    """Two children per domain: the chosen ReLU active (sign +1, ``z >= 0``) and inactive
-    (sign -1, ``z <= 0``); everything else is inherited."""
-    sizes = [t.shape[1] for t in batch["sign"]]
-    offsets = np.cumsum([0] + sizes)
-    m = len(batch["bound"])
-    rows = torch.arange(m)
-    children = {k: ([torch.cat([t, t]) for t in v] if isinstance(v, list) else torch.cat([v, v]))
-                for k, v in batch.items()}
-    for k in range(len(sizes)):
-        here = (flat_index >= offsets[k]) & (flat_index < offsets[k + 1])
-        if not here.any():
-            continue
-        r, i = rows[here], flat_index[here] - offsets[k]
-        children["sign"][k][r, i] = 1
-        children["sign"][k][r + m, i] = -1
-    return children
 
 
 def _decide_leaves(network, spec, disjuncts, root_bounds, trees, batch, leaves, common_lower,

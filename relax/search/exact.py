@@ -3,8 +3,9 @@
 1. CROWN (milliseconds): a positive bound decides *holds*.
 2. A short PGD attack: a float64-checked counterexample decides *violated*.
 3. ReLU networks: alpha-CROWN at the root and batched beta-CROWN branch and bound
-   (:mod:`relax.search.beta_crown`, :attr:`ExactOptions.pipeline` ``"torch"``, the default), whose
-   every evaluated domain proposes a counterexample candidate.  The ``pipeline="lp"``
+   (:mod:`relax.search.beta_crown`, :attr:`ExactOptions.pipeline` ``"torch"``, the default;
+   FSB branching by default, :attr:`ExactOptions.branching`), whose every evaluated domain
+   proposes a counterexample candidate and whose lowest-bound domains seed a short PGD.  The ``pipeline="lp"``
    path (also the fallback when the torch search gives up for memory) runs LP
    tightening, the LP per disjunct, and LP branch and bound
    (:mod:`relax.search.lp_bab`) on the disjuncts the LP could not close.
@@ -37,7 +38,7 @@ from relax.options import MethodOptions, option
 from relax.protocol import BoundOutcome, VerifyOptions
 from relax.result import Reason, ReasonKind, join_reasons
 from relax.search.attack import pgd_attack
-from relax.search.beta_crown import torch_branch_and_bound
+from relax.search.beta_crown import BabSettings, torch_branch_and_bound
 from relax.search.input_split import input_split_search
 from relax.search.lp_bab import branch_and_bound
 from relax.search.threads import torch_threads
@@ -59,15 +60,24 @@ class ExactOptions(MethodOptions):
     pipeline: Literal["torch", "lp"] = option(
         "torch", "ReLU networks: torch (alpha/beta-CROWN branch and bound) or lp (LP tightening, "
                  "LP per disjunct, LP branch and bound)")
+    branching: Literal["fsb", "babsr"] = option(
+        "fsb", "torch pipeline: split the neuron with the best BaBSR score (babsr) or try the best "
+               "few and keep the one whose worse child bound is highest (fsb)")
+    batch: int = option(BabSettings.batch, "torch pipeline: domains split per batched bound evaluation")
+
+    def bab(self) -> BabSettings:
+        """The torch branch and bound's settings."""
+        return BabSettings(batch=self.batch, branching=self.branching)
 
 
 def exact_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
                  options: VerifyOptions) -> list[BoundOutcome]:
     """CROWN, attack, alpha-CROWN, branch and bound; see the module docstring."""
     solver = options.solver or DEFAULT_LP_SOLVER
-    pipeline = options.of(ExactOptions).pipeline
+    exact = options.of(ExactOptions)
     with torch_threads():
-        return [exact_one(network, spec, deadline, options, solver, pipeline) for spec in specs]
+        return [exact_one(network, spec, deadline, options, solver, exact.pipeline, bab=exact.bab())
+                for spec in specs]
 
 
 def short_attack(options: VerifyOptions):
@@ -77,9 +87,11 @@ def short_attack(options: VerifyOptions):
 
 
 def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyOptions, solver: str,
-              pipeline: str = "torch", crown=None, attack: bool = True) -> BoundOutcome:
+              pipeline: str = "torch", crown=None, attack: bool = True,
+              bab: BabSettings = BabSettings()) -> BoundOutcome:
     """The pipeline for one spec (``crown``: its CROWN bounds if already computed;
-    ``attack=False`` when the caller already ran PGD on it, as milp does)."""
+    ``attack=False`` when the caller already ran PGD on it, as milp does; ``bab``: the
+    torch branch and bound's settings)."""
     crown = crown or bound_specs(network, [spec], "crown", device=options.device)[0]
     if crown.bound > 0:
         return BoundOutcome(crown.bound, "crown")
@@ -92,7 +104,7 @@ def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyO
         log.info("input splitting: bound %.4g after %d domains", outcome.bound, outcome.nodes)
         return _combined(outcome, crown, open_disjuncts, "input-split")
     if pipeline == "torch":
-        outcome = torch_branch_and_bound(network, spec, open_disjuncts, deadline)
+        outcome = torch_branch_and_bound(network, spec, open_disjuncts, deadline, bab)
         log.info("torch branch and bound: bound %.4g after %d domains", outcome.bound, outcome.nodes)
         if outcome.complete or outcome.reason.kind is ReasonKind.TIME_LIMIT:
             return _combined(outcome, crown, open_disjuncts, "torch-bab")
