@@ -133,3 +133,16 @@ def test_dsdp_on_the_sdpa_file_agrees_with_sdp_ipm(tmp_path):
     solution = _ipm(network, spec, crown, row, offset, cuts=True, eliminate=True)
     result = run_dsdp(build(program, cuts=True, eliminate=True), tmp_path, timeout=60)
     assert result.value == pytest.approx(solution.dual_objective, rel=1e-6, abs=1e-7)
+
+
+def test_sdpa_on_the_sdpa_file_agrees_with_sdp_ipm(tmp_path):
+    from solvers.backends.sdp_ipm.sdpa import run_sdpa, sdpa_available
+
+    ok, why = sdpa_available()
+    if not ok:
+        pytest.skip(why)
+    network, spec, crown, row, offset, program = _program(2, (8, 12, 12, 12, 4), 0.1)
+    solution = _ipm(network, spec, crown, row, offset, cuts=True, eliminate=True)
+    result = run_sdpa(build(program, cuts=True, eliminate=True), tmp_path)
+    assert result.primal == pytest.approx(solution.dual_objective, rel=1e-6, abs=1e-6)
+    assert result.dual == pytest.approx(solution.dual_objective, rel=1e-6, abs=1e-6)

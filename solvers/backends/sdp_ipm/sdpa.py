@@ -1,5 +1,6 @@
-r"""The multiplier form in SDPA sparse format, and DSDP 5 (``dsdp5``) on it: the
-external reference for :mod:`.ipm` at MNIST size (``benchmarks/sdp.py --dsdp``).
+r"""The multiplier form in SDPA sparse format, and DSDP 5 (``dsdp5``) or SDPA (PyPI
+``sdpa-python``, extra ``relax[sdpa]``) on it: the external references for :mod:`.ipm`
+at MNIST size (``benchmarks/sdp.py --dsdp-limit / --sdpa``).
 
 SDPA's primal is ``min c^T x`` s.t. ``sum_i F_i x_i - F_0 >= 0``; the multiplier form
 ``max b^T y`` s.t. ``C - sum_c y_c A_c - diag(kappa) >= 0`` with signs
@@ -23,7 +24,8 @@ import numpy as np
 
 from solvers.backends.sdp_ipm.problem import MultiplierSdp
 
-__all__ = ["write_sdpa", "run_dsdp", "DsdpResult", "dsdp_available"]
+__all__ = ["write_sdpa", "run_dsdp", "DsdpResult", "dsdp_available", "run_sdpa", "SdpaResult",
+           "sdpa_available"]
 
 
 def _entries(sdp: MultiplierSdp):
@@ -99,3 +101,43 @@ def run_dsdp(sdp: MultiplierSdp, workdir: Path, timeout: float, gaptol: float = 
     iterations = re.findall(r"^\s*(\d+)\s", text, re.M)
     value = float(found.group(1)) * sdp.scale if found else float("nan")
     return DsdpResult(value, seconds, int(iterations[-1]) if iterations else 0, text[-1500:])
+
+
+def sdpa_available() -> tuple[bool, str]:
+    """Whether SDPA's Python binding ``sdpap`` (PyPI ``sdpa-python``) imports."""
+    try:
+        import sdpap  # noqa: F401
+    except ImportError:
+        return False, "sdpa-python not installed (pip install 'relax[sdpa]')"
+    return True, ""
+
+
+@dataclass(frozen=True)
+class SdpaResult:
+    """SDPA's primal and dual objectives in the multiplier form's units (``scale``
+    applied; references, not bounds), its wall seconds, iterations and phase."""
+
+    primal: float
+    dual: float
+    seconds: float
+    iterations: int
+    phase: str
+
+
+def run_sdpa(sdp: MultiplierSdp, workdir: Path, max_iterations: int = 100,
+             tolerance: float = 1e-7) -> SdpaResult:
+    """Write ``sdp`` and solve it with SDPA (``sdpap.importsdpa(flipsign=True)``, so
+    its ``primalObj`` is the multiplier form's ``b^T y``); no wall-clock limit exists in
+    SDPA, so ``max_iterations`` bounds its time."""
+    import sdpap
+
+    path = Path(workdir) / "multiplier.dat-s"
+    write_sdpa(sdp, path)
+    A, b, c, K, J = sdpap.importsdpa(str(path), flipsign=True)
+    started = time.perf_counter()
+    _, _, info, _, sdpa_info = sdpap.solve(A, b, c, K, J, {
+        "print": "no", "maxIteration": max_iterations, "epsilonStar": tolerance,
+        "epsilonDash": tolerance})
+    seconds = time.perf_counter() - started
+    return SdpaResult(float(info["primalObj"]) * sdp.scale, float(info["dualObj"]) * sdp.scale,
+                      seconds, int(sdpa_info.get("iteration", 0)), str(info["phasevalue"]))
