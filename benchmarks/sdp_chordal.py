@@ -54,6 +54,8 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
+# tight enough for the 1e-6 agreement check (Clarabel), SCS's first-order accuracy
+TOLERANCE = {"cvxpy-clarabel": 1e-9, "cvxpy-scs": 1e-6}
 
 
 # -- the chordal conversion ------------------------------------------------------------------
@@ -130,20 +132,40 @@ RANDOM = [
     ("random 20x4 deep (20-20-20-20-10)", (20, 20, 20, 20, 10)),
     ("random 40-20-20-10", (40, 20, 20, 10)),
     ("random 16x8 deep (16-...-16-8)", (16,) * 9 + (8,)),
+    ("random 49-16-16-16-10 (7x7-input MNIST-like)", (49, 16, 16, 16, 10)),
+]
+
+# sides only (no cvxpy form of either kind fits): (name, input and hidden widths)
+MNIST = [
+    ("mnist 784-50-10", (784, 50)),
+    ("mnist 784-100-100-10", (784, 100, 100)),
+    ("mnist 784-200-100-50-10", (784, 200, 100, 50)),
+    ("mnistfc 256x2", (784, 256, 256)),
+    ("mnistfc 256x4", (784, 256, 256, 256, 256)),
+    ("eran 9x200", (784,) + (200,) * 9),
 ]
 
 
-def problem_sdp(widths, seed: int = 0, eps: float = 0.05, cuts: bool = True):
-    """The full-form :class:`ConicProgram` and ``offsets`` of the hardest CROWN margin row of
-    a Gaussian random net (benchmarks/sdp.py's ``random_problem``), with CROWN bound."""
+def random_case(widths, seed: int = 0, eps: float = 0.05, cuts: bool = True):
+    """``(network, spec, crown, j, encoding)`` for a Gaussian random net
+    (benchmarks/sdp.py's ``random_problem``): CROWN bounds, the index ``j`` of the disjunct
+    with the smallest CROWN margin and :func:`encode_sdp` over CROWN's bounds."""
     from sdp import hardest_row, random_problem
 
     from relax.sdp.encode import encode_sdp
 
     network, spec = random_problem(widths, seed, eps)
-    crown, j, row, offset = hardest_row(network, spec)
-    encoding = encode_sdp(network, spec.lower, spec.upper, crown.layers, cuts)
-    return encoding.with_objective(row, offset), encoding.offsets, float(crown.disjunct_bounds[j])
+    crown, j, _, _ = hardest_row(network, spec)
+    return network, spec, crown, j, encode_sdp(network, spec.lower, spec.upper, crown.layers, cuts)
+
+
+def problem_sdp(widths, seed: int = 0, eps: float = 0.05, cuts: bool = True):
+    """The full-form :class:`ConicProgram` of the hardest CROWN margin row, ``offsets`` and
+    CROWN's bound on that row."""
+    network, spec, crown, j, encoding = random_case(widths, seed, eps, cuts)
+    d = spec.disjuncts[j]
+    program = encoding.with_objective(d.A[0], float(d.b[0]))
+    return program, encoding.offsets, float(crown.disjunct_bounds[j])
 
 
 def sizes(offsets) -> dict:
@@ -171,7 +193,8 @@ def _child(queue, widths, form: str, solver: str, limit: float):
     start = time.perf_counter()
     if form == "chordal":
         program = chordal_program(program, offsets)
-    solution = get_solver(solver).solve(program, SolveOptions(time_limit=limit))
+    options = SolveOptions(time_limit=limit, tolerance=TOLERANCE.get(solver))
+    solution = get_solver(solver).solve(program, options)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put(dict(objective=solution.objective, bound=float(solution.bound),
@@ -234,6 +257,17 @@ def measure(name, widths, solver: str, limit: float, full_max: int) -> dict:
     return row
 
 
+def size_lines() -> list[str]:
+    """Markdown table of both forms' sizes on the MNIST networks (nothing solved)."""
+    head = ["network", "s", "cliques", "full_cone", "chordal_cone", "cone ratio"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, widths in MNIST:
+        z = sizes(np.concatenate([[0], np.cumsum(widths)]))
+        lines.append(f"| {name} | {z['s']} | {z['cliques']} | {z['full_cone']} | "
+                     f"{z['chordal_cone']} | {z['chordal_cone'] / z['full_cone']:.3f} |")
+    return lines
+
+
 def write(rows: list[dict], command: str) -> None:
     from machine import describe_machine
 
@@ -259,7 +293,9 @@ def write(rows: list[dict], command: str) -> None:
                      "layer-pair cones; `*_obj`: solver objective; `*_bound`: conic_safe_bound "
                      "from the duals; times are wall seconds (model build + cvxpy + solve) in a "
                      "fresh process; peak MB = ru_maxrss minus the import baseline.\n\n")
-        handle.write(text + "\n")
+        handle.write(text + "\n\n## Sizes on MNIST networks (not solved)\n\n"
+                     "`full_cone` / `chordal_cone`: entries of the PSD cone(s), sum of "
+                     "k(k+1)/2 over the cones.\n\n" + "\n".join(size_lines()) + "\n")
 
 
 def main(argv=None) -> None:
