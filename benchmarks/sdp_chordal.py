@@ -48,7 +48,6 @@ import argparse
 import csv
 import math
 import multiprocessing as mp
-import os
 import sys
 import time
 from pathlib import Path
@@ -57,8 +56,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
+import numpy as np
+import scipy.sparse as sp
 
 RESULTS = REPO / "benchmarks" / "results"
 # tight enough for the 1e-6 agreement check (Clarabel); SCS at its defaults (1e-4: at
@@ -172,7 +171,7 @@ def random_case(widths, seed: int = 0, eps: float = 0.05, cuts: bool = True):
 def problem_sdp(widths, seed: int = 0, eps: float = 0.05, cuts: bool = True):
     """The full-form :class:`ConicProgram` of the hardest CROWN margin row, ``offsets`` and
     CROWN's bound on that row."""
-    network, spec, crown, j, encoding = random_case(widths, seed, eps, cuts)
+    _, spec, crown, j, encoding = random_case(widths, seed, eps, cuts)
     d = spec.disjuncts[j]
     program = encoding.with_objective(d.A[0], float(d.b[0]))
     return program, encoding.offsets, float(crown.disjunct_bounds[j])
@@ -185,8 +184,9 @@ def sizes(offsets) -> dict:
     I, J = _triangle(s)
     layer = _layer_of(offsets, s)
     kept = int(np.sum((I == 0) | (np.abs(layer[I] - layer[J]) <= 1)))
-    return dict(s=s, cliques="+".join(map(str, cliques)), full_vars=I.size, chordal_vars=kept,
-                full_cone=s * (s + 1) // 2, chordal_cone=sum(k * (k + 1) // 2 for k in cliques))
+    return {"s": s, "cliques": "+".join(map(str, cliques)), "full_vars": I.size,
+            "chordal_vars": kept, "full_cone": s * (s + 1) // 2,
+            "chordal_cone": sum(k * (k + 1) // 2 for k in cliques)}
 
 
 # -- one solve in its own process ----------------------------------------------------------------
@@ -203,7 +203,7 @@ def _build(widths, form: str):
                                   float(d.b[0]), cuts=True)
         # its objective lacks the constants of the elimination and scaling: report the
         # certified value of its multipliers as both value and bound
-        certified = lambda sol: dual.certify(sol.x)  # noqa: E731
+        certified = lambda sol: dual.certify(sol.x)
         return dual.program, lambda sol: (certified(sol), certified(sol))
     program = encoding.with_objective(d.A[0], float(d.b[0]))
     if form == "chordal":
@@ -236,10 +236,11 @@ def _child(queue, widths, form: str, solver: str, limit: float):
     value, bound = read(solution)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put(dict(sides=[cone.size for cone in program.psd], objective=value, bound=bound, status=solution.status.value, seconds=seconds,
-                   solver_seconds=solution.stats.solver_seconds,
-                   iterations=solution.stats.iterations, peak_mb=peak - baseline,
-                   crown=float(crown.disjunct_bounds[j])))
+    queue.put({"sides": [cone.size for cone in program.psd], "objective": value,
+               "bound": bound, "status": solution.status.value, "seconds": seconds,
+               "solver_seconds": solution.stats.solver_seconds,
+               "iterations": solution.stats.iterations, "peak_mb": peak - baseline,
+               "crown": float(crown.disjunct_bounds[j])})
 
 
 def run_isolated(widths, form: str, solver: str, limit: float) -> dict:
@@ -250,9 +251,9 @@ def run_isolated(widths, form: str, solver: str, limit: float) -> dict:
     try:
         result = queue.get(timeout=limit * 3 + 120)
     except Exception:  # noqa: BLE001 - a crash or hang is reported as the row's status
-        result = dict(objective=None, bound=-math.inf, status=f"crashed ({proc.exitcode})",
-                      seconds=math.nan, solver_seconds=None, iterations=None, peak_mb=math.nan,
-                      crown=math.nan, sides=[])
+        result = {"objective": None, "bound": -math.inf, "status": f"crashed ({proc.exitcode})",
+                  "seconds": math.nan, "solver_seconds": None, "iterations": None,
+                  "peak_mb": math.nan, "crown": math.nan, "sides": []}
     proc.join(timeout=10)
     if proc.is_alive():
         proc.kill()
@@ -291,13 +292,13 @@ def measure(name, widths, solver: str, limit: float, full_max: int) -> list[dict
     for form in forms_for(solver, s, full_max):
         r = run_isolated(widths, form, solver, limit)
         sides = r.get("sides", [])
-        rows.append(dict(problem=name, solver=solver, form=form, s=s,
-                         cones="+".join(map(str, sides)),
-                         cone_entries=sum(k * (k + 1) // 2 for k in sides),
-                         kkt_proxy=float(sum((k * (k + 1) // 2) ** 2 for k in sides)),
-                         crown=r["crown"], value=r["objective"], bound=r["bound"],
-                         status=r["status"], iters=r["iterations"], wall_s=r["seconds"],
-                         solver_s=r["solver_seconds"], peak_mb=r["peak_mb"]))
+        rows.append({"problem": name, "solver": solver, "form": form, "s": s,
+                     "cones": "+".join(map(str, sides)),
+                     "cone_entries": sum(k * (k + 1) // 2 for k in sides),
+                     "kkt_proxy": float(sum((k * (k + 1) // 2) ** 2 for k in sides)),
+                     "crown": r["crown"], "value": r["objective"], "bound": r["bound"],
+                     "status": r["status"], "iters": r["iterations"], "wall_s": r["seconds"],
+                     "solver_s": r["solver_seconds"], "peak_mb": r["peak_mb"]})
     full = next((row for row in rows if row["form"] == "full"), None)
     for row in rows:
         if full is not None and full["value"] is not None and row["value"] is not None:

@@ -17,8 +17,8 @@ import pytest
 import scipy.sparse as sp
 
 pytest.importorskip("cvxpy")
-from solvers import SolveOptions, get_solver  # noqa: E402
-from solvers.program import ConicProgram, LinearProgram  # noqa: E402
+from solvers import SolveOptions, get_solver
+from solvers.program import ConicProgram, LinearProgram
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
