@@ -336,11 +336,16 @@ def write(rows: list[dict], command: str) -> None:
     print(text)
     with open(RESULTS / "sdp_chordal.md", "w") as handle:
         handle.write("# SDP: full PSD cone vs one cone per layer pair (chordal)\n\n"
-                     "See the docstring of benchmarks/sdp_chordal.py for the encoding and the "
-                     "equivalence argument.  `s`: side of the full `P`; `cliques`: sides of the "
-                     "layer-pair cones; `*_obj`: solver objective; `*_bound`: conic_safe_bound "
-                     "from the duals; times are wall seconds (model build + cvxpy + solve) in a "
-                     "fresh process; peak MB = ru_maxrss minus the import baseline.\n\n")
+                     "See the docstring of benchmarks/sdp_chordal.py for the encoding and "
+                     "the equivalence argument.  `s`: side of the full `P`; `cones`: sides "
+                     "of the PSD cones passed to the solver (for `mult*`: after eliminating "
+                     "dead neurons and fixed inputs, before Clarabel's own decomposition); "
+                     "`kkt_proxy`: sum of (k(k+1)/2)^2 over them; `value`: solver objective "
+                     "(`mult*`: the certified bound); `bound`: conic_safe_bound from the "
+                     "duals (`mult*`: float64 check of the multipliers); `rel_diff`: |value "
+                     "- full value| / max(1, |full value|); times are wall seconds (model "
+                     "build + cvxpy + solve) in a fresh process; `speedup` = full wall / "
+                     "this wall; peak MB = ru_maxrss minus the import baseline.\n\n")
         handle.write(text + "\n\n## Sizes on MNIST networks (not solved)\n\n"
                      "`full_cone` / `chordal_cone`: entries of the PSD cone(s), sum of "
                      "k(k+1)/2 over the cones.\n\n" + "\n".join(size_lines()) + "\n")
