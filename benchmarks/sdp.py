@@ -275,7 +275,7 @@ def _dsdp(program, limit: float) -> dict:
                                                           + before.children_system)
     return dict(dsdp=result.value, dsdp_seconds=result.seconds, dsdp_cpu=cpu,
                 dsdp_iterations=result.iterations,
-                dsdp_status="converged" if "Converged" in result.log else "not converged")
+                dsdp_status="converged" if result.converged else "not converged")
 
 
 def _ipm_child(queue, net: str, eps: float, image: int, limit: float, exact: bool,

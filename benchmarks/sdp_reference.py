@@ -55,7 +55,7 @@ def _references(sdp, dsdp_limit: float, sdpa_iterations: int) -> dict:
                 result = run_dsdp(sdp, Path(tmp), dsdp_limit)
                 row.update(dsdp=result.value, dsdp_seconds=result.seconds,
                            dsdp_iterations=result.iterations,
-                           dsdp_status="converged" if "Converged" in result.log else "stopped")
+                           dsdp_status="converged" if result.converged else "not converged")
             except Exception as exc:  # noqa: BLE001  (a timeout: the row says so)
                 row.update(dsdp=math.nan, dsdp_seconds=dsdp_limit, dsdp_status=type(exc).__name__)
             row["dsdp_cpu"] = _cpu_children() - cpu

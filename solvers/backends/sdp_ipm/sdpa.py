@@ -77,12 +77,13 @@ def dsdp_available() -> tuple[bool, str]:
 @dataclass(frozen=True)
 class DsdpResult:
     """DSDP's objective in the multiplier form's units (``scale`` applied), its wall
-    seconds, iterations and the last lines of its log."""
+    seconds, iterations, whether it reported convergence and the last lines of its log."""
 
     value: float
     seconds: float
     iterations: int
     log: str
+    converged: bool = False
 
 
 def run_dsdp(sdp: MultiplierSdp, workdir: Path, timeout: float, gaptol: float = 1e-7) -> DsdpResult:
@@ -100,7 +101,8 @@ def run_dsdp(sdp: MultiplierSdp, workdir: Path, timeout: float, gaptol: float = 
         re.search(r"Dual\s+Objective\s*[:=]\s*([-+0-9.eE]+)", text)
     iterations = re.findall(r"^\s*(\d+)\s", text, re.M)
     value = float(found.group(1)) * sdp.scale if found else float("nan")
-    return DsdpResult(value, seconds, int(iterations[-1]) if iterations else 0, text[-1500:])
+    return DsdpResult(value, seconds, int(iterations[-1]) if iterations else 0, text[-1500:],
+                      converged="Converged" in text)
 
 
 def sdpa_available() -> tuple[bool, str]:
