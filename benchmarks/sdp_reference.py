@@ -11,7 +11,7 @@ CPU seconds, iterations), then writes it in SDPA sparse format and runs DSDP 5.8
 (``dsdp5``, Debian package ``dsdp``) and SDPA 7 (PyPI ``sdpa-python``) on the file.  The
 external values are references, not bounds; ``rel`` is ``|ref - sdp-ipm dual| /
 max(1, |sdp-ipm dual|)``.  A solver that is not installed is skipped with the reason.
-Each child is single-threaded (``OMP_NUM_THREADS=1``); CPU seconds are the child
+Each child uses ``--threads`` torch threads (default 1); CPU seconds are the child
 processes' own (DSDP) or the process's (sdp-ipm, SDPA).  Writes
 ``benchmarks/results/sdp_reference{tag}.md`` / ``.csv``.
 """
@@ -75,13 +75,14 @@ def _references(sdp, dsdp_limit: float, sdpa_iterations: int) -> dict:
     return row
 
 
-def _child(queue, net: str, eps: float, image: int, dsdp_limit: float, sdpa_iterations: int):
+def _child(queue, net: str, eps: float, image: int, dsdp_limit: float, sdpa_iterations: int,
+           threads: int = 1):
     import warnings
 
     warnings.filterwarnings("ignore")
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     import sdp as table
     from relax.sdp.encode import layered_program
     from solvers import SolveOptions, get_solver
@@ -103,11 +104,12 @@ def _child(queue, net: str, eps: float, image: int, dsdp_limit: float, sdpa_iter
     queue.put(out)
 
 
-def _run(instance: str, dsdp_limit: float, sdpa_iterations: int) -> dict:
+def _run(instance: str, dsdp_limit: float, sdpa_iterations: int, threads: int = 1) -> dict:
     net, eps, image = instance.rsplit(":", 2)
     queue = mp.get_context("spawn").Queue()
     proc = mp.get_context("spawn").Process(
-        target=_child, args=(queue, net, float(eps), int(image), dsdp_limit, sdpa_iterations))
+        target=_child, args=(queue, net, float(eps), int(image), dsdp_limit, sdpa_iterations,
+                             threads))
     proc.start()
     row = queue.get(timeout=dsdp_limit + 3600)
     proc.join()
@@ -158,6 +160,7 @@ def main() -> None:
     p.add_argument("--dsdp-limit", type=float, default=3600.0, help="DSDP wall limit (s); 0 skips")
     p.add_argument("--sdpa-iterations", type=int, default=80, help="SDPA iteration cap; 0 skips")
     p.add_argument("--workers", type=int, default=1, help="instances solved at once")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of each solve")
     p.add_argument("--tag", default="")
     args = p.parse_args()
     command = "python benchmarks/sdp_reference.py " + " ".join(
@@ -169,7 +172,8 @@ def main() -> None:
             rows = list(pool.map(lambda i: _run(i, args.dsdp_limit, args.sdpa_iterations),
                                  args.instances))
     else:
-        rows = [_run(i, args.dsdp_limit, args.sdpa_iterations) for i in args.instances]
+        rows = [_run(i, args.dsdp_limit, args.sdpa_iterations, args.threads)
+                for i in args.instances]
     for r in rows:
         print(r, flush=True)
     print(f"wrote {write(rows, args.tag, command)}")
