@@ -15,7 +15,8 @@ the duals with ``kappa' = kappa - r`` have ``lambda_min(D') ~ 0`` and
 This is only a *choice* of duals (eigenpairs in floating point); the bound of the new
 duals is proved, as every bound, by the float64 certificate.  :func:`improve` keeps
 whichever of the two duals certifies higher.  It needs the dense ``D`` and is used
-for ``1 + n <= dense_check_limit`` only.
+for ``1 + n <= dense_check_limit`` only (above it ``improve(..., matrix_free=True)``
+uses the following instead).
 
 Above it, :func:`lowrank_shift` is the matrix-free version: ``N`` is built from the
 ``count`` most negative *Ritz* pairs of ``D`` (Lanczos on the block operator of
@@ -126,19 +127,20 @@ def lowrank_shift(data: ProblemData, layout: Layout, params: np.ndarray, count: 
 
 
 def improve(data: ProblemData, layout: Layout, params: np.ndarray, limit: int,
-            bound: float | None = None) -> tuple[float, np.ndarray]:
+            bound: float | None = None, matrix_free: bool = False) -> tuple[float, np.ndarray]:
     """``(bound, duals)``: the better-certified of ``params`` (whose certified bound may
-    be given as ``bound``) and its :func:`gershgorin_shift`."""
+    be given as ``bound``) and its :func:`gershgorin_shift` (``1 + n <= limit``) or, when
+    ``matrix_free``, its :func:`lowrank_shift` above the limit (off by default: on the
+    21,732-ReLU conv net it takes 20-80 s, which the backend's deadline does not
+    budget; above the limit without it the duals are returned unchanged)."""
     params = layout.project(np.asarray(params, np.float64))
     if bound is None:
         bound = certify(data, layout, params, limit)
-    best = (bound, params)
-    if data.n + 1 > limit:
-        candidates = [lowrank_shift(data, layout, params)]
+    if data.n + 1 <= limit:
+        shifted = gershgorin_shift(data, layout, params)
+    elif matrix_free:
+        shifted = lowrank_shift(data, layout, params)
     else:
-        candidates = [gershgorin_shift(data, layout, params)]
-    for shifted in candidates:
-        other = certify(data, layout, shifted, limit)
-        if other > best[0]:
-            best = (other, shifted)
-    return best
+        return bound, params
+    other = certify(data, layout, shifted, limit)
+    return (other, shifted) if other > bound else (bound, params)
