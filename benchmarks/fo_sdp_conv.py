@@ -181,7 +181,7 @@ def low_rank(program, args) -> tuple[float, list, str]:
     trace = [(time.perf_counter() - t0, 0, certify(data, layout, start, 6000), 0.0, "")]
     scale = max(float(np.abs(data.rad[-1] * data.c).sum()), 1e-9)
     problem = bm.BmProblem.build(data, layout, args.rank, scale)
-    state = bm.init_state(problem, start, bm.centre_point(data), 0)
+    state = bm.init_state(problem, start, bm.centre_point(data), 0, args.bm_mu)
     step = 0.0
     while time.perf_counter() - t0 + step < args.timeout and state.violation >= 1e-9:
         t = time.perf_counter()
@@ -196,7 +196,8 @@ def low_rank(program, args) -> tuple[float, list, str]:
         print(f"{trace[-1][0]:.0f} s, outer {state.outer}: primal {state.objective:.6g}, "
               f"violation {state.violation:.3g}, certified {bound:.6g} "
               f"(check {trace[-1][3]:.1f} s: {trace[-1][4]})", flush=True)
-    message = (f"{state.outer} outer iterations, rank {args.rank}; last primal value "
+    message = (f"{state.outer} outer iterations, rank {args.rank}, mu {args.bm_mu} scale; "
+               f"last primal value "
                f"{state.objective:.6g} (violation {state.violation:.3g})")
     return max(row[2] for row in trace), trace, message
 
@@ -295,6 +296,8 @@ def main() -> None:
                         help="bm: the Burer-Monteiro stage certified directly; backend: "
                              "get_solver('fo-sdp').solve")
     parser.add_argument("--rank", type=int, default=4)
+    parser.add_argument("--bm-mu", type=float, default=0.2,
+                        help="bm path: the ALM penalty, times the objective's scale")
     parser.add_argument("--shift", nargs="*", default=["rows", "inner"],
                         choices=("weighted", "rows", "inner"),
                         help="bm path: also certify the multipliers' matrix-free kappa "
