@@ -134,8 +134,33 @@ def through_backend(program, args) -> tuple[float, list, str]:
     solution = get_solver("fo-sdp").solve(program, SolveOptions(time_limit=args.timeout,
                                                                 extra=extra))
     state = solution.warm_start
-    trace = [(t, i, b, "") for (i, b), t in zip(state.checks, state.check_seconds)]
+    trace = [(t, i, b, "", "") for (i, b), t in zip(state.checks, state.check_seconds)]
     return float(solution.bound), trace, solution.message
+
+
+def _certify_shifted(data, layout, params, rules) -> tuple[float, str]:
+    """The best certified bound of the multipliers ``params`` and of their matrix-free
+    ``kappa`` shifts (:func:`solvers.backends.fo_sdp.repair.lowrank_shift`, one per rule
+    in ``rules``; ``inner``: ``kappa`` from the inner SDP,
+    :func:`solvers.backends.fo_sdp.kappa.inner_duals`, 1,000 steps, then the ``rows``
+    shift), and each one's bound and time as text."""
+    from solvers.backends.fo_sdp.certificate import certify
+    from solvers.backends.fo_sdp.kappa import inner_duals
+    from solvers.backends.fo_sdp.repair import lowrank_shift
+
+    best, parts = certify(data, layout, params, 6000), []
+    parts.append(f"plain {best:.6g}")
+    for rule in rules:
+        t = time.perf_counter()
+        if rule == "inner":            # kappa from the inner SDP, then the Gershgorin rule
+            shifted = lowrank_shift(data, layout, inner_duals(data, layout, params,
+                                                              steps=1000), rule="rows")
+        else:
+            shifted = lowrank_shift(data, layout, params, rule=rule)
+        value = certify(data, layout, shifted, 6000)
+        parts.append(f"{rule} {value:.6g} ({time.perf_counter() - t:.1f} s)")
+        best = max(best, value)
+    return best, "; ".join(parts)
 
 
 def low_rank(program, args) -> tuple[float, list, str]:
@@ -153,24 +178,28 @@ def low_rank(program, args) -> tuple[float, list, str]:
     data = prepare(program, True)
     layout = Layout(data)
     start = initial_duals(data, layout, "linear")
-    trace = [(time.perf_counter() - t0, 0, certify(data, layout, start, 6000), "")]
+    trace = [(time.perf_counter() - t0, 0, certify(data, layout, start, 6000), 0.0, "")]
     scale = max(float(np.abs(data.rad[-1] * data.c).sum()), 1e-9)
     problem = bm.BmProblem.build(data, layout, args.rank, scale)
-    state = bm.init_state(problem, start, bm.centre_point(data), 0)
+    state = bm.init_state(problem, start, bm.centre_point(data), 0, args.bm_mu)
     step = 0.0
     while time.perf_counter() - t0 + step < args.timeout and state.violation >= 1e-9:
         t = time.perf_counter()
         state = bm.run(problem, state, None, outer=args.check_every)
         params, c = bm.to_params(problem, state), time.perf_counter()
-        bound = certify(data, layout, params, 6000)
-        trace.append((time.perf_counter() - t0, state.outer, bound, time.perf_counter() - c))
+        if args.save_params:
+            np.save(f"{args.save_params}_{state.outer}.npy", params)
+        bound, detail = _certify_shifted(data, layout, params, args.shift)
+        trace.append((time.perf_counter() - t0, state.outer, bound, time.perf_counter() - c,
+                      detail))
         step = time.perf_counter() - t
         print(f"{trace[-1][0]:.0f} s, outer {state.outer}: primal {state.objective:.6g}, "
               f"violation {state.violation:.3g}, certified {bound:.6g} "
-              f"(check {trace[-1][3]:.1f} s)", flush=True)
-    message = (f"{state.outer} outer iterations, rank {args.rank}; last primal value "
+              f"(check {trace[-1][3]:.1f} s: {trace[-1][4]})", flush=True)
+    message = (f"{state.outer} outer iterations, rank {args.rank}, mu {args.bm_mu} scale; "
+               f"last primal value "
                f"{state.objective:.6g} (violation {state.violation:.3g})")
-    return max(b for _, _, b, _ in trace), trace, message
+    return max(row[2] for row in trace), trace, message
 
 
 def orders(program) -> list[dict]:
@@ -240,7 +269,8 @@ def write(row: dict, trace: list, command: str, tag: str = "") -> None:
     keys = list(row)
     with open(RESULTS / f"fo_sdp_conv{tag}_trace.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["seconds", "iteration", "certified_bound", "check_seconds"])
+        writer.writerow(["seconds", "iteration", "certified_bound", "check_seconds",
+                         "detail"])
         writer.writerows(trace)
     with open(RESULTS / f"fo_sdp_conv{tag}.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, keys)
@@ -266,8 +296,16 @@ def main() -> None:
                         help="bm: the Burer-Monteiro stage certified directly; backend: "
                              "get_solver('fo-sdp').solve")
     parser.add_argument("--rank", type=int, default=4)
+    parser.add_argument("--bm-mu", type=float, default=0.2,
+                        help="bm path: the ALM penalty, times the objective's scale")
+    parser.add_argument("--shift", nargs="*", default=["rows", "inner"],
+                        choices=("weighted", "rows", "inner"),
+                        help="bm path: also certify the multipliers' matrix-free kappa "
+                             "shifts by these rules (repair.lowrank_shift)")
     parser.add_argument("--option", action="append", default=[],
                         help="an fo-sdp option KEY=VALUE (repeatable)")
+    parser.add_argument("--save-params", default="",
+                        help="bm path: save each checked dual vector to PREFIX_<outer>.npy")
     parser.add_argument("--tag", default="", help="suffix of the result files")
     parser.add_argument("--orders", action="store_true",
                         help="only time one block factorisation in both elimination orders "

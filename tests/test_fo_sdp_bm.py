@@ -2,7 +2,9 @@
 
 References: Clarabel through cvxpy on the same SDP (cuts on), the exact margin from the
 big-M MILP (``relax.search.milp.milp_margin``), sampling, and relax's CROWN.  Checks:
-the shift makes ``D`` PSD (eigvalsh) and never lowers a certified bound; the BM path's
+the shift makes ``D`` PSD (eigvalsh) and never lowers a certified bound, and so does its
+matrix-free (Lanczos) version above the dense limit, whose Gershgorin rule with every
+Ritz pair is the dense shift; the BM path's
 bound is <= Clarabel's optimum and within 1e-3 of it on small nets, <= the exact margin
 <= sampled margins, never below CROWN even when its settings are bad; its state is
 explicit (``init_state`` / ``update`` / ``run``); its options are validated.
@@ -28,7 +30,7 @@ from solvers.backends.fo_sdp.certificate import certify, dense_lagrangian
 from solvers.backends.fo_sdp.init import initial_duals
 from solvers.backends.fo_sdp.options import FoSdpOptions
 from solvers.backends.fo_sdp.problem import Layout, prepare, split_numpy
-from solvers.backends.fo_sdp.repair import gershgorin_shift, improve
+from solvers.backends.fo_sdp.repair import gershgorin_shift, improve, lowrank_shift
 from tests.helpers import random_network, sample_box
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -78,6 +80,48 @@ def test_the_gershgorin_shift_makes_D_psd_and_never_lowers_the_bound(seed):
         bound, duals = improve(data, layout, params, 6000)
         assert bound >= plain and bound == certify(data, layout, duals, 6000)
         assert bound <= clarabel + 1e-7
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_matrix_free_shift_makes_D_psd_and_matches_the_dense_one(seed):
+    program, _, _, _, _ = _case(seed)
+    data = prepare(program, True)
+    layout = Layout(data)
+    rng = np.random.default_rng(seed)
+    start = initial_duals(data, layout, "crown")
+    keep = np.concatenate([[True], data.d > 0])
+    m = int(keep.sum())
+    for scale in (0.1, 1.0):
+        params = layout.project(start + scale * rng.normal(size=start.size))
+        for rule in ("weighted", "rows"):
+            shifted = lowrank_shift(data, layout, params, count=m, steps=m, rounds=1,
+                                    rule=rule)
+            lams, kappa = split_numpy(layout, data, shifted)
+            D = dense_lagrangian(data, lams, kappa, absolute=False)[np.ix_(keep, keep)]
+            assert np.linalg.eigvalsh(D)[0] >= -1e-9 * np.linalg.norm(D)
+        dense = gershgorin_shift(data, layout, params)
+        assert np.allclose(shifted, dense, rtol=1e-8, atol=1e-8 * np.abs(dense).max())
+    with pytest.raises(ValueError):
+        lowrank_shift(data, layout, params, count=m, steps=m, rule="nope")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_matrix_free_shift_never_lowers_the_block_certified_bound(seed):
+    program, _, clarabel, exact, _ = _case(seed, (4, 8, 8, 6, 3))
+    data = prepare(program, True)
+    layout = Layout(data)
+    rng = np.random.default_rng(seed)
+    start = initial_duals(data, layout, "crown")
+    for scale in (0.1, 1.0):
+        params = layout.project(start + scale * rng.normal(size=start.size))
+        plain = certify(data, layout, params, 1)            # limit 1: the block certificate
+        bound, duals = improve(data, layout, params, 1, matrix_free=True)
+        assert bound > plain or scale < 1                   # it helps on the far points
+        assert bound >= plain and bound == certify(data, layout, duals, 1)
+        assert bound <= min(clarabel + 1e-7, exact + 1e-9)
+        for count in (1, 3):                                # a partial negative part
+            few = lowrank_shift(data, layout, params, count=count, steps=12)
+            assert certify(data, layout, few, 1) <= min(clarabel + 1e-7, exact + 1e-9)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])

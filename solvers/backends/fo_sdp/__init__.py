@@ -51,7 +51,9 @@ Modules (one job each)
 keys rejected), :mod:`.problem` (float64 data and the dual layout), :mod:`.certificate`
 (the rigorous float64 bound) with :mod:`.blocks` (its block LDL^T part past the dense
 check), :mod:`.repair` (the Gershgorin ``kappa`` shift: a cheaper way than the uniform
-``q`` to pay for ``D``'s negative part), :mod:`.operator` (the one batched matrix-free
+``q`` to pay for ``D``'s negative part; dense, and matrix-free from Lanczos pairs above
+the dense limit), :mod:`.kappa` (the best ``kappa`` for given multipliers, from a
+low-rank solve of the inner box-constrained SDP), :mod:`.operator` (the one batched matrix-free
 ``D``), :mod:`.init` (starts from the interval, CROWN and LP bounds), the optimisers
 :mod:`.burer_monteiro` (a low-rank primal with an augmented Lagrangian whose
 multipliers are the duals), :mod:`.spectral` (L-BFGS on the smoothed dual) and
