@@ -70,8 +70,8 @@ from solvers.backends.fo_sdp.certificate import (
 )
 from solvers.backends.fo_sdp.problem import EPS, ProblemData
 
-__all__ = ["block_cholesky", "block_flops", "block_lower_eigenvalue", "first_parity",
-           "kept_blocks", "lower_eigenvalue"]
+__all__ = ["block_cholesky", "block_flops", "block_lower_eigenvalue", "block_matvec",
+           "first_parity", "kept_blocks", "lower_eigenvalue"]
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def _forming_error(absolute: Blocks, s: float, count: int, m: int) -> float:
     return (count + 1) * EPS * math.sqrt(total) * (1 + 4 * m * EPS)
 
 
-def _matvec(blocks: Blocks):
+def block_matvec(blocks: Blocks):
     """``v -> D v`` for rows ``v`` (b, m) from the blocks (torch in, torch out)."""
     import torch
 
@@ -243,7 +243,7 @@ def _estimate(blocks: Blocks, steps: int = 120) -> float:
 
     from solvers.linalg import lanczos
 
-    apply, m = _matvec(blocks)
+    apply, m = block_matvec(blocks)
     start = torch.ones((1, m), dtype=torch.float64)
     values, _ = lanczos(apply, start, min(steps, m), 1)
     return float(values[0, 0])

@@ -34,13 +34,13 @@ __all__ = ["inner_duals"]
 
 def _lagrangian_operator(data: ProblemData, layout: Layout, params: np.ndarray):
     """``(apply, m)``: ``V -> Mt V`` (rows) on the kept coordinates, ``kappa = 0``."""
-    from solvers.backends.fo_sdp.blocks import _matvec, kept_blocks
+    from solvers.backends.fo_sdp.blocks import block_matvec, kept_blocks
     from solvers.backends.fo_sdp.certificate import lagrangian_blocks
 
     lams, kappa = split_numpy(layout, data, params)
     blocks = kept_blocks(data, lagrangian_blocks(data, lams, np.zeros_like(kappa),
                                                  absolute=False))
-    return _matvec(blocks)
+    return block_matvec(blocks)
 
 
 def _project(V, radius):

@@ -74,10 +74,10 @@ def _negative_ritz(blocks, count: int, steps: int):
     ``blocks`` after ``steps`` Lanczos steps: values (j,) and unit vectors (j, m)."""
     import torch
 
-    from solvers.backends.fo_sdp.blocks import _matvec
+    from solvers.backends.fo_sdp.blocks import block_matvec
     from solvers.linalg import lanczos
 
-    apply, m = _matvec(blocks)
+    apply, m = block_matvec(blocks)
     start = torch.randn((1, m), generator=torch.Generator().manual_seed(m),
                         dtype=torch.float64)
     values, vectors = lanczos(apply, start, min(steps, m), count)
