@@ -30,7 +30,7 @@ from solvers.backends.fo_sdp.certificate import certify, dense_lagrangian
 from solvers.backends.fo_sdp.init import initial_duals
 from solvers.backends.fo_sdp.options import FoSdpOptions
 from solvers.backends.fo_sdp.problem import Layout, prepare, split_numpy
-from solvers.backends.fo_sdp.repair import gershgorin_shift, improve, lowrank_shift
+from solvers.backends.fo_sdp.repair import best_corner, gershgorin_shift, improve, lowrank_shift
 from tests.helpers import random_network, sample_box
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -83,6 +83,38 @@ def test_the_gershgorin_shift_makes_D_psd_and_never_lowers_the_bound(seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_best_corner_makes_D_singular_and_recovers_a_low_kappa_0(seed):
+    """After the shift ``R > 0``; the Schur complement ``kappa_0`` leaves ``D >= 0`` with a
+    zero eigenvalue (so no larger ``kappa_0`` keeps it PSD), whatever ``kappa_0`` it got;
+    never above Clarabel's SDP optimum; ``improve`` returns the best of the three."""
+    program, _, clarabel, _, _ = _case(seed)
+    data = prepare(program, True)
+    layout = Layout(data)
+    rng = np.random.default_rng(seed)
+    start = initial_duals(data, layout, "crown")
+    keep = np.concatenate([[True], data.d > 0])
+    for scale in (0.1, 1.0):
+        params = layout.project(start + scale * rng.normal(size=start.size))
+        shifted = gershgorin_shift(data, layout, params)
+        low = shifted.copy()
+        low[layout.kappa_start] -= 1.0
+        corner = best_corner(data, layout, low)
+        lams, kappa = split_numpy(layout, data, corner)
+        D = dense_lagrangian(data, lams, kappa, absolute=False)[np.ix_(keep, keep)]
+        assert abs(np.linalg.eigvalsh(D)[0]) <= 1e-8 * np.linalg.norm(D)
+        assert corner[layout.kappa_start] >= shifted[layout.kappa_start] - 1e-9
+        assert np.allclose(corner, best_corner(data, layout, shifted), rtol=1e-9, atol=1e-9)
+        assert np.array_equal(np.delete(corner, layout.kappa_start),
+                              np.delete(shifted, layout.kappa_start))
+        bound = certify(data, layout, corner, 6000)
+        assert bound <= clarabel + 1e-7
+        best, _ = improve(data, layout, params, 6000)
+        assert best >= max(certify(data, layout, params, 6000),
+                           certify(data, layout, shifted, 6000),
+                           certify(data, layout, best_corner(data, layout, shifted), 6000))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_matrix_free_shift_makes_D_psd_and_matches_the_dense_one(seed):
     program, _, _, _, _ = _case(seed)
     data = prepare(program, True)
@@ -124,19 +156,51 @@ def test_the_matrix_free_shift_never_lowers_the_block_certified_bound(seed):
             assert certify(data, layout, few, 1) <= min(clarabel + 1e-7, exact + 1e-9)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_bm_reaches_clarabel_and_is_sound(seed):
+@pytest.mark.parametrize("seed, momentum", [(0, True), (1, True), (2, True), (3, True),
+                                            (0, False), (3, False)])
+def test_bm_reaches_clarabel_and_is_sound(seed, momentum):
     program, crown, clarabel, exact, sampled = _case(seed)
-    solution = _bm(program)
+    solution = _bm(program, bm_momentum=momentum)
     assert crown - _tol(crown) <= solution.bound <= clarabel + 1e-7
     assert (clarabel - solution.bound) / max(1.0, abs(clarabel)) < 1e-3
     assert solution.bound <= exact + 1e-9 <= sampled + 2e-9
 
 
+def test_bm_alone_above_lbfgs_below_is_sound_and_runs_no_lbfgs():
+    """Above ``lbfgs_below`` rows the Burer-Monteiro stage has the whole run: every check
+    is one of its outer iterations (iteration 0), no L-BFGS evaluation follows, and the
+    bound still lies between CROWN's and Clarabel's."""
+    program, crown, clarabel, exact, _ = _case(1, (4, 8, 8, 6, 3))
+    solution = _bm(program, lbfgs_below=5, bm_outer=8)
+    checks = solution.warm_start.checks
+    assert len(checks) == 8 and all(i == 0 for i, _ in checks)
+    assert solution.stats.iterations == 0
+    assert crown - _tol(crown) <= solution.bound <= min(clarabel + 1e-7, exact + 1e-9)
+    assert solution.bound > crown + 1e-3          # the SDP is tighter than CROWN here
+
+
+def test_momentum_certifies_the_plain_update_not_the_extrapolated_point():
+    program, *_ = _case(0)
+    data = prepare(program, True)
+    layout = Layout(data)
+    problem = bm.BmProblem.build(data, layout, 3, 1.0)
+    state = bm.init_state(problem, initial_duals(data, layout, "crown"), bm.centre_point(data))
+    moved = False
+    for _ in range(4):
+        state = bm.update(problem, state, inner=30, momentum=True)
+        plain = dataclasses.replace(state, lams=state.updated[0], nu=state.updated[1],
+                                    updated=None)
+        assert np.array_equal(bm.to_params(problem, state), bm.to_params(problem, plain))
+        moved |= state.momentum > 1.0 and any(
+            not np.array_equal(a.numpy(), b.numpy())
+            for now, upd in zip(state.lams, state.updated[0]) for a, b in zip(now, upd))
+    assert moved                              # some step was extrapolated
+
+
 def test_bm_is_never_below_crown_with_bad_settings():
     for seed in range(3):
         program, crown, clarabel, _, _ = _case(seed, (4, 8, 8, 6, 3))
-        for extra in ({"bm_mu": 1e6, "bm_inner": 1}, {"bm_mu": 1e-4, "rank": 1}):
+        for extra in ({"bm_mu": 1e7, "bm_inner": 1}, {"bm_mu": 1e-3, "rank": 1}):
             bound = _bm(program, max_iterations=10, **extra).bound
             assert crown - _tol(crown) <= bound <= clarabel + 1e-7
 

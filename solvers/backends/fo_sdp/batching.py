@@ -214,6 +214,9 @@ class Batch:
         return gather.run(jobs)
 
     def _spectral_job(self, i: int, gather: Lockstep, deadline):
+        if (self.method == "bm" and self.options.max_iterations > 0
+                and self.datas[i].n + 1 > self.options.lbfgs_below):
+            return lambda: self._low_rank_only(i, deadline)
         runner = SpectralRun(self.datas[i], self.layouts[i], self.options,
                              lambda p, tau: gather.call(i, (p, tau)), self.op.t,
                              self.scale[i], lambda p: self.improve(i, p))
@@ -226,7 +229,15 @@ class Batch:
                               deadline, x0)
         return job
 
-    def _low_rank(self, i: int, deadline) -> np.ndarray | None:
+    def _low_rank_only(self, i: int, deadline) -> Record:
+        """``method="bm"`` above ``lbfgs_below`` rows: the Burer-Monteiro stage for the
+        whole time (its checks are the record's bound; no L-BFGS follows)."""
+        rec = self.records[i]
+        self._low_rank(i, deadline, fraction=1.0)
+        rec.status = Status.TIME_LIMIT if deadline is not None else Status.ITERATION_LIMIT
+        return rec
+
+    def _low_rank(self, i: int, deadline, fraction: float | None = None) -> np.ndarray | None:
         """The Burer-Monteiro stage of ``method="bm"``: its multipliers are certified after
         every outer iteration (with the Gershgorin shift; recorded as checks at iteration
         0); the best of them when it certifies within ``bm_keep`` of the start's bound
@@ -236,9 +247,12 @@ class Batch:
 
         data, layout, rec, opts = self.datas[i], self.layouts[i], self.records[i], self.options
         problem = bm.BmProblem.build(data, layout, opts.rank, self.scale[i])
-        state = bm.init_state(problem, rec.start, bm.centre_point(data), opts.seed, opts.bm_mu)
+        hidden = max(1, data.n - data.sizes[0])
+        state = bm.init_state(problem, rec.start, bm.centre_point(data), opts.seed,
+                              opts.bm_mu / hidden)
         left = None if deadline is None else deadline - time.perf_counter()
-        stop = None if left is None else time.perf_counter() + opts.bm_fraction * left
+        share = opts.bm_fraction if fraction is None else fraction
+        stop = None if left is None else time.perf_counter() + share * left
         best = [-np.inf, None]
 
         def on_step(s):
@@ -248,6 +262,7 @@ class Batch:
                 best[:] = [bound, params]
 
         bm.run(problem, state, stop, outer=opts.bm_outer if stop is None else 10_000,
-               on_step=on_step, inner=opts.bm_inner, growth=opts.bm_growth)
+               on_step=on_step, inner=opts.bm_inner, growth=opts.bm_growth,
+               momentum=opts.bm_momentum)
         start = self.certify(i, rec.start)
         return best[1] if best[0] >= start - opts.bm_keep * max(1.0, abs(start)) else None

@@ -13,7 +13,13 @@ scaled by ``rho`` (``rho^2`` for ``h``) as the dual parameters are.  The augment
 Lagrangian (penalty ``mu``) is minimised over ``V`` by L-BFGS (torch autograd: a few
 products with ``W_k`` and ``W_k^T`` on ``r`` columns per evaluation), then the
 multipliers are updated (``lam <- max(0, lam - mu g)``, ``gamma <- gamma - mu h``) and
-``mu`` grows when the violation does not fall fast enough.  The multipliers *are* the
+``mu`` grows when the violation does not fall fast enough.  The multiplier update is
+gradient ascent with step ``mu`` on the augmented dual ``g_mu(lam) = min_V L_mu(V, lam)``
+(a ``1/mu``-smooth concave function); with ``momentum`` it is Nesterov's accelerated
+ascent (the next inner problem is solved at ``lam+ + (t_k - 1)/t_{k+1} (lam+ - lam)``,
+inequality multipliers clipped at 0), restarted (``t = 1``) whenever ``g_mu`` falls
+(O'Donoghue & Candes' adaptive restart).  The certified multipliers are always the
+plain update ``lam+``, never the extrapolated point.  The multipliers *are* the
 dual parameters of :mod:`solvers.backends.fo_sdp` (``kappa_i = -nu_i``,
 ``kappa_0 = f + sum d_i nu_i``), so every outer iteration yields a rigorously
 certifiable dual point; the run hands its best one to the spectral L-BFGS as a warm
@@ -79,6 +85,9 @@ class BmState:
     violation: float
     outer: int
     objective: float = math.nan
+    updated: tuple | None = None        # (lams, nu) of the last plain update (momentum)
+    momentum: float = 1.0               # Nesterov's t_k
+    dual_value: float = -math.inf       # g_mu at the last inner solution
 
 
 def _lift(problem: BmProblem, V):
@@ -185,15 +194,17 @@ def _largest(x) -> float:
 
 
 def update(problem: BmProblem, state: BmState, inner: int = 300,
-           growth: float = 1.0) -> BmState:
+           growth: float = 1.0, momentum: bool = False) -> BmState:
     """One outer iteration: minimise (``inner`` L-BFGS iterations), update the
-    multipliers, and multiply the penalty by ``growth`` when the violation fell by less
-    than a factor 4 (``growth = 1``: a fixed penalty, which keeps the subproblems well
-    conditioned and the multipliers -- the certificate -- accurate)."""
+    multipliers (with ``momentum``: extrapolate them, module docstring), and multiply
+    the penalty by ``growth`` when the violation fell by less than a factor 4
+    (``growth = 1``: a fixed penalty, which keeps the subproblems well conditioned and
+    the multipliers -- the certificate -- accurate)."""
     import torch
 
     V = _minimise(problem, state, inner)
     with torch.no_grad():
+        value = float(_augmented(problem, state, V))
         cons, box, f = _constraints(problem, V)
         mu, lams, worst = state.mu, [], 0.0
         for (ga, gb, h, gt), (la, lb, lg, lt) in zip(cons, state.lams):
@@ -205,29 +216,48 @@ def update(problem: BmProblem, state: BmState, inner: int = 300,
         worst = max([worst] + [_largest(torch.minimum(g, lam / mu))
                                for g, lam in zip(box, state.nu)])
     grow = worst > 0.25 * state.violation
-    return replace(state, V=V, lams=lams, nu=nu, mu=mu * (growth if grow else 1.0),
-                   violation=worst, outer=state.outer + 1, objective=float(f))
+    new = replace(state, V=V, lams=lams, nu=nu, mu=mu * (growth if grow else 1.0),
+                  violation=worst, outer=state.outer + 1, objective=float(f),
+                  dual_value=value, updated=None, momentum=1.0)
+    return _extrapolate(state, new) if momentum else new
+
+
+def _extrapolate(old: BmState, new: BmState) -> BmState:
+    """Nesterov's step from the last plain update to ``new``'s (restart: none, when the
+    augmented dual value fell or the penalty changed)."""
+    previous = old.updated or (old.lams, old.nu)
+    if new.dual_value < old.dual_value or new.mu != old.mu:
+        return replace(new, updated=(new.lams, new.nu), momentum=1.0)
+    t = (1.0 + math.sqrt(1.0 + 4.0 * old.momentum ** 2)) / 2.0
+    beta = (old.momentum - 1.0) / t
+    lams = [tuple(x if j == 2 else x.clamp(min=0) for j, x in
+                  enumerate(a + beta * (a - b) for a, b in zip(now, before)))
+            for now, before in zip(new.lams, previous[0])]
+    nu = [(a + beta * (a - b)).clamp(min=0) for a, b in zip(new.nu, previous[1])]
+    return replace(new, lams=lams, nu=nu, updated=(new.lams, new.nu), momentum=t)
 
 
 def to_params(problem: BmProblem, state: BmState) -> np.ndarray:
     """The dual parameters of the multipliers (``kappa_i = -nu_i``,
     ``kappa_0 = f + sum d_i nu_i``)."""
     layout, data = problem.layout, problem.data
+    lams, nus = state.updated or (state.lams, state.nu)
     p = np.zeros(layout.size)
-    for k, lam in enumerate(state.lams):
+    for k, lam in enumerate(lams):
         for part, value in zip(layout.split(p, k), lam):
             part[:] = value.numpy()
-    nu = np.concatenate([v.numpy() for v in state.nu])
+    nu = np.concatenate([v.numpy() for v in nus])
     p[layout.kappa_start + 1:] = -nu
     p[layout.kappa_start] = state.objective + float(data.d @ nu)
     return layout.project(p)
 
 
 def run(problem: BmProblem, state: BmState, deadline: float | None, outer: int = 200,
-        on_step=None, inner: int = 300, growth: float = 1.0) -> BmState:
+        on_step=None, inner: int = 300, growth: float = 1.0,
+        momentum: bool = False) -> BmState:
     """Outer iterations until ``outer``, the deadline, or a violation below 1e-9."""
     for _ in range(outer):
-        state = update(problem, state, inner, growth)
+        state = update(problem, state, inner, growth, momentum)
         if on_step is not None:
             on_step(state)
         if state.violation < 1e-9 or (deadline is not None and time.perf_counter() > deadline):

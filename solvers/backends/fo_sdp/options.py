@@ -20,8 +20,9 @@ class FoSdpOptions:
     explains the methods).
 
     Common: ``device``, ``dtype`` ("float64"/"float32": iterations only, certificates
-    are float64), ``method`` ("auto": the spectral L-BFGS for ``1 + n < bm_above``,
-    Burer-Monteiro then L-BFGS ("bm") up to ``lbfgs_below``, else Adam), ``max_iterations`` (evaluations), ``cuts`` (triangle cuts in the dual,
+    are float64), ``method`` ("auto": the spectral L-BFGS for ``1 + n < bm_above``, else
+    Burer-Monteiro, then L-BFGS up to ``lbfgs_below`` rows ("bm"); "adam": the
+    matrix-free Adam of :mod:`.adam`), ``max_iterations`` (evaluations), ``cuts`` (triangle cuts in the dual,
     on by default: the dual then contains CROWN's and the LP's bounds), ``init``
     ("linear": the better of the interval and the CROWN bound; "crown"; "lp": the
     best of those and the triangle LP's optimal duals; "interval"; "zeros"), ``check_every`` (certify every k-th
@@ -31,13 +32,16 @@ class FoSdpOptions:
     Adam: ``lr``, ``patience``, ``eig``, ``dense_below``, ``lanczos_steps``, ``ritz``,
     ``smooth_eig``.  L-BFGS: ``lbfgs_below``, ``memory``, ``smooth_stages``,
     ``stage_tol``, ``stage_gap``, ``stage_patience``.  ``method="bm"``: a
-    rank-``rank`` Burer-Monteiro augmented Lagrangian (penalty ``bm_mu * scale``, times
-    ``bm_growth`` when the violation stalls; ``bm_inner`` L-BFGS steps per outer
-    iteration; ``bm_outer`` outer iterations without a time limit) for ``bm_fraction``
-    of the time limit, its multipliers certified after every outer iteration with the
-    Gershgorin ``kappa`` shift (:mod:`.repair`); the best of them start the spectral
-    L-BFGS when they certify within ``bm_keep`` (relative to ``max(1, |start|)``) of the
-    start's bound."""
+    rank-``rank`` Burer-Monteiro augmented Lagrangian (penalty ``bm_mu * scale / h``,
+    ``h`` the number of hidden neurons, times ``bm_growth`` when the violation stalls;
+    ``bm_inner`` L-BFGS steps per outer iteration; ``bm_outer`` outer iterations without
+    a time limit; ``bm_momentum``: Nesterov's accelerated multiplier updates with
+    adaptive restart) for ``bm_fraction`` of the time limit, its multipliers certified
+    after every outer iteration with the Gershgorin ``kappa`` shift (:mod:`.repair`);
+    the best of them start the spectral L-BFGS when they certify within ``bm_keep``
+    (relative to ``max(1, |start|)``) of the start's bound.  Above ``lbfgs_below`` rows
+    the Burer-Monteiro stage has the whole time limit and no L-BFGS follows (its
+    eigenvalue problems would be dense)."""
 
     device: str = "cpu"
     dtype: str = "float64"
@@ -65,7 +69,8 @@ class FoSdpOptions:
     stage_patience: int = 50
     rank: int = 16
     bm_fraction: float = 0.7
-    bm_mu: float = 0.2
+    bm_mu: float = 40.0
+    bm_momentum: bool = True
     bm_inner: int = 300
     bm_growth: float = 1.0
     bm_outer: int = 10
@@ -99,6 +104,5 @@ class FoSdpOptions:
     def solver_method(self, n1: int) -> str:
         """``"lbfgs"``, ``"bm"`` or ``"adam"`` for a problem with ``1 + n = n1`` rows."""
         if self.method == "auto":
-            return ("lbfgs" if n1 < self.bm_above else "bm" if n1 <= self.lbfgs_below
-                    else "adam")
+            return "lbfgs" if n1 < self.bm_above else "bm"
         return self.method

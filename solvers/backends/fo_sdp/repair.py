@@ -14,7 +14,15 @@ the duals with ``kappa' = kappa - r`` have ``lambda_min(D') ~ 0`` and
 
 This is only a *choice* of duals (eigenpairs in floating point); the bound of the new
 duals is proved, as every bound, by the float64 certificate.  :func:`improve` keeps
-whichever of the two duals certifies higher.  It needs the dense ``D`` and is used
+whichever of the two duals certifies higher.
+
+The shift never *raises* ``kappa_0``, and the Burer-Monteiro multipliers set
+``kappa_0`` from the (slightly infeasible) primal value, so the bound is capped there.
+:func:`best_corner` then sets ``kappa_0`` to the largest value with ``D >= 0`` given the
+other entries: with ``D = [[D_00, s^T], [s, R]]`` and ``R > 0`` (after the shift),
+``D >= 0`` iff ``D_00 >= s^T R^{-1} s`` (Schur complement), so ``kappa_0`` rises by
+``D_00 - s^T R^{-1} s``.  ``F`` gains that much less what ``q`` loses (``q >= 0`` may
+fall to 0, and ``q`` counts ``1 + sum d_i`` times), so :func:`improve` certifies both.  It needs the dense ``D`` and is used
 for ``1 + n <= dense_check_limit`` only (above it ``improve(..., matrix_free=True)``
 uses the following instead).
 
@@ -44,7 +52,7 @@ import numpy as np
 from solvers.backends.fo_sdp.certificate import certify, dense_lagrangian
 from solvers.backends.fo_sdp.problem import Layout, ProblemData, split_numpy
 
-__all__ = ["gershgorin_shift", "improve", "lowrank_shift"]
+__all__ = ["best_corner", "gershgorin_shift", "improve", "lowrank_shift"]
 
 
 def gershgorin_shift(data: ProblemData, layout: Layout, params: np.ndarray) -> np.ndarray:
@@ -66,6 +74,26 @@ def gershgorin_shift(data: ProblemData, layout: Layout, params: np.ndarray) -> n
     shift[keep] = np.abs(N).sum(axis=1)
     out = params.copy()
     out[layout.kappa_start:] -= shift
+    return layout.project(out)
+
+
+def best_corner(data: ProblemData, layout: Layout, params: np.ndarray) -> np.ndarray:
+    """``params`` with the largest ``kappa_0`` for which ``D >= 0`` given the other
+    entries (module docstring); unchanged when ``R`` is not positive definite in floating
+    point (its Cholesky factorisation fails) or not finite."""
+    params = layout.project(np.asarray(params, np.float64))
+    lams, kappa = split_numpy(layout, data, params)
+    keep = np.concatenate([[True], data.d > 0])
+    D = dense_lagrangian(data, lams, kappa, absolute=False)[np.ix_(keep, keep)]
+    if not np.isfinite(D).all():
+        return params
+    try:
+        factor = np.linalg.cholesky(D[1:, 1:])
+    except np.linalg.LinAlgError:
+        return params
+    half = np.linalg.solve(factor, D[1:, 0])          # R^{-1} = L^-T L^-1
+    out = params.copy()
+    out[layout.kappa_start] += D[0, 0] - float(half @ half)
     return layout.project(out)
 
 
@@ -129,7 +157,8 @@ def lowrank_shift(data: ProblemData, layout: Layout, params: np.ndarray, count: 
 def improve(data: ProblemData, layout: Layout, params: np.ndarray, limit: int,
             bound: float | None = None, matrix_free: bool = False) -> tuple[float, np.ndarray]:
     """``(bound, duals)``: the better-certified of ``params`` (whose certified bound may
-    be given as ``bound``) and its :func:`gershgorin_shift` (``1 + n <= limit``) or, when
+    be given as ``bound``), its :func:`gershgorin_shift` and that one's
+    :func:`best_corner` (``1 + n <= limit``) or, when
     ``matrix_free``, its :func:`lowrank_shift` above the limit (off by default: on the
     21,732-ReLU conv net it takes 20-80 s, which the backend's deadline does not
     budget; above the limit without it the duals are returned unchanged)."""
@@ -138,9 +167,13 @@ def improve(data: ProblemData, layout: Layout, params: np.ndarray, limit: int,
         bound = certify(data, layout, params, limit)
     if data.n + 1 <= limit:
         shifted = gershgorin_shift(data, layout, params)
+        candidates = [shifted, best_corner(data, layout, shifted)]
     elif matrix_free:
-        shifted = lowrank_shift(data, layout, params)
+        candidates = [lowrank_shift(data, layout, params)]
     else:
         return bound, params
-    other = certify(data, layout, shifted, limit)
-    return (other, shifted) if other > bound else (bound, params)
+    for other in candidates:
+        value = certify(data, layout, other, limit)
+        if value > bound:
+            bound, params = value, other
+    return bound, params
