@@ -224,6 +224,6 @@ def test_bm_options_are_validated():
     with pytest.raises(ValueError, match="unknown option"):
         FoSdpOptions.from_solve_options(SolveOptions(extra=(("bm_rank", 3),)))
     for bad in ({"bm_mu": 0.0}, {"rank": 0}, {"bm_growth": 0.5}, {"bm_fraction": 1.5},
-                {"bm_outer": 0}, {"bm_keep": -1.0}):
+                {"bm_outer": 0}, {"bm_keep": -1.0}, {"bm_shift_every": 0}):
         with pytest.raises(ValueError):
             FoSdpOptions(**bad)

@@ -62,9 +62,12 @@ of one), :mod:`.record` and :mod:`.backend`.  Lanczos and batched ``eigh`` are
 :mod:`solvers.linalg`.
 
 Default (``method="auto"``): the spectral L-BFGS below 300 rows (it converges there),
-``"bm"`` from 300 to 4000 rows (Burer-Monteiro for 70% of the time, its multipliers
-certified after every outer iteration with the Gershgorin shift, then the spectral
-L-BFGS from the best of them), Lanczos + Adam above.
+``"bm"`` above: Burer-Monteiro with Nesterov-accelerated multiplier updates, its
+multipliers certified after every outer iteration (up to the dense limit with the
+Gershgorin shift and the Schur-complement ``kappa_0``, :mod:`.repair`); up to 4000 rows
+for 70% of the time, then the spectral L-BFGS from the best of them; above 4000 rows
+for the whole time (no dense eigenvalue problem is ever formed).  Lanczos + Adam
+(``method="adam"``) stays available.
 
 Never below the start: with ``cuts`` (on by default) and ``init="linear"`` the start's
 rigorous bound is CROWN's (``init="lp"``: the triangle LP's), and ``Solution.bound`` is

@@ -136,12 +136,12 @@ class Batch:
         """Problem ``i``'s rigorous bound at the duals ``params``."""
         return certify(self.datas[i], self.layouts[i], params, self.options.dense_check_limit)
 
-    def improve(self, i: int, params: np.ndarray,
-                bound: float | None = None) -> tuple[float, np.ndarray]:
-        """Problem ``i``'s better-certified of ``params`` and its Gershgorin ``kappa``
-        shift (:mod:`.repair`), with its rigorous bound."""
+    def improve(self, i: int, params: np.ndarray, bound: float | None = None,
+                matrix_free: bool = False) -> tuple[float, np.ndarray]:
+        """Problem ``i``'s best-certified of ``params`` and its ``kappa`` repairs
+        (:func:`.repair.improve`), with its rigorous bound."""
         return improve(self.datas[i], self.layouts[i], params,
-                       self.options.dense_check_limit, bound)
+                       self.options.dense_check_limit, bound, matrix_free)
 
     def run(self, deadline: float | None) -> list:
         """Runs the optimiser; one :class:`Record` (or the exception) per problem."""
@@ -255,8 +255,11 @@ class Batch:
         stop = None if left is None else time.perf_counter() + share * left
         best = [-np.inf, None]
 
-        def on_step(s):
-            bound, params = self.improve(i, bm.to_params(problem, s))
+        dense = data.n + 1 <= opts.dense_check_limit
+
+        def on_step(s):            # past the dense limit: the costly repairs now and then
+            costly = not dense and s.outer % opts.bm_shift_every == 0
+            bound, params = self.improve(i, bm.to_params(problem, s), matrix_free=costly)
             rec.add_check(0, bound, params)
             if bound > best[0]:
                 best[:] = [bound, params]

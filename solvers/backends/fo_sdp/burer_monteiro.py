@@ -255,11 +255,16 @@ def to_params(problem: BmProblem, state: BmState) -> np.ndarray:
 def run(problem: BmProblem, state: BmState, deadline: float | None, outer: int = 200,
         on_step=None, inner: int = 300, growth: float = 1.0,
         momentum: bool = False) -> BmState:
-    """Outer iterations until ``outer``, the deadline, or a violation below 1e-9."""
+    """Outer iterations until ``outer``, a violation below 1e-9, or the deadline: an
+    iteration (with its ``on_step``) starts only when the last one would still fit."""
+    last = 0.0
     for _ in range(outer):
+        started = time.perf_counter()
         state = update(problem, state, inner, growth, momentum)
         if on_step is not None:
             on_step(state)
-        if state.violation < 1e-9 or (deadline is not None and time.perf_counter() > deadline):
+        last = time.perf_counter() - started
+        if state.violation < 1e-9 or (deadline is not None
+                                      and time.perf_counter() + last > deadline):
             break
     return state

@@ -39,7 +39,9 @@ class FoSdpOptions:
     adaptive restart) for ``bm_fraction`` of the time limit, its multipliers certified
     after every outer iteration with the Gershgorin ``kappa`` shift (:mod:`.repair`);
     the best of them start the spectral L-BFGS when they certify within ``bm_keep``
-    (relative to ``max(1, |start|)``) of the start's bound.  Above ``lbfgs_below`` rows
+    (relative to ``max(1, |start|)``) of the start's bound; past ``dense_check_limit``
+    rows every ``bm_shift_every``-th outer iteration's multipliers also get the
+    matrix-free ``kappa`` repairs (costly).  Above ``lbfgs_below`` rows
     the Burer-Monteiro stage has the whole time limit and no L-BFGS follows (its
     eigenvalue problems would be dense)."""
 
@@ -71,6 +73,7 @@ class FoSdpOptions:
     bm_fraction: float = 0.7
     bm_mu: float = 40.0
     bm_momentum: bool = True
+    bm_shift_every: int = 3
     bm_inner: int = 300
     bm_growth: float = 1.0
     bm_outer: int = 10
@@ -85,9 +88,11 @@ class FoSdpOptions:
         if self.max_iterations < 0 or self.lanczos_steps < 1 or self.ritz < 1:
             raise ValueError("fo-sdp: max_iterations >= 0, lanczos_steps >= 1, ritz >= 1")
         if (self.rank < 1 or self.bm_mu <= 0 or self.bm_inner < 1 or self.bm_growth < 1
-                or self.bm_outer < 1 or self.bm_keep < 0 or not 0 <= self.bm_fraction <= 1):
+                or self.bm_outer < 1 or self.bm_keep < 0 or not 0 <= self.bm_fraction <= 1
+                or self.bm_shift_every < 1):
             raise ValueError("fo-sdp: rank >= 1, bm_mu > 0, bm_inner >= 1, bm_growth >= 1, "
-                             "bm_outer >= 1, bm_keep >= 0, 0 <= bm_fraction <= 1")
+                             "bm_outer >= 1, bm_keep >= 0, 0 <= bm_fraction <= 1, "
+                             "bm_shift_every >= 1")
         object.__setattr__(self, "smooth_stages", tuple(self.smooth_stages))
 
     @classmethod

@@ -159,9 +159,11 @@ def improve(data: ProblemData, layout: Layout, params: np.ndarray, limit: int,
     """``(bound, duals)``: the better-certified of ``params`` (whose certified bound may
     be given as ``bound``), its :func:`gershgorin_shift` and that one's
     :func:`best_corner` (``1 + n <= limit``) or, when
-    ``matrix_free``, its :func:`lowrank_shift` above the limit (off by default: on the
-    21,732-ReLU conv net it takes 20-80 s, which the backend's deadline does not
-    budget; above the limit without it the duals are returned unchanged)."""
+    ``matrix_free``, above the limit its :func:`lowrank_shift` and the ``rows`` shift of
+    its inner-SDP ``kappa`` (:func:`.kappa.inner_duals`, 1,000 steps); off by default:
+    on the 21,732-ReLU conv net they take 20-80 s each, so the Burer-Monteiro stage
+    asks for them every few outer iterations only; above the limit without it the
+    duals are returned unchanged."""
     params = layout.project(np.asarray(params, np.float64))
     if bound is None:
         bound = certify(data, layout, params, limit)
@@ -169,7 +171,11 @@ def improve(data: ProblemData, layout: Layout, params: np.ndarray, limit: int,
         shifted = gershgorin_shift(data, layout, params)
         candidates = [shifted, best_corner(data, layout, shifted)]
     elif matrix_free:
-        candidates = [lowrank_shift(data, layout, params)]
+        from solvers.backends.fo_sdp.kappa import inner_duals
+
+        candidates = [lowrank_shift(data, layout, params),
+                      lowrank_shift(data, layout, inner_duals(data, layout, params, steps=1000),
+                                    rule="rows")]
     else:
         return bound, params
     for other in candidates:
