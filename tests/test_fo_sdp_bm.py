@@ -177,6 +177,7 @@ def test_bm_alone_above_lbfgs_below_is_sound_and_runs_no_lbfgs():
     assert solution.stats.iterations == 0
     assert crown - _tol(crown) <= solution.bound <= min(clarabel + 1e-7, exact + 1e-9)
     assert solution.bound > crown + 1e-3          # the SDP is tighter than CROWN here
+    assert solution.message.startswith("Burer-Monteiro: 8 outer iterations")
 
 
 def test_momentum_certifies_the_plain_update_not_the_extrapolated_point():

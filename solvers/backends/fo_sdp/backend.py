@@ -87,7 +87,8 @@ def _solution(batch: Batch, i: int, rec: Record) -> Solution:
     state = FoSdpState(batch.datas[i].sizes, batch.options.cuts, np.array(best), rec.vector,
                        rec.iterations, np.asarray(rec.history), tuple(rec.checks),
                        tuple(rec.check_seconds))
-    message = (f"{rec.iterations} iterations in {rec.seconds:.2f}s; estimated dual value "
+    message = (f"{rec.stage}{rec.iterations} iterations in {rec.seconds:.2f}s; "
+               f"estimated dual value "
                f"{rec.best_value:.6g}, certified {bound:.6g} (start {final[0][1]:.6g})")
     log.info("fo-sdp: %s", message)
     return Solution(rec.status, None, bound,

@@ -264,8 +264,10 @@ class Batch:
             if bound > best[0]:
                 best[:] = [bound, params]
 
-        bm.run(problem, state, stop, outer=opts.bm_outer if stop is None else 10_000,
-               on_step=on_step, inner=opts.bm_inner, growth=opts.bm_growth,
-               momentum=opts.bm_momentum)
+        state = bm.run(problem, state, stop, outer=opts.bm_outer if stop is None else 10_000,
+                       on_step=on_step, inner=opts.bm_inner, growth=opts.bm_growth,
+                       momentum=opts.bm_momentum)
+        rec.stage = (f"Burer-Monteiro: {state.outer} outer iterations, penalty {state.mu:.3g}, "
+                     f"primal {state.objective:.6g}, violation {state.violation:.2g}; ")
         start = self.certify(i, rec.start)
         return best[1] if best[0] >= start - opts.bm_keep * max(1.0, abs(start)) else None

@@ -50,6 +50,7 @@ class Record:
     check_seconds: list = field(default_factory=list)
     t0: float = field(default_factory=time.perf_counter)
     certified: tuple | None = None
+    stage: str = ""                     # a line on an earlier stage (Burer-Monteiro)
 
     def add_check(self, iteration: int, bound: float, params=None) -> None:
         """Record a rigorous check and the seconds since ``t0`` (the run's start); with
