@@ -256,15 +256,16 @@ def run(problem: BmProblem, state: BmState, deadline: float | None, outer: int =
         on_step=None, inner: int = 300, growth: float = 1.0,
         momentum: bool = False) -> BmState:
     """Outer iterations until ``outer``, a violation below 1e-9, or the deadline: an
-    iteration (with its ``on_step``) starts only when the last one would still fit."""
-    last = 0.0
+    iteration (with its ``on_step``) starts only when the longest one so far would
+    still fit (``on_step`` may be costlier on some iterations than on others)."""
+    longest = 0.0
     for _ in range(outer):
         started = time.perf_counter()
         state = update(problem, state, inner, growth, momentum)
         if on_step is not None:
             on_step(state)
-        last = time.perf_counter() - started
+        longest = max(longest, time.perf_counter() - started)
         if state.violation < 1e-9 or (deadline is not None
-                                      and time.perf_counter() + last > deadline):
+                                      and time.perf_counter() + longest > deadline):
             break
     return state
