@@ -180,6 +180,35 @@ def test_bm_alone_above_lbfgs_below_is_sound_and_runs_no_lbfgs():
     assert solution.message.startswith("Burer-Monteiro: 8 outer iterations")
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_hand_gradient_is_autograds(seed):
+    """The augmented Lagrangian's hand-written gradient (used by the inner L-BFGS) equals
+    torch autograd's of :func:`_augmented` at random factors and multipliers, including
+    masked (fixed) rows, active and inactive inequality terms."""
+    import torch
+
+    program, *_ = _case(seed, (4, 8, 8, 6, 3))
+    data = prepare(program, True)
+    layout = Layout(data)
+    problem = bm.BmProblem.build(data, layout, 3, 1.0)
+    state = bm.init_state(problem, initial_duals(data, layout, "crown"), bm.centre_point(data))
+    generator = torch.Generator().manual_seed(seed)
+    noisy = lambda x: x + 0.3 * torch.rand(x.shape, generator=generator, dtype=x.dtype)  # noqa: E731
+    state = dataclasses.replace(state, lams=[tuple(noisy(x) for x in lam) for lam in state.lams],
+                                nu=[noisy(x) for x in state.nu], mu=0.7)
+    masks = [(d > 0)[:, None].to(v) for d, v in zip(problem.d, state.V)]
+    for scale in (0.2, 1.5):
+        V = [(scale * torch.randn(v.shape, generator=generator, dtype=torch.float64))
+             .requires_grad_(True) for v in state.V]
+        value = bm._augmented(problem, state, [v * m for v, m in zip(V, masks)])
+        value.backward()
+        with torch.no_grad():
+            hand, grads = bm._augmented_and_gradient(problem, state, V, masks)
+        assert abs(float(hand) - float(value)) <= 1e-12 * max(1.0, abs(float(value)))
+        for v, g in zip(V, grads):
+            assert torch.allclose(g, v.grad, rtol=1e-10, atol=1e-12)
+
+
 def test_momentum_certifies_the_plain_update_not_the_extrapolated_point():
     program, *_ = _case(0)
     data = prepare(program, True)
