@@ -105,7 +105,7 @@ def test_exact_finds_the_counterexample_of_a_deep_violated_instance(stage_calls)
     (DEEP, "auto", True), (DEEP, "off", False), (SHALLOW, "auto", False), (SHALLOW, "krelu", True),
 ])
 def test_tighten_option_selects_the_stage(stage_calls, widths, tighten, runs):
-    rng, network, spec = _problem(1, 0.4, widths)
+    _, network, spec = _problem(1, 0.4, widths)
     assert (len(network.activations) >= AUTO_TIGHTEN_DEPTH) == (widths == DEEP)
     assert bound_specs(network, [spec])[0].bound <= 0
     options = VerifyOptions(methods=(ExactOptions(tighten=tighten),))
