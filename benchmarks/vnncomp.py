@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix for the output files")
     parser.add_argument("--pipeline", default=None, choices=["torch", "lp"],
                         help="exact method: torch alpha/beta-CROWN BaB (default) or the LP path")
+    parser.add_argument("--tighten", default=None, choices=["auto", "off", "krelu"],
+                        help="exact method: the k-ReLU stage before branch and bound (default auto)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per process (1 is fastest on a shared 2-core machine)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (relax.runs)")
@@ -91,7 +93,8 @@ def main() -> None:
 def run_all(instances, args):
     """Every instance through the CLI's runner (``relax.runs``: one process or
     ``--workers``), rows back in list order."""
-    methods = (ExactOptions(pipeline=args.pipeline),) if args.pipeline else ()
+    chosen = {k: v for k, v in (("pipeline", args.pipeline), ("tighten", args.tighten)) if v}
+    methods = (ExactOptions(**chosen),) if chosen else ()
     plan = RunPlan(tuple(instances), args.method,
                    VerifyOptions(solver=args.solver, methods=methods), args.timeout)
     order = {(i.network, i.property): n for n, i in enumerate(instances)}
@@ -146,7 +149,8 @@ def summary(rows, args) -> str:
              "", f"Machine: {describe_machine()}", "",
              f"Command: `python benchmarks/vnncomp.py {' '.join(_run_arguments(sys.argv[1:]))}`", "",
              f"Time limit per instance: {args.timeout or 'competition'} s; "
-             f"pipeline: {args.pipeline or 'default (torch)'}; torch threads: {args.threads}. "
+             f"pipeline: {args.pipeline or 'default (torch)'}; k-ReLU stage: "
+             f"{args.tighten or 'default (auto)'}; torch threads: {args.threads}. "
              "The machine was shared with other jobs, so times are pessimistic.", "",
              "| network | instances | holds | violated | unknown | solved | total s |",
              "|---|---|---|---|---|---|---|"]

@@ -54,7 +54,7 @@ from relax.protocol import BoundOutcome, VerifyOptions
 from relax.result import Reason
 from relax.spec import Spec
 
-__all__ = ["krelu_method", "krelu_tighten", "krelu_disjunct_bounds", "KreluOptions"]
+__all__ = ["krelu_method", "krelu_stage", "krelu_tighten", "krelu_disjunct_bounds", "KreluOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -228,22 +228,10 @@ def _krelu_one(network, spec, deadline: Deadline, options: VerifyOptions, config
     crown = bound_specs(network, [spec], "crown")[0]
     if crown.bound > 0 and not options.bound_only:
         return BoundOutcome(crown.bound, solver)
-    known = np.array(crown.disjunct_bounds, float)
-    bounds, tighten_from, feedback = crown.layers, 1, None
-    if config.bounds == "alpha":
-        bounds, feedback = _alpha_start(network, spec, bounds, known, config, deadline)
-        lp_layers = len(network.activations) if config.lp_layers is None else config.lp_layers
-        tighten_from = len(network.activations) - lp_layers
-        if known.min() > 0 and not options.bound_only:
-            return BoundOutcome(float(known.min()), solver)
-    bounds, layers = krelu_tighten(network, spec, bounds, config, solver,
-                                   deadline.share(config.tighten_share),
-                                   config.intermediate == "lp", tighten_from, feedback)
-    if known.min() > 0 and not options.bound_only:  # the alpha feedback proved every disjunct
-        return BoundOutcome(float(known.min()), solver)
-    per_disjunct = krelu_disjunct_bounds(network, spec, bounds, layers, solver, deadline,
-                                         known=None if options.bound_only else known)
-    per_disjunct = np.maximum(per_disjunct, known)
+    bounds, per_disjunct, layers = krelu_stage(network, spec, crown, config, solver, deadline,
+                                               options.bound_only)
+    if per_disjunct.min() > 0 and not options.bound_only:
+        return BoundOutcome(float(per_disjunct.min()), solver)
     counterexample = None
     if config.bab == "torch":
         per_disjunct, counterexample = _torch_branch(network, spec, bounds, per_disjunct, deadline)
@@ -254,6 +242,37 @@ def _krelu_one(network, spec, deadline: Deadline, options: VerifyOptions, config
              sum(r.b.size for r in layers), len(layers), per_disjunct.min())
     reason = Reason.time_limit() if deadline.expired else None
     return BoundOutcome(float(per_disjunct.min()), solver, counterexample, reason)
+
+
+def krelu_stage(network: Network, spec: Spec, crown, config: KreluOptions, solver: str,
+                deadline: Deadline, bound_only: bool = False
+                ) -> tuple[Bounds, np.ndarray, list[LayerRows]]:
+    """Everything of ``krelu`` before branch and bound, from ``crown`` (the spec's CROWN
+    result): (layer bounds, a safe lower bound on every disjunct's margin, k-ReLU rows).
+
+    With ``config.bounds == "alpha"``: alpha-CROWN for the open disjuncts, then LP
+    tightening of the last ``lp_layers`` layers with k-ReLU rows and alpha feedback
+    (``tighten_share`` of the time left); else LP tightening of every layer from CROWN.
+    Then the k-ReLU LP per disjunct.  Without ``bound_only`` it returns as soon as every
+    disjunct is proved (the rows may then be incomplete) and the LP stops at the first
+    disjunct that stays <= 0.  Each layer bound is valid over the whole box and each
+    disjunct bound is the best of CROWN's, alpha-CROWN's and the LP's safe dual bound."""
+    known = np.array(crown.disjunct_bounds, float)
+    bounds, tighten_from, feedback = crown.layers, 1, None
+    if config.bounds == "alpha":
+        bounds, feedback = _alpha_start(network, spec, bounds, known, config, deadline)
+        lp_layers = len(network.activations) if config.lp_layers is None else config.lp_layers
+        tighten_from = len(network.activations) - lp_layers
+        if known.min() > 0 and not bound_only:
+            return bounds, known, []
+    bounds, layers = krelu_tighten(network, spec, bounds, config, solver,
+                                   deadline.share(config.tighten_share),
+                                   config.intermediate == "lp", tighten_from, feedback)
+    if known.min() > 0 and not bound_only:  # the alpha feedback proved every disjunct
+        return bounds, known, layers
+    per_disjunct = krelu_disjunct_bounds(network, spec, bounds, layers, solver, deadline,
+                                         known=None if bound_only else known)
+    return bounds, np.maximum(per_disjunct, known), layers
 
 
 def _alpha_start(network, spec, bounds, known, config: KreluOptions, deadline: Deadline):

@@ -2,7 +2,12 @@
 
 1. CROWN (milliseconds): a positive bound decides *holds*.
 2. A short PGD attack: a float64-checked counterexample decides *violated*.
-3. ReLU networks: alpha-CROWN at the root and batched beta-CROWN branch and bound
+3. ReLU networks: on deep ones (:attr:`ExactOptions.tighten`; ``auto``: at least
+   :data:`AUTO_TIGHTEN_DEPTH` hidden layers) the stage of ``krelu`` before its branch
+   and bound (:func:`relax.krelu.method.krelu_stage`: alpha-CROWN, LP tightening of every
+   layer with k-ReLU rows and alpha feedback, the k-ReLU LP per disjunct) closes what it
+   can and hands its tightened layer bounds to the search; then alpha-CROWN at the root
+   and batched beta-CROWN branch and bound
    (:mod:`relax.search.beta_crown`, :attr:`ExactOptions.pipeline` ``"torch"``, the default;
    FSB branching by default, :attr:`ExactOptions.branching`), whose every evaluated domain
    proposes a counterexample candidate and whose lowest-bound domains seed a short PGD.  The ``pipeline="lp"``
@@ -30,6 +35,8 @@ import numpy as np
 
 from relax.bounds import bound_specs
 from relax.deadline import Deadline
+from relax.krelu.method import krelu_stage
+from relax.krelu.options import KreluOptions
 from relax.lp.method import lp_disjunct_bounds
 from relax.lp.runner import DEFAULT_LP_SOLVER
 from relax.lp.tighten import tighten_bounds
@@ -48,6 +55,13 @@ __all__ = ["exact_method", "exact_one", "short_attack", "ExactOptions"]
 
 log = logging.getLogger(__name__)
 
+#: ``tighten="auto"`` runs the k-ReLU stage on ReLU networks with at least this many
+#: hidden layers: on eran 9x200 (8 hidden layers) BaB from the root alpha-CROWN bounds
+#: decides 21/36 at 30 s and k-ReLU + BaB 28/36 at 300 s; on mnistfc 256x4 the k-ReLU
+#: stage decided fewer than exact (14 at 60 s vs 16 at 120 s), so it stays off there
+#: (``benchmarks/results/krelu_eran.md``, ``krelu_mnistfc_256x4.md``, ``vnncomp_notes.md``)
+AUTO_TIGHTEN_DEPTH = 6
+
 #: the attack before any search: restarts per disjunct and steps are a fraction of
 #: the default (one full attack costs about as much as a few CROWN passes)
 SHORT_ATTACK_FRACTION = 0.5
@@ -64,10 +78,31 @@ class ExactOptions(MethodOptions):
         "fsb", "torch pipeline: split the neuron with the best BaBSR score (babsr) or try the best "
                "few and keep the one whose worse child bound is highest (fsb)")
     batch: int = option(BabSettings.batch, "torch pipeline: domains split per batched bound evaluation")
+    tighten: Literal["auto", "off", "krelu"] = option(
+        "auto", "torch pipeline: before branch and bound, tighten the layer bounds with the k-ReLU "
+                "stage (krelu), never (off), or on nets with >= AUTO_TIGHTEN_DEPTH hidden layers")
+    tighten_k: int = option(2, "k-ReLU stage: ReLUs per group")
+    tighten_share: float = option(0.8, "k-ReLU stage: fraction of the time left after alpha-CROWN "
+                                       "for LP tightening")
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.krelu()  # checks tighten_k and tighten_share
 
     def bab(self) -> BabSettings:
         """The torch branch and bound's settings."""
         return BabSettings(batch=self.batch, branching=self.branching)
+
+    def krelu(self) -> KreluOptions:
+        """The k-ReLU stage's settings (``krelu``'s defaults otherwise: alpha-CROWN start,
+        5 feedback steps, every layer LP-tightened)."""
+        return KreluOptions(k=self.tighten_k, tighten_share=self.tighten_share)
+
+    def tightens(self, network: Network) -> bool:
+        """Whether the k-ReLU stage runs on this (ReLU) network."""
+        if self.tighten == "auto":
+            return len(network.activations) >= AUTO_TIGHTEN_DEPTH
+        return self.tighten == "krelu"
 
 
 def exact_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
@@ -76,7 +111,8 @@ def exact_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
     solver = options.solver or DEFAULT_LP_SOLVER
     exact = options.of(ExactOptions)
     with torch_threads():
-        return [exact_one(network, spec, deadline, options, solver, exact.pipeline, bab=exact.bab())
+        return [exact_one(network, spec, deadline, options, solver, exact.pipeline, bab=exact.bab(),
+                          krelu=exact.krelu() if exact.tightens(network) else None)
                 for spec in specs]
 
 
@@ -88,10 +124,10 @@ def short_attack(options: VerifyOptions):
 
 def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyOptions, solver: str,
               pipeline: str = "torch", crown=None, attack: bool = True,
-              bab: BabSettings = BabSettings()) -> BoundOutcome:
+              bab: BabSettings = BabSettings(), krelu: KreluOptions | None = None) -> BoundOutcome:
     """The pipeline for one spec (``crown``: its CROWN bounds if already computed;
     ``attack=False`` when the caller already ran PGD on it, as milp does; ``bab``: the
-    torch branch and bound's settings)."""
+    torch branch and bound's settings; ``krelu``: run the k-ReLU stage before it)."""
     crown = crown or bound_specs(network, [spec], "crown", device=options.device)[0]
     if crown.bound > 0:
         return BoundOutcome(crown.bound, "crown")
@@ -102,21 +138,29 @@ def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyO
     if not network.is_relu:
         outcome = input_split_search(network, spec, open_disjuncts, deadline)
         log.info("input splitting: bound %.4g after %d domains", outcome.bound, outcome.nodes)
-        return _combined(outcome, crown, open_disjuncts, "input-split")
+        return _combined(outcome, crown.disjunct_bounds, open_disjuncts, "input-split")
     if pipeline == "torch":
-        outcome = torch_branch_and_bound(network, spec, open_disjuncts, deadline, bab)
+        known, prior = np.array(crown.disjunct_bounds, float), None
+        if krelu is not None:
+            prior, known, _ = krelu_stage(network, spec, crown, krelu, solver, deadline)
+            log.info("k-ReLU stage: disjunct bounds %s", np.round(known, 4))
+            if known.min() > 0:
+                return BoundOutcome(float(known.min()), "krelu")
+            open_disjuncts = [int(j) for j in np.flatnonzero(known <= 0)]
+        outcome = torch_branch_and_bound(network, spec, open_disjuncts, deadline, bab, prior)
         log.info("torch branch and bound: bound %.4g after %d domains", outcome.bound, outcome.nodes)
         if outcome.complete or outcome.reason.kind is ReasonKind.TIME_LIMIT:
-            return _combined(outcome, crown, open_disjuncts, "torch-bab")
+            return _combined(outcome, known, open_disjuncts, "torch-bab")
         log.info("torch branch and bound gave up (%s); LP path next", outcome.reason)
     return _lp_path(network, spec, crown, deadline, solver)
 
 
-def _combined(outcome, crown, open_disjuncts, solver: str) -> BoundOutcome:
-    """A search's outcome on the open disjuncts with CROWN's bounds on the closed ones; both
-    bound the open disjuncts' minimum, so the result is never weaker than CROWN."""
-    closed = [float(b) for b in crown.disjunct_bounds if b > 0]
-    open_crown = min(float(crown.disjunct_bounds[j]) for j in open_disjuncts)
+def _combined(outcome, known, open_disjuncts, solver: str) -> BoundOutcome:
+    """A search's outcome on the open disjuncts with the ``known`` safe bounds (CROWN's, or
+    the k-ReLU stage's) on the closed ones; both bound the open disjuncts' minimum, so the
+    result is never weaker than ``known``."""
+    closed = [float(b) for b in known if b > 0]
+    open_crown = min(float(known[j]) for j in open_disjuncts)
     bound = min([max(outcome.bound, open_crown)] + closed)
     return BoundOutcome(bound, solver, outcome.counterexample, reason=outcome.reason)
 
