@@ -209,6 +209,17 @@ def test_the_hand_gradient_is_autograds(seed):
             assert torch.allclose(g, v.grad, rtol=1e-10, atol=1e-12)
 
 
+def test_background_checks_certify_exactly_what_inline_checks_do():
+    """The checks do not feed back into the iterations, so running them in a worker
+    thread gives the same checks, in order, and the same bound as running them inline."""
+    program, *_ = _case(2, (4, 8, 8, 6, 3))
+    runs = [_bm(program, bm_outer=4, max_iterations=200,
+                bm_background_checks=flag) for flag in (True, False)]
+    assert runs[0].warm_start.checks == runs[1].warm_start.checks
+    assert len([c for c in runs[0].warm_start.checks if c[0] == 0]) >= 4
+    assert runs[0].bound == runs[1].bound
+
+
 def test_momentum_certifies_the_plain_update_not_the_extrapolated_point():
     program, *_ = _case(0)
     data = prepare(program, True)

@@ -254,23 +254,63 @@ class Batch:
         share = opts.bm_fraction if fraction is None else fraction
         stop = None if left is None else time.perf_counter() + share * left
         best = [-np.inf, None]
-
         dense = data.n + 1 <= opts.dense_check_limit
 
-        def on_step(s):            # past the dense limit: the costly repairs now and then
-            costly = not dense and s.outer % opts.bm_shift_every == 0
+        def check(params, costly: bool) -> None:
             # up to the dense limit only the repaired duals are certified: the raw
             # multipliers' negative slack costs far more, and a check is a dense eigvalsh
-            bound, params = self.improve(i, bm.to_params(problem, s),
-                                         -np.inf if dense else None, matrix_free=costly)
+            bound, params = self.improve(i, params, -np.inf if dense else None,
+                                         matrix_free=costly)
             rec.add_check(0, bound, params)
             if bound > best[0]:
                 best[:] = [bound, params]
 
-        state = bm.run(problem, state, stop, outer=opts.bm_outer if stop is None else 10_000,
-                       on_step=on_step, inner=opts.bm_inner, growth=opts.bm_growth,
-                       momentum=opts.bm_momentum)
+        checks = _Background(opts.bm_background_checks and dense)
+
+        def on_step(s):            # past the dense limit: the costly repairs now and then
+            checks.submit(check, bm.to_params(problem, s),
+                          not dense and s.outer % opts.bm_shift_every == 0)
+
+        try:
+            state = bm.run(problem, state, stop,
+                           outer=opts.bm_outer if stop is None else 10_000, on_step=on_step,
+                           inner=opts.bm_inner, growth=opts.bm_growth,
+                           momentum=opts.bm_momentum)
+        finally:
+            checks.close()
         rec.stage = (f"Burer-Monteiro: {state.outer} outer iterations, penalty {state.mu:.3g}, "
                      f"primal {state.objective:.6g}, violation {state.violation:.2g}; ")
         start = self.certify(i, rec.start)
         return best[1] if best[0] >= start - opts.bm_keep * max(1.0, abs(start)) else None
+
+
+class _Background:
+    """Runs the Burer-Monteiro stage's checks in one worker thread beside the next outer
+    iteration (a dense ``eigh`` releases the GIL, so the second core does it), one at a
+    time: a new check waits for the previous one.  ``enabled=False``: inline."""
+
+    def __init__(self, enabled: bool):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(1) if enabled else None
+        self.pending = None
+
+    def submit(self, function, *args) -> None:
+        if self.pool is None:
+            function(*args)
+            return
+        self._wait()
+        self.pending = self.pool.submit(function, *args)
+
+    def _wait(self) -> None:
+        if self.pending is not None:
+            self.pending.result()          # re-raises a failed check
+            self.pending = None
+
+    def close(self) -> None:
+        """Waits for the last check (its failure is raised) and stops the worker."""
+        if self.pool is not None:
+            try:
+                self._wait()
+            finally:
+                self.pool.shutdown(wait=True)

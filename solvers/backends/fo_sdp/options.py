@@ -41,7 +41,9 @@ class FoSdpOptions:
     the best of them start the spectral L-BFGS when they certify within ``bm_keep``
     (relative to ``max(1, |start|)``) of the start's bound; past ``dense_check_limit``
     rows every ``bm_shift_every``-th outer iteration's multipliers also get the
-    matrix-free ``kappa`` repairs (costly).  Above ``lbfgs_below`` rows
+    matrix-free ``kappa`` repairs (costly); ``bm_background_checks``: up to the dense
+    limit the checks run in a worker thread beside the next outer iteration.  Above
+    ``lbfgs_below`` rows
     the Burer-Monteiro stage has the whole time limit and no L-BFGS follows (its
     eigenvalue problems would be dense)."""
 
@@ -74,6 +76,7 @@ class FoSdpOptions:
     bm_mu: float = 40.0
     bm_momentum: bool = True
     bm_shift_every: int = 3
+    bm_background_checks: bool = True
     bm_inner: int = 300
     bm_growth: float = 1.0
     bm_outer: int = 10
