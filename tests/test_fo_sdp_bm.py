@@ -83,7 +83,7 @@ def test_the_gershgorin_shift_makes_D_psd_and_never_lowers_the_bound(seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_the_best_corner_makes_D_singular_and_recovers_a_low_kappa_0(seed):
+def test_the_best_corner_makes_D_singular_whatever_kappa_0_it_got(seed):
     """After the shift ``R > 0``; the Schur complement ``kappa_0`` leaves ``D >= 0`` with a
     zero eigenvalue (so no larger ``kappa_0`` keeps it PSD), whatever ``kappa_0`` it got;
     never above Clarabel's SDP optimum; ``improve`` returns the best of the three."""

@@ -55,13 +55,18 @@ from solvers.backends.fo_sdp.problem import Layout, ProblemData, split_numpy
 __all__ = ["best_corner", "gershgorin_shift", "improve", "lowrank_shift"]
 
 
-def gershgorin_shift(data: ProblemData, layout: Layout, params: np.ndarray) -> np.ndarray:
-    """``params`` with ``kappa - r`` (module docstring); unchanged when ``D`` is PSD in
-    floating point or not finite."""
+def _kept_dense(data: ProblemData, layout: Layout, params: np.ndarray):
+    """``(projected params, kept coordinates, dense D on them)``."""
     params = layout.project(np.asarray(params, np.float64))
     lams, kappa = split_numpy(layout, data, params)
     keep = np.concatenate([[True], data.d > 0])
-    D = dense_lagrangian(data, lams, kappa, absolute=False)[np.ix_(keep, keep)]
+    return params, keep, dense_lagrangian(data, lams, kappa, absolute=False)[np.ix_(keep, keep)]
+
+
+def gershgorin_shift(data: ProblemData, layout: Layout, params: np.ndarray) -> np.ndarray:
+    """``params`` with ``kappa - r`` (module docstring); unchanged when ``D`` is PSD in
+    floating point or not finite."""
+    params, keep, D = _kept_dense(data, layout, params)
     if not np.isfinite(D).all():
         return params
     values, vectors = np.linalg.eigh(D)
@@ -81,10 +86,7 @@ def best_corner(data: ProblemData, layout: Layout, params: np.ndarray) -> np.nda
     """``params`` with the largest ``kappa_0`` for which ``D >= 0`` given the other
     entries (module docstring); unchanged when ``R`` is not positive definite in floating
     point (its Cholesky factorisation fails) or not finite."""
-    params = layout.project(np.asarray(params, np.float64))
-    lams, kappa = split_numpy(layout, data, params)
-    keep = np.concatenate([[True], data.d > 0])
-    D = dense_lagrangian(data, lams, kappa, absolute=False)[np.ix_(keep, keep)]
+    params, _, D = _kept_dense(data, layout, params)
     if not np.isfinite(D).all():
         return params
     try:
