@@ -55,9 +55,8 @@ def setup(net: str):
     batch = Batch([program], FoSdpOptions(method="bm"), 1e-7, [None])
     data, layout = batch.datas[0], batch.layouts[0]
     problem = bm.BmProblem.build(data, layout, 16, batch.scale[0])
-    hidden = data.n - data.sizes[0]
     state = bm.init_state(problem, batch.records[0].start, bm.centre_point(data), 0,
-                          40.0 / hidden)
+                          bm.penalty(data, FoSdpOptions().bm_mu))
     return problem, bm.update(problem, state, 50), data.n + 1
 
 

@@ -247,9 +247,8 @@ class Batch:
 
         data, layout, rec, opts = self.datas[i], self.layouts[i], self.records[i], self.options
         problem = bm.BmProblem.build(data, layout, opts.rank, self.scale[i])
-        hidden = max(1, data.n - data.sizes[0])
         state = bm.init_state(problem, rec.start, bm.centre_point(data), opts.seed,
-                              opts.bm_mu / hidden)
+                              bm.penalty(data, opts.bm_mu))
         left = None if deadline is None else deadline - time.perf_counter()
         share = opts.bm_fraction if fraction is None else fraction
         stop = None if left is None else time.perf_counter() + share * left
