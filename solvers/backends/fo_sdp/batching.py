@@ -94,6 +94,11 @@ class Lockstep:
         return results, errors
 
 
+def _side(problem) -> int:
+    """``1 + n``: the side of the certificate's matrix."""
+    return 1 + sum(np.asarray(lo).size for lo in problem.lower)
+
+
 class Batch:
     """The data, operator, starts and certificates of a batch of programs."""
 
@@ -101,7 +106,8 @@ class Batch:
         import torch
 
         self.options, self.tolerance = options, tolerance
-        self.datas = [prepare(p, options.cuts) for p in problems]
+        self.datas = [prepare(p, options.cuts, options.eliminate and _side(p)
+                              <= options.dense_check_limit) for p in problems]
         self.layouts = [Layout(d) for d in self.datas]
         dtype = {"float64": torch.float64, "float32": torch.float32}[options.dtype]
         self.op = Operator(self.datas, self.layouts, options.device, dtype)

@@ -15,7 +15,9 @@ let ``D = Mt - diag(kappa)``; a number ``q <= lambda_min(D)`` gives, for every l
 * the *dense* check for ``1 + n <= dense_check_limit``:
   ``q = eigvalsh(D)[0] - 64 (1+n) eps ||D||_F - K eps ||D_abs||_F`` (LAPACK's backward
   error; the rounding in forming ``D``, with ``D_abs`` the same computation on
-  absolute values and ``K`` the longest chain of roundings behind an entry);
+  absolute values and ``K`` the longest chain of roundings behind an entry); with
+  stably active neurons marked (``eliminate``), ``D`` plus the best multiplier of their
+  lifted equality ``(a - z) p = 0`` (:mod:`.lift`, which states its own allowances);
 * above it, the block LDL^T certificate of :mod:`.blocks`, at the cost of the layer
   blocks.
 
@@ -141,17 +143,26 @@ def linear_bound(data: ProblemData, lams) -> float:
     return math.nextafter(value, -math.inf)
 
 
-def _dense_check(data: ProblemData, lams, kappa: np.ndarray) -> float:
-    """``q <= lambda_min(D)`` from a dense float64 ``eigvalsh`` (module docstring)."""
+def _dense_check(data: ProblemData, lams, kappa: np.ndarray) -> tuple[float, float]:
+    """``(q, a)``: ``q <= lambda_min(D')`` from a dense float64 ``eigvalsh`` (module
+    docstring), ``D' = D`` or, with stably active neurons marked, ``D`` with the best
+    multiplier of their lifted equality (:mod:`.lift`), and ``a`` the allowance that
+    multiplier costs (0 without it)."""
+    from solvers.backends.fo_sdp.lift import active_vectors, allowance, lifted
+
     keep = np.concatenate([[True], data.d > 0])    # fixed coordinates: zero rows, xt_i = 0
     D = dense_lagrangian(data, lams, kappa, absolute=False)[np.ix_(keep, keep)]
     if not np.isfinite(D).all():
-        return -math.inf
+        return -math.inf, 0.0
     D_abs = dense_lagrangian(data, lams, kappa, absolute=True)[np.ix_(keep, keep)]
-    lam_hat = float(np.linalg.eigvalsh(D)[0])
-    margin = 64 * D.shape[0] * EPS * float(np.linalg.norm(D))
+    Q, errors = active_vectors(data)
+    D_lift, Y, rounding = lifted(D, Q)
+    if not np.isfinite(D_lift).all():
+        return -math.inf, 0.0
+    lam_hat = float(np.linalg.eigvalsh(D_lift)[0])
+    margin = 64 * D.shape[0] * EPS * float(np.linalg.norm(D_lift)) + rounding
     margin += operation_count(data) * EPS * float(np.linalg.norm(D_abs))
-    return lam_hat - 1.01 * margin
+    return lam_hat - 1.01 * margin, allowance(Y, errors, data.d[data.d > 0])
 
 
 def certify(data: ProblemData, layout: Layout, params: np.ndarray, limit: int,
@@ -161,15 +172,16 @@ def certify(data: ProblemData, layout: Layout, params: np.ndarray, limit: int,
     lams, kappa = split_numpy(layout, data, params)
     if all(not np.any(gamma) for _, _, gamma, _ in lams):
         return linear_bound(data, lams)
+    cost = 0.0
     if data.n + 1 <= limit:
-        q = _dense_check(data, lams, kappa)
+        q, cost = _dense_check(data, lams, kappa)
     else:
         from solvers.backends.fo_sdp.blocks import block_lower_eigenvalue
 
         q = block_lower_eigenvalue(data, lams, kappa, estimate)
     if not math.isfinite(q):
         return -math.inf
-    return bound_from_eigenvalue(kappa, data.d, q)
+    return math.nextafter(bound_from_eigenvalue(kappa, data.d, q) - cost, -math.inf)
 
 
 def certified_bound(problem: LayeredReluProgram, params: np.ndarray, cuts: bool = False,

@@ -28,7 +28,10 @@ class FoSdpOptions:
     best of those and the triangle LP's optimal duals; "interval"; "zeros"), ``check_every`` (certify every k-th
     iterate; 0: off), ``target`` (stop once the estimate reaches it), ``seed``,
     ``dense_check_limit`` (largest ``1 + n`` certified by a dense ``eigvalsh``; larger
-    problems use the block LDL^T certificate).
+    problems use the block LDL^T certificate), ``eliminate`` (with cuts, up to the dense
+    limit: the relaxation sdp-ipm solves, stably active neurons with ``z = a`` lifted:
+    substituted in the Burer-Monteiro primal, their equality's multiplier in the dense
+    certificate, :mod:`.lift`).
     Adam: ``lr``, ``patience``, ``eig``, ``dense_below``, ``lanczos_steps``, ``ritz``,
     ``smooth_eig``.  L-BFGS: ``lbfgs_below``, ``memory``, ``smooth_stages``,
     ``stage_tol``, ``stage_gap``, ``stage_patience``.  ``method="bm"``: a
@@ -57,6 +60,7 @@ class FoSdpOptions:
     target: float | None = None
     seed: int = 0
     dense_check_limit: int = 6000
+    eliminate: bool = True
     lr: float = 0.05
     patience: int = 300
     eig: str = "auto"

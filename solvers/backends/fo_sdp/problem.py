@@ -44,6 +44,8 @@ class ProblemData:
     pre_upper: tuple
     c: np.ndarray
     c0: float
+    active: tuple = ()        # per hidden layer: stably active neurons whose lifted
+    #                           equality (a - z) p = 0 is used (:mod:`.lift`); () none
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -75,8 +77,12 @@ def _cut_data(pl: np.ndarray, pu: np.ndarray, cuts: bool):
     return slope, offset, mask
 
 
-def prepare(problem: LayeredReluProgram, cuts: bool) -> ProblemData:
-    """Float64 data of ``problem`` (see :class:`ProblemData`)."""
+def prepare(problem: LayeredReluProgram, cuts: bool, eliminate: bool = False) -> ProblemData:
+    """Float64 data of ``problem`` (see :class:`ProblemData`); ``eliminate`` (with
+    ``cuts`` only, the relaxation :mod:`solvers.backends.sdp_ipm` solves by default):
+    the stably active neurons (``l >= 0``, a box of positive width) are marked
+    ``active``, so that the dense certificate (:mod:`.lift`) and the Burer-Monteiro
+    primal use ``z = a``."""
     boxes = [box_radius(np.asarray(lo, np.float64), np.asarray(hi, np.float64))
              for lo, hi in zip(problem.lower, problem.upper)]
     rho, slope, offset, mask = [], [], [], []
@@ -95,7 +101,14 @@ def prepare(problem: LayeredReluProgram, cuts: bool) -> ProblemData:
                  tuple(offset), tuple(mask),
                  tuple(np.asarray(v, np.float64) for v in problem.pre_lower),
                  tuple(np.asarray(v, np.float64) for v in problem.pre_upper),
-                 np.asarray(problem.c, np.float64), float(problem.c0))
+                 np.asarray(problem.c, np.float64), float(problem.c0),
+                 _active(problem, boxes) if cuts and eliminate else ())
+
+
+def _active(problem: LayeredReluProgram, boxes) -> tuple:
+    """Per hidden layer: ``l >= 0`` and the neuron's box has positive width."""
+    return tuple((np.asarray(pl, np.float64) >= 0) & (box[1] > 0)
+                 for pl, box in zip(problem.pre_lower, boxes[1:]))
 
 
 def check_shapes(problem: LayeredReluProgram) -> None:

@@ -56,17 +56,38 @@ __all__ = ["best_corner", "gershgorin_shift", "improve", "lowrank_shift"]
 
 
 def _kept_dense(data: ProblemData, layout: Layout, params: np.ndarray):
-    """``(projected params, kept coordinates, dense D on them)``."""
+    """``(projected params, kept coordinates, dense D' on them, u)``: ``D' = D`` or, with
+    stably active neurons marked, ``D`` with the best multiplier of their lifted
+    equality, and ``u = P_N e_0`` (:mod:`.lift`; ``e_0`` without them)."""
+    from solvers.backends.fo_sdp.lift import active_vectors, lifted, projected_corner
+
     params = layout.project(np.asarray(params, np.float64))
     lams, kappa = split_numpy(layout, data, params)
     keep = np.concatenate([[True], data.d > 0])
-    return params, keep, dense_lagrangian(data, lams, kappa, absolute=False)[np.ix_(keep, keep)]
+    D = dense_lagrangian(data, lams, kappa, absolute=False)[np.ix_(keep, keep)]
+    Q, _ = active_vectors(data)
+    if not np.isfinite(D).all():
+        return params, keep, D, projected_corner(Q)
+    return params, keep, lifted(D, Q)[0], projected_corner(Q)
+
+
+def _reflected(D: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``H D H`` for the Householder reflection ``H`` with ``H u = ||u|| e_0``."""
+    w = u / np.linalg.norm(u)
+    w[0] -= 1.0
+    size = float(w @ w)
+    if size < 1e-24:
+        return D
+    tau = 2.0 / size
+    Dw = D @ w
+    return (D - tau * np.outer(w, Dw) - tau * np.outer(Dw, w)
+            + tau * tau * float(w @ Dw) * np.outer(w, w))
 
 
 def gershgorin_shift(data: ProblemData, layout: Layout, params: np.ndarray) -> np.ndarray:
     """``params`` with ``kappa - r`` (module docstring); unchanged when ``D`` is PSD in
     floating point or not finite."""
-    params, keep, D = _kept_dense(data, layout, params)
+    params, keep, D, _ = _kept_dense(data, layout, params)
     if not np.isfinite(D).all():
         return params
     values, vectors = np.linalg.eigh(D)
@@ -85,17 +106,21 @@ def gershgorin_shift(data: ProblemData, layout: Layout, params: np.ndarray) -> n
 def best_corner(data: ProblemData, layout: Layout, params: np.ndarray) -> np.ndarray:
     """``params`` with the largest ``kappa_0`` for which ``D >= 0`` given the other
     entries (module docstring); unchanged when ``R`` is not positive definite in floating
-    point (its Cholesky factorisation fails) or not finite."""
-    params, _, D = _kept_dense(data, layout, params)
+    point (its Cholesky factorisation fails) or not finite.  With the lifted equality of
+    stably active neurons (:mod:`.lift`) ``kappa_0`` enters ``D'`` as ``- kappa_0 u u^T``
+    (``u = P_N e_0``): in the basis of a Householder reflection ``H u = ||u|| e_0`` the
+    same Schur complement gives the rise, divided by ``||u||^2``."""
+    params, _, D, u = _kept_dense(data, layout, params)
     if not np.isfinite(D).all():
         return params
+    B = _reflected(D, u)
     try:
-        factor = np.linalg.cholesky(D[1:, 1:])
+        factor = np.linalg.cholesky(B[1:, 1:])
     except np.linalg.LinAlgError:
         return params
-    half = np.linalg.solve(factor, D[1:, 0])          # R^{-1} = L^-T L^-1
+    half = np.linalg.solve(factor, B[1:, 0])          # R^{-1} = L^-T L^-1
     out = params.copy()
-    out[layout.kappa_start] += D[0, 0] - float(half @ half)
+    out[layout.kappa_start] += (B[0, 0] - float(half @ half)) / float(u @ u)
     return layout.project(out)
 
 
