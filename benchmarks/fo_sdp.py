@@ -41,9 +41,11 @@ METHODS = {"bm": {"method": "bm", "check_every": 5},
            "bm-plain": {"method": "bm", "bm_momentum": False, "check_every": 5},
            # the earlier penalty 0.2 scale on 784-200-100-50-10 (350 hidden neurons)
            "bm-mu70": {"method": "bm", "bm_mu": 70.0, "check_every": 5},
+           "bm-mu20": {"method": "bm", "bm_mu": 20.0, "check_every": 5},
            "bm-r4": {"method": "bm", "rank": 4, "check_every": 5},
            "bm-all": {"method": "bm", "bm_fraction": 1.0, "check_every": 5},
            "bm-inline": {"method": "bm", "bm_background_checks": False, "check_every": 5},
+           "bm-full": {"method": "bm", "eliminate": False, "check_every": 5},
            "lbfgs": {"method": "lbfgs", "check_every": 5},
            "adam": {"method": "adam", "eig": "lanczos", "check_every": 25}}
 NETS = {"pgd": "784-100-100-10 PGD (embedded)", "normal": "784-100-100-10 normal",

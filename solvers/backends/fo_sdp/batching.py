@@ -220,8 +220,9 @@ class Batch:
         return gather.run(jobs)
 
     def _spectral_job(self, i: int, gather: Lockstep, deadline):
+        data = self.datas[i]
         if (self.method == "bm" and self.options.max_iterations > 0
-                and self.datas[i].n + 1 > self.options.lbfgs_below):
+                and (data.n + 1 > self.options.lbfgs_below or data.lifted)):
             return lambda: self._low_rank_only(i, deadline)
         runner = SpectralRun(self.datas[i], self.layouts[i], self.options,
                              lambda p, tau: gather.call(i, (p, tau)), self.op.t,
@@ -236,8 +237,10 @@ class Batch:
         return job
 
     def _low_rank_only(self, i: int, deadline) -> Record:
-        """``method="bm"`` above ``lbfgs_below`` rows: the Burer-Monteiro stage for the
-        whole time (its checks are the record's bound; no L-BFGS follows)."""
+        """``method="bm"`` above ``lbfgs_below`` rows, or with stably active neurons
+        lifted (the spectral L-BFGS cannot use their lifted equality; measured: better or
+        equal on the 3 hardest MNIST rows): the Burer-Monteiro stage for the whole time
+        (its checks are the record's bound; no L-BFGS follows)."""
         rec = self.records[i]
         self._low_rank(i, deadline, fraction=1.0)
         rec.status = Status.TIME_LIMIT if deadline is not None else Status.ITERATION_LIMIT

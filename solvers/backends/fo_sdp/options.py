@@ -46,9 +46,9 @@ class FoSdpOptions:
     rows every ``bm_shift_every``-th outer iteration's multipliers also get the
     matrix-free ``kappa`` repairs (costly); ``bm_background_checks``: up to the dense
     limit the checks run in a worker thread beside the next outer iteration.  Above
-    ``lbfgs_below`` rows
-    the Burer-Monteiro stage has the whole time limit and no L-BFGS follows (its
-    eigenvalue problems would be dense)."""
+    ``lbfgs_below`` rows, or with stably active neurons lifted (``eliminate``), the
+    Burer-Monteiro stage has the whole time limit and no L-BFGS follows (its eigenvalue
+    problems would be dense; it cannot use the lifted equality)."""
 
     device: str = "cpu"
     dtype: str = "float64"

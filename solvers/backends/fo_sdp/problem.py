@@ -52,6 +52,11 @@ class ProblemData:
         return tuple(r.size for r in self.rad)
 
     @property
+    def lifted(self) -> bool:
+        """Whether some stably active neuron's lifted equality is used."""
+        return any(bool(a.any()) for a in self.active)
+
+    @property
     def n(self) -> int:
         return int(sum(self.sizes))
 
