@@ -174,7 +174,7 @@ def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyO
             if search_first > 0:
                 first = torch_branch_and_bound(network, spec, open_disjuncts, deadline.share(search_first), bab)
                 log.info("search before the stage: bound %.4g after %d domains", first.bound, first.nodes)
-                if first.complete or (deadline.expired and first.reason.kind is ReasonKind.TIME_LIMIT):
+                if first.complete or deadline.expired:
                     return _combined(first, known, open_disjuncts, "torch-bab")
             prior, known, _ = krelu_stage(network, spec, crown, krelu, solver, deadline)
             log.info("k-ReLU stage: disjunct bounds %s", np.round(known, 4))
