@@ -25,7 +25,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +63,7 @@ print(json.dumps({"verdict": verdict, "bound": out.bound, "nodes": out.nodes, "s
 def run_one(code: Path, net: Path, prop: Path, timeout: float) -> dict:
     env = dict(os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                MKL_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", SEARCH, str(net), str(prop), str(timeout)], env=env,
+    done = subprocess.run([sys.executable, "-c", SEARCH, str(net), str(prop), str(timeout)], env=env, check=False,
                           capture_output=True, text=True, timeout=timeout + 300, cwd=str(code))
     try:
         return json.loads(done.stdout.strip().splitlines()[-1])
@@ -106,11 +105,11 @@ def write(rows, labels, args, load_before, load_after) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    lines = [f"# torch branch and bound throughput: {', '.join(labels)} ({args.benchmark} "
-             f"{args.network}, {args.timeout:g} s per run)", "",
-             f"Machine: {describe_machine()}; shared with other jobs; load average (1 min) "
-             f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.  One process per run, one "
-             "torch thread, the checkouts interleaved per instance and repeat.", "",
+    lines = [(f"# torch branch and bound throughput: {', '.join(labels)} ({args.benchmark} "
+              f"{args.network}, {args.timeout:g} s per run)"), "",
+             (f"Machine: {describe_machine()}; shared with other jobs; load average (1 min) "
+              f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.  One process per run, one "
+              "torch thread, the checkouts interleaved per instance and repeat."), "",
              f"Command: `python benchmarks/bab_throughput.py {' '.join(sys.argv[1:])}`", "",
              "| property | repeat | " + " | ".join(f"{l} domains/CPU s | {l} bound" for l in labels) + " |",
              "|---|---|" + "---|---|" * len(labels)]
@@ -122,8 +121,8 @@ def write(rows, labels, args, load_before, load_after) -> None:
             bound = r["verdict"] if r["verdict"] != "unknown" else f"{r['bound']:.4g}"
             cells.append(f"{r['nodes'] / r['cpu']:.0f} | {bound}")
         lines.append(f"| {prop} | {repeat} | " + " | ".join(cells) + " |")
-    lines += ["", "| checkout | domains | wall s | CPU s | domains/wall s | domains/CPU s | "
-              "ratio to first (CPU) |", "|---|---|---|---|---|---|---|"]
+    lines += ["", ("| checkout | domains | wall s | CPU s | domains/wall s | domains/CPU s | "
+                   "ratio to first (CPU) |"), "|---|---|---|---|---|---|---|"]
     rates = {}
     for l in labels:
         mine = [r for r in rows if r["code"] == l]

@@ -22,7 +22,12 @@ from relax.errors import UsageError
 from relax.krelu.method import krelu_stage
 from relax.krelu.options import KreluOptions
 from relax.protocol import VerifyOptions
-from relax.search.exact import AUTO_TIGHTEN_DEPTH, STAGE_FIRST_DEPTH, ExactOptions, exact_one
+from relax.search.exact import (
+    AUTO_TIGHTEN_DEPTH,
+    STAGE_FIRST_DEPTH,
+    ExactOptions,
+    exact_one,
+)
 from relax.search.milp import milp_margin
 from relax.spec import robustness
 from tests.helpers import random_network, sample_box
