@@ -4,7 +4,9 @@ References: the exact MILP margin (:func:`relax.search.milp.milp_margin`, HiGHS)
 sampling.  Checks: the stage's layer bounds contain sampled pre-activations and its
 disjunct bounds lie below the sampled margins; ``exact`` with the stage (then branch and
 bound from its bounds where it leaves disjuncts open) never reports a bound above the
-MILP's margin and decides these small instances; ``tighten`` selects when the stage runs.
+MILP's margin and decides these small instances; ``tighten`` selects when the stage runs,
+and below ``STAGE_FIRST_DEPTH`` hidden layers the search runs alone first (and the stage
+only if it did not decide).
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ from relax.errors import UsageError
 from relax.krelu.method import krelu_stage
 from relax.krelu.options import KreluOptions
 from relax.protocol import VerifyOptions
-from relax.search.exact import AUTO_TIGHTEN_DEPTH, ExactOptions, exact_one
+from relax.search.exact import (
+    AUTO_TIGHTEN_DEPTH,
+    STAGE_FIRST_DEPTH,
+    ExactOptions,
+    exact_one,
+)
 from relax.search.milp import milp_margin
 from relax.spec import robustness
 from tests.helpers import random_network, sample_box
 
-DEEP = (3, 8, 8, 8, 8, 8, 8, 3)        # 6 hidden ReLU layers: ``auto`` runs the stage
-SHALLOW = (3, 8, 8, 8, 3)
+DEEP = (3, 8, 8, 8, 8, 8, 8, 3)        # 6 hidden ReLU layers: ``auto`` runs the stage first
+MID = (3, 8, 8, 8, 8, 3)               # 4: ``auto`` runs it after the search alone
+SHALLOW = (3, 8, 8, 8, 3)              # 3: ``auto`` leaves it off
 
 #: a deliberately weak stage (1 alpha step, no feedback, no LP tightening: only the k-ReLU
 #: LP per disjunct), so that on these small nets it leaves disjuncts to the search
@@ -101,14 +109,18 @@ def test_exact_finds_the_counterexample_of_a_deep_violated_instance(stage_calls)
     assert spec.is_violated_by(result.counterexample, network.forward(result.counterexample))
 
 
-@pytest.mark.parametrize("widths,tighten,runs", [
-    (DEEP, "auto", True), (DEEP, "off", False), (SHALLOW, "auto", False), (SHALLOW, "krelu", True),
+@pytest.mark.parametrize("widths,tighten,search_first,runs", [
+    (DEEP, "auto", None, True), (DEEP, "off", None, False), (SHALLOW, "auto", None, False),
+    (SHALLOW, "krelu", 0.0, True), (MID, "auto", 0.0, True),
+    # below STAGE_FIRST_DEPTH the search runs alone first and decides these: no stage
+    (SHALLOW, "krelu", None, False), (MID, "auto", None, False),
 ])
-def test_tighten_option_selects_the_stage(stage_calls, widths, tighten, runs):
-    _, network, spec = _problem(1, 0.4, widths)
-    assert (len(network.activations) >= AUTO_TIGHTEN_DEPTH) == (widths == DEEP)
+def test_tighten_option_selects_the_stage(stage_calls, widths, tighten, search_first, runs):
+    _, network, spec = _problem(4 if widths == MID else 1, 0.4, widths)  # CROWN fails on these
+    assert (len(network.activations) >= AUTO_TIGHTEN_DEPTH) == (widths in (DEEP, MID))
+    assert (len(network.activations) < STAGE_FIRST_DEPTH) == (widths in (SHALLOW, MID))
     assert bound_specs(network, [spec])[0].bound <= 0
-    options = VerifyOptions(methods=(ExactOptions(tighten=tighten),))
+    options = VerifyOptions(methods=(ExactOptions(tighten=tighten, search_first=search_first),))
     result = verify(network, spec, "exact", timeout=60, options=options)
     assert (len(stage_calls) > 0) == runs
     exact = milp_margin(network, spec, bound_specs(network, [spec])[0].layers, time_limit=30)
@@ -125,3 +137,5 @@ def test_exact_options_check_the_stage_settings():
         ExactOptions(tighten_share=0.0)
     with pytest.raises(UsageError):
         ExactOptions(tighten="always")
+    with pytest.raises(UsageError):
+        ExactOptions(search_first=1.0)

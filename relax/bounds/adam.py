@@ -1,6 +1,6 @@
 """Projected Adam for the slope searches (alpha-CROWN), written out.
 
-Adam (Kingma & Ba, 2015; the moment update of :func:`solvers.optim.adam_moments`) with
+Adam (Kingma & Ba, 2015; the moment update of :func:`solvers.optim.adam_moments_`, in place) with
 ``eps = 1e-8``:
 
     m <- beta1 m + (1 - beta1) g,   v <- beta2 v + (1 - beta2) g^2,
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from solvers.optim import adam_moments
+from solvers.optim import adam_moments_
 
 __all__ = ["AdamGroup", "ProjectedAdam"]
 
@@ -59,10 +59,7 @@ class ProjectedAdam:
             for p, m, v in zip(group.params, group.m, group.v):
                 if p.grad is None:
                     continue
-                new_m, new_v, direction = adam_moments(m, v, p.grad, self.t, EPS)
-                m.copy_(new_m)
-                v.copy_(new_v)
-                p.sub_(group.lr * direction)
+                p.sub_(adam_moments_(m, v, p.grad, self.t, EPS), alpha=group.lr)
                 if group.low is not None or group.high is not None:
                     p.clamp_(group.low, group.high)
             group.lr *= self.decay

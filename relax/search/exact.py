@@ -6,7 +6,11 @@
    :data:`AUTO_TIGHTEN_DEPTH` hidden layers) the stage of ``krelu`` before its branch
    and bound (:func:`relax.krelu.method.krelu_stage`: alpha-CROWN, LP tightening of every
    layer with k-ReLU rows and alpha feedback, the k-ReLU LP per disjunct) closes what it
-   can and hands its tightened layer bounds to the search; then alpha-CROWN at the root
+   can and hands its tightened layer bounds to the search; on nets with fewer than
+   :data:`STAGE_FIRST_DEPTH` hidden layers the search first runs alone for
+   :data:`SEARCH_FIRST_SHARE` of the time (:attr:`ExactOptions.search_first`), so that
+   what it decides quickly (falsifiable instances above all) does not wait for the
+   stage; then alpha-CROWN at the root
    and batched beta-CROWN branch and bound
    (:mod:`relax.search.beta_crown`, :attr:`ExactOptions.pipeline` ``"torch"``, the default;
    FSB branching by default, :attr:`ExactOptions.branching`), whose every evaluated domain
@@ -35,6 +39,7 @@ import numpy as np
 
 from relax.bounds import bound_specs
 from relax.deadline import Deadline
+from relax.errors import UsageError
 from relax.krelu.method import krelu_stage
 from relax.krelu.options import KreluOptions
 from relax.lp.method import lp_disjunct_bounds
@@ -57,10 +62,18 @@ log = logging.getLogger(__name__)
 
 #: ``tighten="auto"`` runs the k-ReLU stage on ReLU networks with at least this many
 #: hidden layers: on eran 9x200 (8 hidden layers) BaB from the root alpha-CROWN bounds
-#: decides 21/36 at 30 s and k-ReLU + BaB 28/36 at 300 s; on mnistfc 256x4 the k-ReLU
-#: stage decided fewer than exact (14 at 60 s vs 16 at 120 s), so it stays off there
-#: (``benchmarks/results/krelu_eran.md``, ``krelu_mnistfc_256x4.md``, ``vnncomp_notes.md``)
-AUTO_TIGHTEN_DEPTH = 6
+#: decides 21/36 at 30 s and k-ReLU + BaB 28/36 at 300 s; on mnistfc 256x4 (4 hidden
+#: layers) at 300 s the stage decides prop_10_0.05, which the search alone leaves open
+#: (17/30 against 16/30), and with the search first (below) the quick instances keep
+#: the search's times (``benchmarks/results/vnncomp_notes.md``, section 5)
+AUTO_TIGHTEN_DEPTH = 4
+
+#: where the stage runs on a net with fewer hidden layers than this, the search runs alone
+#: first, for this share of the time: on mnistfc 256x4 the stage before the search
+#: decided prop_10_0.05 (unknown without it) but took 251 s instead of 6 s to falsify
+#: prop_1_0.05 and 65 s instead of 13 s on prop_5_0.03 (``vnncomp_notes.md``)
+STAGE_FIRST_DEPTH = 6
+SEARCH_FIRST_SHARE = 0.2
 
 #: the attack before any search: restarts per disjunct and steps are a fraction of
 #: the default (one full attack costs about as much as a few CROWN passes)
@@ -84,10 +97,16 @@ class ExactOptions(MethodOptions):
     tighten_k: int = option(2, "k-ReLU stage: ReLUs per group")
     tighten_share: float = option(0.8, "k-ReLU stage: fraction of the time left after alpha-CROWN "
                                        "for LP tightening")
+    search_first: float | None = option(
+        None, "k-ReLU stage: share of the time the search runs alone before the stage (None: "
+              "SEARCH_FIRST_SHARE on nets with < STAGE_FIRST_DEPTH hidden layers, else 0)")
 
     def __post_init__(self):
         super().__post_init__()
         self.krelu()  # checks tighten_k and tighten_share
+        if self.search_first is not None and not 0 <= self.search_first < 1:
+            raise UsageError(f"option search_first={self.search_first!r} of ExactOptions: "
+                             "expected a share in [0, 1)")
 
     def bab(self) -> BabSettings:
         """The torch branch and bound's settings."""
@@ -104,6 +123,12 @@ class ExactOptions(MethodOptions):
             return len(network.activations) >= AUTO_TIGHTEN_DEPTH
         return self.tighten == "krelu"
 
+    def search_share(self, network: Network) -> float:
+        """The share of the time the search runs alone before the stage (where it runs)."""
+        if self.search_first is not None:
+            return self.search_first
+        return SEARCH_FIRST_SHARE if len(network.activations) < STAGE_FIRST_DEPTH else 0.0
+
 
 def exact_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
                  options: VerifyOptions) -> list[BoundOutcome]:
@@ -111,8 +136,10 @@ def exact_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
     solver = options.solver or DEFAULT_LP_SOLVER
     exact = options.of(ExactOptions)
     with torch_threads():
+        stage = exact.tightens(network)
         return [exact_one(network, spec, deadline, options, solver, exact.pipeline, bab=exact.bab(),
-                          krelu=exact.krelu() if exact.tightens(network) else None)
+                          krelu=exact.krelu() if stage else None,
+                          search_first=exact.search_share(network) if stage else 0.0)
                 for spec in specs]
 
 
@@ -124,10 +151,12 @@ def short_attack(options: VerifyOptions):
 
 def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyOptions, solver: str,
               pipeline: str = "torch", crown=None, attack: bool = True,
-              bab: BabSettings = BabSettings(), krelu: KreluOptions | None = None) -> BoundOutcome:
+              bab: BabSettings = BabSettings(), krelu: KreluOptions | None = None,
+              search_first: float = 0.0) -> BoundOutcome:
     """The pipeline for one spec (``crown``: its CROWN bounds if already computed;
     ``attack=False`` when the caller already ran PGD on it, as milp does; ``bab``: the
-    torch branch and bound's settings; ``krelu``: run the k-ReLU stage before it)."""
+    torch branch and bound's settings; ``krelu``: run the k-ReLU stage before it, after
+    the search alone for ``search_first`` of the time)."""
     crown = crown or bound_specs(network, [spec], "crown", device=options.device)[0]
     if crown.bound > 0:
         return BoundOutcome(crown.bound, "crown")
@@ -142,6 +171,11 @@ def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyO
     if pipeline == "torch":
         known, prior = np.array(crown.disjunct_bounds, float), None
         if krelu is not None:
+            if search_first > 0:
+                first = torch_branch_and_bound(network, spec, open_disjuncts, deadline.share(search_first), bab)
+                log.info("search before the stage: bound %.4g after %d domains", first.bound, first.nodes)
+                if first.complete or deadline.expired:
+                    return _combined(first, known, open_disjuncts, "torch-bab")
             prior, known, _ = krelu_stage(network, spec, crown, krelu, solver, deadline)
             log.info("k-ReLU stage: disjunct bounds %s", np.round(known, 4))
             if known.min() > 0:
