@@ -21,12 +21,6 @@ import numpy as np
 import pytest
 from scipy.linalg import null_space
 
-from relax import robustness
-from relax.bounds import bound_specs
-from relax.sdp.encode import layered_program
-from relax.sdp.method import solve_row
-from relax.search.milp import milp_margin
-from relax.spec import Spec
 from solvers import SolveOptions, get_solver
 from solvers.backends.fo_sdp import burer_monteiro as bm
 from solvers.backends.fo_sdp.certificate import certify
@@ -34,7 +28,7 @@ from solvers.backends.fo_sdp.init import initial_duals
 from solvers.backends.fo_sdp.lift import active_vectors, lifted
 from solvers.backends.fo_sdp.problem import Layout, prepare
 from solvers.backends.fo_sdp.repair import _kept_dense, best_corner, gershgorin_shift
-from tests.helpers import random_network, sample_box
+from tests.test_fo_sdp_bm import _case as _bm_case
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -44,20 +38,10 @@ CASES = [(2, (8, 12, 12, 4), 0.1), (4, (10, 16, 16, 5), 0.08), (5, (10, 10, 10, 
 
 @functools.cache
 def _case(seed: int, widths, eps: float):
-    rng = np.random.default_rng(seed)
-    network = random_network(rng, list(widths), "relu", scale=1.5)
-    x = rng.uniform(size=widths[0])
-    spec = robustness(x, int(np.argmax(network.forward(x))), eps, num_classes=widths[-1])
-    crown = bound_specs(network, [spec], "crown")[0]
-    d = spec.disjuncts[int(np.argmin(crown.disjunct_bounds))]
-    row, offset = d.A[0], float(d.b[0])
-    program = layered_program(network, spec.lower, spec.upper, crown.layers, row, offset)
-    full = solve_row(network, spec, crown.layers, row, offset, "cvxpy-clarabel",
-                     cuts=True).objective
-    exact = milp_margin(network, Spec(spec.lower, spec.upper, (d,)), crown.layers)
-    sampled = d.margin(network.forward(sample_box(rng, spec.lower, spec.upper, 400))).min()
-    return (program, float(np.min(crown.disjunct_bounds)), full, _lifted_sdp(program),
-            exact, float(sampled))
+    """tests/test_fo_sdp_bm.py's case (program, CROWN, Clarabel's full SDP with cuts, the
+    MILP margin, sampled margin) with this file's lifted SDP's optimum after the full."""
+    program, crown, full, exact, sampled = _bm_case(seed, widths, eps)
+    return program, crown, full, _lifted_sdp(program), exact, sampled
 
 
 def _lifted_sdp(program) -> float:
