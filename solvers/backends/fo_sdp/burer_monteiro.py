@@ -13,7 +13,11 @@ scaled by ``rho`` (``rho^2`` for ``h``) as the dual parameters are.  The augment
 Lagrangian (penalty ``mu``) is minimised over ``V`` by L-BFGS (torch autograd: a few
 products with ``W_k`` and ``W_k^T`` on ``r`` columns per evaluation), then the
 multipliers are updated (``lam <- max(0, lam - mu g)``, ``gamma <- gamma - mu h``) and
-``mu`` grows when the violation does not fall fast enough.  The multiplier update is
+``mu`` grows when the violation does not fall fast enough.  With stably active
+neurons lifted (``data.active``, :mod:`.lift`) their rows of ``V`` are not variables:
+``v_j = (W_j U_prev + (b_j - ctr_j) e_1) / rad_j`` (:func:`_expand`, in layer order),
+so ``z = a`` holds in ``P`` exactly and their beta, gamma and cut constraints vanish;
+the gradient of a substituted row goes to the layer before (:func:`_chain`).  The multiplier update is
 gradient ascent with step ``mu`` on the augmented dual ``g_mu(lam) = min_V L_mu(V, lam)``
 (a ``1/mu``-smooth concave function); with ``momentum`` it is Nesterov's accelerated
 ascent (the next inner problem is solved at ``lam+ + (t_k - 1)/t_{k+1} (lam+ - lam)``,
