@@ -1,6 +1,6 @@
 """The arithmetic shortcuts of alpha-CROWN's inner loop against the plain formulas.
 
-- ``_box_minimum`` (one matrix-vector product when every domain shares the box) equals
+- ``box_minimum`` (one matrix-vector product when every domain shares the box) equals
   ``sum_i min(c_i l_i, c_i u_i)`` computed elementwise in numpy, for an expanded box and
   for a box per domain.
 - A batch of split domains bounded by alpha/beta-CROWN gives the same bounds whether the
@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from relax.bounds.alpha import AlphaSettings, Domains, _box_minimum, alpha_crown
+from relax.bounds.alpha import AlphaSettings, Domains, alpha_crown
+from relax.bounds.kernels import box_minimum
 from relax.bounds.crown import crown_layer_bounds
 from relax.bounds.torch_network import TorchNetwork
 from solvers.optim import adam_moments, adam_moments_
@@ -32,12 +33,12 @@ def test_box_minimum_matches_the_elementwise_minimum():
     coeffs = torch.randn(5, 3, 7, generator=g, dtype=torch.float64)
     lower = torch.randn(1, 7, generator=g, dtype=torch.float64)
     upper = lower + torch.rand(1, 7, generator=g, dtype=torch.float64)
-    shared = _box_minimum(coeffs, lower.expand(5, -1), upper.expand(5, -1))
+    shared = box_minimum(coeffs, lower.expand(5, -1), upper.expand(5, -1))
     assert np.allclose(shared.numpy(), _reference_box_minimum(coeffs, lower.expand(5, -1), upper.expand(5, -1)),
                        atol=1e-12)
     lowers = torch.randn(5, 7, generator=g, dtype=torch.float64)
     uppers = lowers + torch.rand(5, 7, generator=g, dtype=torch.float64)
-    own = _box_minimum(coeffs, lowers, uppers)
+    own = box_minimum(coeffs, lowers, uppers)
     assert np.allclose(own.numpy(), _reference_box_minimum(coeffs, lowers, uppers), atol=1e-12)
 
 

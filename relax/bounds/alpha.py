@@ -46,6 +46,7 @@ import torch
 from relax.bounds.activations import RULES
 from relax.bounds.adam import AdamGroup, ProjectedAdam
 from relax.bounds.ibp import affine_interval
+from relax.bounds.kernels import box_minimum, cast_batch, row_dot
 from relax.bounds.relaxations import relax_smooth
 from relax.bounds.torch_network import TorchNetwork
 from relax.deadline import NEVER, Deadline
@@ -92,18 +93,11 @@ class Domains:
                        [t[:1] for t in self.prior_lower], [t[:1] for t in self.prior_upper])
 
     def to(self, dtype) -> "Domains":
-        cast = (lambda t: None if t is None else _cast(t, dtype))
+        cast = (lambda t: None if t is None else cast_batch(t, dtype))
         lists = (lambda ts: None if ts is None else [cast(t) for t in ts])
         return Domains(cast(self.lower), cast(self.upper), cast(self.objective),
                        lists(self.prior_lower), lists(self.prior_upper), cast(self.offsets),
                        lists(self.signs), self.shared)
-
-
-def _cast(t: torch.Tensor, dtype) -> torch.Tensor:
-    """``t`` in ``dtype``; a tensor expanded along the batch (stride 0) stays expanded."""
-    if t.dim() and t.shape[0] > 1 and t.stride(0) == 0:
-        return t[:1].to(dtype).expand_as(t)
-    return t.to(dtype)
 
 
 @dataclass
@@ -167,35 +161,18 @@ def _backward(net: TorchNetwork, lines, objective, layer, lower, upper, keep=Non
             keep.insert(0, coeffs)
         positive = torch.relu(coeffs)  # one fused backward; ``coeffs - positive`` is exactly min(coeffs, 0)
         negative = coeffs - positive
-        const = const + _row_dot(negative, up_offset)
+        const = const + row_dot(negative, up_offset)
         if lo_offset is not None:
-            const = const + _row_dot(positive, lo_offset)
+            const = const + row_dot(positive, lo_offset)
         lo = lo if lo.dim() == 3 else lo.unsqueeze(1)
         coeffs = positive * lo + negative * up.unsqueeze(1)
         if split is not None:
             sign, beta = split[0][k - 1], split[1][k - 1]
             coeffs = coeffs - (beta.clamp(min=0) * sign).unsqueeze(1)
-    value = const + _box_minimum(coeffs, lower, upper)
+    value = const + box_minimum(coeffs, lower, upper)
     if keep is None:
         return value, None
     return value, torch.where(coeffs[:, 0] > 0, lower, upper)  # minimiser of the first row
-
-
-def _row_dot(rows, vectors):
-    """``rows[b, r] . vectors[b]`` (batch, rows) for rows (batch, rows, n) and vectors
-    (batch, n): an elementwise product and a sum (a batched matmul of 1-column matrices
-    costs several times more on the CPU)."""
-    return (rows * vectors.unsqueeze(-2)).sum(-1)
-
-
-def _box_minimum(coeffs, lower, upper):
-    """``min over lower <= x <= upper of coeffs[b, r] . x`` = ``coeffs . centre - |coeffs| . radius``
-    (batch, rows); one matrix-vector product when every domain has the same box (the
-    children of a branch and bound: ``lower`` expanded from one row)."""
-    if lower.shape[0] == 1 or (lower.stride(0) == 0 and upper.stride(0) == 0):
-        lower, upper = lower[0], upper[0]
-        return coeffs @ ((lower + upper) / 2) - coeffs.abs() @ ((upper - lower) / 2)
-    return _row_dot(coeffs, (lower + upper) / 2) - _row_dot(coeffs.abs(), (upper - lower) / 2)
 
 
 def _refine_layer(net, bases, alphas, t, domains, idx):
