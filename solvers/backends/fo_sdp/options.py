@@ -48,7 +48,8 @@ class FoSdpOptions:
     limit the checks run in a worker thread beside the next outer iteration.  Above
     ``lbfgs_below`` rows, or with stably active neurons lifted (``eliminate``), the
     Burer-Monteiro stage has the whole time limit and no L-BFGS follows (its eigenvalue
-    problems would be dense; it cannot use the lifted equality)."""
+    problems would be dense; with the lift, measured, it gained nothing after it;
+    ``method="lbfgs"`` alone does use the lift)."""
 
     device: str = "cpu"
     dtype: str = "float64"

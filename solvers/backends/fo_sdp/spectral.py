@@ -32,7 +32,7 @@ from solvers.backends.fo_sdp.record import Record
 from solvers.linalg import eigh_batch
 from solvers.solution import Status
 
-__all__ = ["SpectralRun", "spectra"]
+__all__ = ["SpectralRun", "spectra", "lifted_basis"]
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +45,45 @@ class _StageDone(Exception):
     """Raised inside the objective when a temperature stage stalls."""
 
 
-def spectra(op, rows, fixed, ids, ps, taus, traces):
+def lifted_basis(op, rows, Q: np.ndarray, keep: np.ndarray):
+    """An orthonormal basis (torch, on the coordinates ``rows``) of ``range(Q)``, ``Q``
+    the lifted equalities' vectors on the problem's kept coordinates (``keep``, a mask
+    over ``1 + n``; :func:`.lift.active_vectors`); None when there are none."""
+    if Q.shape[1] == 0:
+        return None
+    full = np.zeros((keep.size, Q.shape[1]))
+    full[np.flatnonzero(keep)] = Q
+    basis, _ = np.linalg.qr(full[rows.cpu().numpy()])
+    return op.t(basis)
+
+
+def _project(D, basis, push):
+    """``P_N D P_N + push P_R`` (``P_R = O O^T`` for the orthonormal ``basis`` O,
+    ``P_N = I - P_R``): the lifted matrix of :mod:`.lift` with ``c = push``, whose
+    eigenpairs below ``push`` are those of ``D`` restricted to ``range(P_N)``."""
+    import torch
+
+    DO = D @ basis
+    inner = basis.T @ DO + push * torch.eye(basis.shape[1], dtype=D.dtype, device=D.device)
+    return D - basis @ DO.T - DO @ basis.T + basis @ inner @ basis.T
+
+
+def spectra(op, rows, fixed, ids, ps, taus, traces, bases=None):
     """For problems ``ids`` of the batched operator at duals ``ps`` (b, size): ascending
     eigenvalues of ``D`` on the coordinates ``rows`` (fixed ones pushed above the
-    spectrum), the gradient of the smoothed minimum and the lowest eigenvector."""
+    spectrum), the gradient of the smoothed minimum and the lowest eigenvector.  With
+    ``bases[i]`` (:func:`lifted_basis`) problem ``i``'s ``D`` is first lifted
+    (:func:`_project`): its eigenvectors below the push lie in ``range(P_N)``, where
+    ``v^T D' v = v^T D v``, so the gradient formula is unchanged."""
     torch = op.torch
     idx = torch.as_tensor(ids, device=rows.device)
     op.set_params(ps, idx)
     D = op.dense(rows)
     push = 2 * D.shape[-1] * D.abs().amax(dim=(1, 2)) + 100 * taus + 1.0
     D = D + torch.diag_embed(fixed[idx].to(D.dtype) * push[:, None])
+    for j, i in enumerate(ids):
+        if bases is not None and bases[i] is not None:
+            D[j] = _project(D[j], bases[i], push[j])
     values, vectors = eigh_batch(D)
     extended = torch.cat([values.new_zeros((len(ids), 1)), values], dim=1)
     weights = torch.softmax(-extended / taus[:, None], dim=1)[:, 1:]
