@@ -49,6 +49,7 @@ METHODS = {"bm": {"method": "bm", "check_every": 5},
            "bm-all": {"method": "bm", "bm_fraction": 1.0, "check_every": 5},
            "bm-inline": {"method": "bm", "bm_background_checks": False, "check_every": 5},
            "bm-full": {"method": "bm", "eliminate": False, "check_every": 5},
+           "bm-noescape": {"method": "bm", "bm_escape": 0, "check_every": 5},
            "lbfgs": {"method": "lbfgs", "check_every": 5},
            "adam": {"method": "adam", "eig": "lanczos", "check_every": 25}}
 NETS = {"pgd": "784-100-100-10 PGD (embedded)", "normal": "784-100-100-10 normal",

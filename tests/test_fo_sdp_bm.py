@@ -213,8 +213,9 @@ def test_the_hand_gradient_is_autograds(seed):
 
 
 def test_background_checks_certify_exactly_what_inline_checks_do():
-    """The checks do not feed back into the iterations, so running them in a worker
-    thread gives the same checks, in order, and the same bound as running them inline."""
+    """The checks feed back into the iterations only through the escape, which reads
+    the previous iteration's check either way, so running them in a worker thread gives
+    the same checks, in order, and the same bound as running them inline."""
     program, *_ = _case(2, (4, 8, 8, 6, 3))
     runs = [_bm(program, bm_outer=4, max_iterations=200,
                 bm_background_checks=flag) for flag in (True, False)]

@@ -240,3 +240,60 @@ def test_the_spectral_lbfgs_alone_reaches_the_lifted_sdp(seed, widths, eps):
 def test_the_lift_is_strictly_tighter_somewhere():
     gaps = [_case(*case)[3] - _case(*case)[2] for case in CASES]
     assert max(gaps) > 1e-3
+
+
+def _updated_multipliers(problem, state, V):
+    """``state`` with the multipliers updated at ``V`` by the ALM rule restated here:
+    ``lam+ = max(0, lam - mu g(V))``, ``gamma+ = gamma - mu h(V)``."""
+    import torch
+
+    with torch.no_grad():
+        cons, box, f = bm._constraints(problem, V)
+        mu = state.mu
+        lams = [((la - mu * ga).clamp(min=0), (lb - mu * gb).clamp(min=0), lg - mu * h,
+                 (lt - mu * gt).clamp(min=0))
+                for (ga, gb, h, gt), (la, lb, lg, lt) in zip(cons, state.lams)]
+        nu = [(lam - mu * g).clamp(min=0) for g, lam in zip(box, state.nu)]
+    return dataclasses.replace(state, V=V, lams=lams, nu=nu, objective=float(f))
+
+
+def test_escape_directions_are_the_augmented_lagrangians_curvature():
+    """``bm.escape``'s docstring: with ``D'`` of the multipliers updated at ``V``, a spare
+    column ``t w`` (substituted rows following) changes the augmented Lagrangian by
+    ``t^2 u^T D' u`` to O(t^4), ``u`` the expanded column; so ``D'``'s negative
+    eigenvectors are descent directions, and escape puts exactly them, as unit columns,
+    in the smallest columns (never the first)."""
+    import torch
+
+    from solvers.backends.fo_sdp.repair import _kept_dense, negative_directions
+
+    program = _case(*CASES[1])[0]
+    data = prepare(program, True, True)
+    layout = Layout(data)
+    problem = bm.BmProblem.build(data, layout, 4, 1.0)
+    state = bm.init_state(problem, initial_duals(data, layout, "crown"), bm.centre_point(data),
+                          mu=0.5)
+    state = bm.update(problem, state, inner=40)
+    vectors = negative_directions(data, layout, bm.to_params(problem, state), 2)
+    assert vectors.shape[1] == 2 and np.allclose(np.linalg.norm(vectors, axis=0), 1.0)
+    smallest = torch.argsort(torch.cat(state.V).norm(dim=0)[1:])[:2] + 1
+    moved = torch.cat(bm.escape(problem, state, vectors).V)
+    for column, w in zip(smallest.tolist(), vectors.T):
+        assert np.allclose(moved[:, column].numpy(), w[1:] * (data.d > 0))
+    assert torch.equal(moved[:, 0], torch.cat(state.V)[:, 0])
+    zero = bm.escape(problem, state, np.zeros((1 + data.n, 1)))        # a spare column: 0
+    spare = int(smallest[0])
+    V0 = bm._expand(problem, zero.V)
+    base = _updated_multipliers(problem, state, V0)
+    _, keep, D, _ = _kept_dense(data, layout, bm.to_params(problem, base))
+    for w in np.random.default_rng(0).normal(size=(3, 1 + data.n)):
+        w[0] = 0.0
+        for t in (1e-2, 1e-3):
+            Vt = bm._expand(problem, bm.escape(problem, zero, t * w[:, None]).V)
+            u = np.concatenate([[0.0], torch.cat(Vt)[:, spare].numpy()]) / t
+            with torch.no_grad():
+                change = float(bm._augmented(problem, state, Vt)
+                               - bm._augmented(problem, state, V0))
+            expected = float(u[keep] @ D @ u[keep])
+            assert abs(expected) > 1e-2
+            assert change / t ** 2 == pytest.approx(expected, rel=1e-3, abs=10 * t ** 2)

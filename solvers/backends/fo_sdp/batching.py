@@ -23,7 +23,7 @@ from solvers.backends.fo_sdp.operator import Operator
 from solvers.backends.fo_sdp.options import FoSdpOptions
 from solvers.backends.fo_sdp.problem import Layout, prepare
 from solvers.backends.fo_sdp.record import FoSdpState, Record
-from solvers.backends.fo_sdp.repair import improve
+from solvers.backends.fo_sdp.repair import improve, negative_directions
 from solvers.backends.fo_sdp.lift import active_vectors
 from solvers.backends.fo_sdp.spectral import SpectralRun, lifted_basis, spectra
 from solvers.solution import Status
@@ -269,20 +269,30 @@ class Batch:
         best = [-np.inf, None]
         dense = data.n + 1 <= opts.dense_check_limit
 
-        def check(params, costly: bool) -> None:
+        fell: dict[int, bool] = {}
+
+        def check(params, costly: bool, outer: int) -> None:
             # up to the dense limit only the repaired duals are certified: the raw
             # multipliers' negative slack costs far more, and a check is a dense eigvalsh
             bound, params = self.improve(i, params, -np.inf if dense else None,
                                          matrix_free=costly)
             rec.add_check(0, bound, params)
+            fell[outer] = bound < best[0]
             if bound > best[0]:
                 best[:] = [bound, params]
 
         checks = _Background(opts.bm_background_checks and dense)
 
         def on_step(s):            # past the dense limit: the costly repairs now and then
-            checks.submit(check, bm.to_params(problem, s),
-                          not dense and s.outer % opts.bm_shift_every == 0)
+            params = bm.to_params(problem, s)
+            checks.submit(check, params, not dense and s.outer % opts.bm_shift_every == 0,
+                          s.outer)
+            # the previous iteration's check has finished (submit waits for it), inline
+            # or not, so the escape is the same either way
+            if dense and opts.bm_escape and fell.pop(s.outer - 1, False):
+                return bm.escape(problem, s, negative_directions(data, layout, params,
+                                                                 opts.bm_escape))
+            return s
 
         try:
             state = bm.run(problem, state, stop,

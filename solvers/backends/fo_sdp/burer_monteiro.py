@@ -41,7 +41,7 @@ import numpy as np
 from solvers.backends.fo_sdp.problem import Layout, ProblemData
 
 __all__ = ["BmProblem", "BmState", "centre_point", "penalty", "init_state", "update", "run",
-           "to_params"]
+           "escape", "to_params"]
 
 
 @dataclass(frozen=True)
@@ -355,6 +355,38 @@ def _extrapolate(old: BmState, new: BmState) -> BmState:
     return replace(new, lams=lams, nu=nu, updated=(new.lams, new.nu), momentum=t)
 
 
+def escape(problem: BmProblem, state: BmState, vectors: np.ndarray) -> BmState:
+    r"""``state`` with its spare columns (the smallest, never the first) replaced by the
+    unit ``vectors`` (columns over the ``1 + n`` coordinates, corner first: the negative
+    eigenvectors of the multipliers' ``D``, :func:`.repair.negative_directions`).
+
+    Why: ``D`` of the updated multipliers is the augmented Lagrangian's gradient in
+    ``P`` (a column ``t w`` changes it by ``t^2 w^T D w``).  Measured on MNIST nets, the
+    factor's numerical rank is about 3: the other columns keep their initial noise
+    (~1e-2) unchanged for tens of outer iterations, since their gradient ``2 D v`` is
+    tiny.  When the multipliers then drift so that ``D`` gets small negative
+    eigenvalues there (about -2e-5, ~12 of them), ``P`` cannot follow, and the
+    certificate pays about ``(1 + sum d_i) |lambda|`` for them: the certified bound
+    falls while the ALM's own dual value keeps rising.  A unit column along ``w``
+    (its hidden coordinates; the corner row of ``V`` is fixed) gives the next inner
+    solve mass to move there (the rank-escape step of Burer-Monteiro methods, e.g.
+    Journee et al. 2010; smaller scales, 0.1 and 0.01, did not help).  Only the
+    primal changes; the multipliers stay."""
+    import torch
+
+    if vectors.shape[1] == 0:
+        return state
+    V = [v.clone() for v in state.V]
+    norms = torch.cat(V).norm(dim=0)
+    norms[0] = math.inf
+    columns = torch.argsort(norms)[:min(vectors.shape[1], problem.rank - 1)].tolist()
+    starts = np.concatenate([[1], 1 + np.cumsum(problem.data.sizes)]).astype(int)
+    for column, w in zip(columns, vectors.T):
+        for k, (a, b) in enumerate(zip(starts[:-1], starts[1:])):
+            V[k][:, column] = torch.as_tensor(w[a:b]) * (problem.d[k] > 0)
+    return replace(state, V=V)
+
+
 def to_params(problem: BmProblem, state: BmState) -> np.ndarray:
     """The dual parameters of the multipliers (``kappa_i = -nu_i``,
     ``kappa_0 = f + sum d_i nu_i``)."""
@@ -375,13 +407,14 @@ def run(problem: BmProblem, state: BmState, deadline: float | None, outer: int =
         momentum: bool = False) -> BmState:
     """Outer iterations until ``outer``, a violation below 1e-9, or the deadline: an
     iteration (with its ``on_step``) starts only when the longest one so far would
-    still fit (``on_step`` may be costlier on some iterations than on others)."""
+    still fit (``on_step`` may be costlier on some iterations than on others).
+    ``on_step(state)`` may return a state to go on from (e.g. :func:`escape`'s)."""
     longest = 0.0
     for _ in range(outer):
         started = time.perf_counter()
         state = update(problem, state, inner, growth, momentum)
         if on_step is not None:
-            on_step(state)
+            state = on_step(state) or state
         longest = max(longest, time.perf_counter() - started)
         if state.violation < 1e-9 or (deadline is not None
                                       and time.perf_counter() + longest > deadline):

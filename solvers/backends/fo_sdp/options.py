@@ -45,7 +45,11 @@ class FoSdpOptions:
     (relative to ``max(1, |start|)``) of the start's bound; past ``dense_check_limit``
     rows every ``bm_shift_every``-th outer iteration's multipliers also get the
     matrix-free ``kappa`` repairs (costly); ``bm_background_checks``: up to the dense
-    limit the checks run in a worker thread beside the next outer iteration.  Above
+    limit the checks run in a worker thread beside the next outer iteration;
+    ``bm_escape``: up to the dense limit, whenever a check certifies less than the best
+    so far, the negative ones among the current ``D``'s ``bm_escape`` smallest
+    eigenvectors replace the factor's spare columns (:func:`.burer_monteiro.escape`;
+    0: never).  Above
     ``lbfgs_below`` rows, or with stably active neurons lifted (``eliminate``), the
     Burer-Monteiro stage has the whole time limit and no L-BFGS follows (its eigenvalue
     problems would be dense; with the lift, measured, it gained nothing after it;
@@ -82,6 +86,7 @@ class FoSdpOptions:
     bm_momentum: bool = True
     bm_shift_every: int = 3
     bm_background_checks: bool = True
+    bm_escape: int = 4
     bm_inner: int = 300
     bm_growth: float = 1.0
     bm_outer: int = 10
@@ -97,10 +102,10 @@ class FoSdpOptions:
             raise ValueError("fo-sdp: max_iterations >= 0, lanczos_steps >= 1, ritz >= 1")
         if (self.rank < 1 or self.bm_mu <= 0 or self.bm_inner < 1 or self.bm_growth < 1
                 or self.bm_outer < 1 or self.bm_keep < 0 or not 0 <= self.bm_fraction <= 1
-                or self.bm_shift_every < 1):
+                or self.bm_shift_every < 1 or self.bm_escape < 0):
             raise ValueError("fo-sdp: rank >= 1, bm_mu > 0, bm_inner >= 1, bm_growth >= 1, "
                              "bm_outer >= 1, bm_keep >= 0, 0 <= bm_fraction <= 1, "
-                             "bm_shift_every >= 1")
+                             "bm_shift_every >= 1, bm_escape >= 0")
         object.__setattr__(self, "smooth_stages", tuple(self.smooth_stages))
 
     @classmethod

@@ -52,7 +52,7 @@ import numpy as np
 from solvers.backends.fo_sdp.certificate import certify, dense_lagrangian
 from solvers.backends.fo_sdp.problem import Layout, ProblemData, split_numpy
 
-__all__ = ["best_corner", "gershgorin_shift", "improve", "lowrank_shift"]
+__all__ = ["best_corner", "gershgorin_shift", "improve", "lowrank_shift", "negative_directions"]
 
 
 def _kept_dense(data: ProblemData, layout: Layout, params: np.ndarray):
@@ -101,6 +101,24 @@ def gershgorin_shift(data: ProblemData, layout: Layout, params: np.ndarray) -> n
     out = params.copy()
     out[layout.kappa_start:] -= shift
     return layout.project(out)
+
+
+def negative_directions(data: ProblemData, layout: Layout, params: np.ndarray,
+                        count: int) -> np.ndarray:
+    """The negative ones among the ``count`` smallest eigenvectors of the dense ``D'``
+    (lifted as in the certificate), as columns over all ``1 + n`` coordinates (zero on
+    the fixed ones).  Not a bound: the directions in which a Burer-Monteiro factor can
+    still descend (:func:`.burer_monteiro.escape`)."""
+    import scipy.linalg
+
+    _, keep, D, _ = _kept_dense(data, layout, params)
+    if not np.isfinite(D).all() or count < 1:
+        return np.zeros((1 + data.n, 0))
+    values, vectors = scipy.linalg.eigh(D, subset_by_index=[0, min(count, D.shape[0]) - 1])
+    negative = values < 0
+    full = np.zeros((1 + data.n, int(negative.sum())))
+    full[keep] = vectors[:, negative]
+    return full
 
 
 def best_corner(data: ProblemData, layout: Layout, params: np.ndarray) -> np.ndarray:
