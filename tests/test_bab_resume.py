@@ -14,19 +14,19 @@ still agrees with the MILP.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
 
 from relax import robustness
 from relax.deadline import Deadline
+from relax.krelu.options import KreluOptions
 from relax.lp.method import intermediate_bounds
 from relax.protocol import VerifyOptions
 from relax.search.beta_crown import BabSettings, torch_branch_and_bound
 from relax.search.exact import exact_one
 from relax.search.milp import milp_margin
-from relax.krelu.options import KreluOptions
 from tests.helpers import random_network
 
 #: small batches and no attack in the search, so that the cut search leaves open domains
@@ -46,7 +46,7 @@ class _Checks(Deadline):
         return self.count[0] > self.limit
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reference(seed: int):
     """The problem, its LP-tightened layer bounds and its exact margin (MILP)."""
     network, spec = _problem(seed)
@@ -64,7 +64,7 @@ def _problem(seed: int, widths=(5, 24, 24, 24, 3), eps=0.35):
     return network, robustness(x, label, eps, num_classes=widths[-1])
 
 
-@pytest.mark.parametrize("seed,checks", [(7, 60), (10, 60), (0, 20), (6, 20)])
+@pytest.mark.parametrize("seed,checks", [(7, 60), (10, 60), (6, 20)])
 @pytest.mark.parametrize("tightened", [False, True])
 def test_a_resumed_search_decides_like_the_milp(seed, checks, tightened):
     network, spec, lp, exact = _reference(seed)

@@ -52,7 +52,7 @@ from relax.errors import UnsupportedNetworkError
 from relax.network import Network
 from relax.spec import Spec
 
-__all__ = ["BabSettings", "Frontier", "TorchBabOutcome", "torch_branch_and_bound", "root_alpha_bounds"]
+__all__ = ["BabSettings", "Frontier", "TorchBabOutcome", "root_alpha_bounds", "torch_branch_and_bound"]
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,7 @@ class Frontier:
 
 @dataclass(frozen=True)
 class TorchBabOutcome(BabOutcome):
-    """A branch and bound's outcome with the open domains where it stopped
-    (``None`` when it closed everything or found a counterexample)."""
+    """An outcome with the open domains where the search stopped (``None``: it decided)."""
 
     frontier: Frontier | None = None
 
@@ -331,7 +330,7 @@ def _resumed_pool(search: _Search, roots: _Pool, frontier: Frontier, deadline: D
                 return pool, cex
         pool.add(chunk)
     log.info("resumed %d open domains; least bound %.4g", count,
-             float(pool.f["bound"].min()) if len(pool) else math.inf)
+             min(pool.f["bound"].tolist(), default=math.inf))
     return pool, None
 
 
