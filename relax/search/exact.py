@@ -10,7 +10,8 @@
    :data:`STAGE_FIRST_DEPTH` hidden layers the search first runs alone for
    :data:`SEARCH_FIRST_SHARE` of the time (:attr:`ExactOptions.search_first`), so that
    what it decides quickly (falsifiable instances above all) does not wait for the
-   stage; then alpha-CROWN at the root
+   stage, and the search after the stage resumes from its open domains
+   (:attr:`ExactOptions.resume`); then alpha-CROWN at the root
    and batched beta-CROWN branch and bound
    (:mod:`relax.search.beta_crown`, :attr:`ExactOptions.pipeline` ``"torch"``, the default;
    FSB branching by default, :attr:`ExactOptions.branching`), whose every evaluated domain
