@@ -10,8 +10,8 @@
    :data:`STAGE_FIRST_DEPTH` hidden layers the search first runs alone for
    :data:`SEARCH_FIRST_SHARE` of the time (:attr:`ExactOptions.search_first`), so that
    what it decides quickly (falsifiable instances above all) does not wait for the
-   stage, and the search after the stage resumes from its open domains
-   (:attr:`ExactOptions.resume`); then alpha-CROWN at the root
+   stage (with :attr:`ExactOptions.resume`, off by default, the search after the stage
+   resumes from its open domains); then alpha-CROWN at the root
    and batched beta-CROWN branch and bound
    (:mod:`relax.search.beta_crown`, :attr:`ExactOptions.pipeline` ``"torch"``, the default;
    FSB branching by default, :attr:`ExactOptions.branching`), whose every evaluated domain
@@ -102,8 +102,10 @@ class ExactOptions(MethodOptions):
         None, "k-ReLU stage: share of the time the search runs alone before the stage (None: "
               "SEARCH_FIRST_SHARE on nets with < STAGE_FIRST_DEPTH hidden layers, else 0)")
     resume: bool = option(
-        True, "k-ReLU stage: the search after the stage resumes from the open domains of the "
-              "search before it (each re-bounded under the stage's layer bounds), not from its root")
+        False, "k-ReLU stage: the search after the stage resumes from the open domains of the "
+               "search before it (each re-bounded under the stage's layer bounds), not from its "
+               "root (mnistfc 256x4 at 300 s: closer to 0 on 2 of 3 hard instances, further on "
+               "1, none decided; vnncomp_notes.md, section 6)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -157,7 +159,7 @@ def short_attack(options: VerifyOptions):
 def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyOptions, solver: str,
               pipeline: str = "torch", crown=None, attack: bool = True,
               bab: BabSettings = BabSettings(), krelu: KreluOptions | None = None,
-              search_first: float = 0.0, resume: bool = True) -> BoundOutcome:
+              search_first: float = 0.0, resume: bool = False) -> BoundOutcome:
     """The pipeline for one spec (``crown``: its CROWN bounds if already computed;
     ``attack=False`` when the caller already ran PGD on it, as milp does; ``bab``: the
     torch branch and bound's settings; ``krelu``: run the k-ReLU stage before it, after
