@@ -101,9 +101,9 @@ def test_exact_method_honours_the_branching_option(branching, monkeypatch):
 
     seen = []
 
-    def spy(network, spec, disjuncts, deadline, settings, prior=None):
+    def spy(network, spec, disjuncts, deadline, settings, prior=None, **kwargs):
         seen.append(settings)
-        return torch_branch_and_bound(network, spec, disjuncts, deadline, settings, prior)
+        return torch_branch_and_bound(network, spec, disjuncts, deadline, settings, prior, **kwargs)
 
     monkeypatch.setattr(exact_module, "torch_branch_and_bound", spy)
     for seed in range(15, 100):  # the first instance CROWN cannot decide but that holds

@@ -22,13 +22,18 @@ Decides ``min_x margin(f(x)) > 0`` over a property's box for ReLU networks.
   counterexample only after the float64 check of :meth:`relax.spec.Spec.is_violated_by`.
 - Domains are processed lowest bound first; the reported bound is the minimum
   over open domains and closed leaves, a valid lower bound on the margin.
+- A search stopped by its deadline leaves its open domains (:class:`Frontier`); a later
+  search (e.g. from tighter layer bounds) can resume from them instead of from the root:
+  they cover, with the leaves already closed, every disjunct's part of the box, so each
+  re-bounded once under the new root bounds (the better of its old and new bound; both
+  are safe) is a valid start.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -47,7 +52,7 @@ from relax.errors import UnsupportedNetworkError
 from relax.network import Network
 from relax.spec import Spec
 
-__all__ = ["BabSettings", "torch_branch_and_bound", "root_alpha_bounds"]
+__all__ = ["BabSettings", "Frontier", "TorchBabOutcome", "root_alpha_bounds", "torch_branch_and_bound"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +89,29 @@ class BabSettings:
     def child(self) -> AlphaSettings:
         """alpha/beta-CROWN on split domains: root layer bounds kept, fewer steps."""
         return AlphaSettings(self.iterations, self.lr_alpha, self.lr_beta, lr_decay=1.0, refine=False)
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """The open domains of a search that stopped at its deadline: the pool's fields (per
+    domain ``disjunct``, an index into ``disjuncts``, the spec's disjunct numbers; its safe
+    ``bound``; slopes, multipliers, split signs, scores) and ``closed_min``, the least
+    bound of the domains it closed (``inf`` if none).  The open domains and the closed
+    ones cover the box for every disjunct of ``disjuncts``."""
+
+    disjuncts: tuple[int, ...]
+    fields: dict = field(repr=False)
+    closed_min: float
+
+    def __len__(self):
+        return len(self.fields["bound"])
+
+
+@dataclass(frozen=True)
+class TorchBabOutcome(BabOutcome):
+    """An outcome with the open domains where the search stopped (``None``: it decided)."""
+
+    frontier: Frontier | None = None
 
 
 def _objectives(spec: Spec, disjuncts, net: TorchNetwork):
@@ -246,11 +274,13 @@ class _Search:
 
 def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadline: Deadline = NEVER,
                            settings: BabSettings = BabSettings(),
-                           prior: Bounds | None = None) -> BabOutcome:
+                           prior: Bounds | None = None, resume: Frontier | None = None) -> TorchBabOutcome:
     """Decide the disjuncts ``disjuncts`` (default all) of ``spec`` (module docstring).
 
     ``bound`` is a lower bound on the minimum margin over these disjuncts.  ``prior``:
-    valid layer bounds over the whole box (e.g. LP-tightened) that the root starts from.
+    valid layer bounds over the whole box (e.g. LP-tightened) that the root starts from;
+    ``resume``: an earlier search's open domains, which replace the roots of the
+    disjuncts they cover (:func:`_resumed_pool`).
     """
     if any(a.name != "relu" for a in network.activations):
         raise UnsupportedNetworkError("torch branch and bound handles ReLU networks only")
@@ -260,7 +290,7 @@ def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadlin
     search = _Search(network, spec, disjuncts, settings, root, C, d, net)
     cex = search.check(root.x)
     if cex is not None:
-        return BabOutcome(-math.inf, cex, search.nodes, True)
+        return TorchBabOutcome(-math.inf, cex, search.nodes, True)
     log.info("alpha-CROWN root bounds %s", np.round(root.bound.numpy(), 4))
     pool = _Pool({
         "disjunct": torch.arange(len(disjuncts)), "bound": root.bound.clone(),
@@ -269,29 +299,63 @@ def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadlin
         "sign": [torch.zeros_like(a[:, 0], dtype=torch.int8) for a in root.alpha],
         "score": [s.float() for s in root.score],
     })
-    return _search_loop(search, pool, deadline)
-
-
-def _search_loop(search: _Search, pool: _Pool, deadline: Deadline) -> BabOutcome:
-    """Split the lowest-bound domains, bound the children, until every domain closes."""
     closed_min = math.inf
+    if resume is not None:
+        pool, cex = _resumed_pool(search, pool, resume, deadline)
+        if cex is not None:
+            return TorchBabOutcome(-math.inf, cex, search.nodes, True)
+        closed_min = resume.closed_min
+    return _search_loop(search, pool, deadline, closed_min)
+
+
+def _resumed_pool(search: _Search, roots: _Pool, frontier: Frontier, deadline: Deadline):
+    """The pool that resumes ``frontier``: its open domains of this search's disjuncts, each
+    re-bounded once under this search's root layer bounds, in place of the roots of the
+    disjuncts it covers (a disjunct it covers but has no open domain of is closed); and a
+    float64-checked counterexample among the re-bounded domains' inputs, or ``None``."""
+    position = {j: p for p, j in enumerate(search.disjuncts)}
+    spec_index = torch.tensor(frontier.disjuncts, dtype=torch.long)[frontier.fields["disjunct"]]
+    mine = torch.tensor([int(j) in position for j in spec_index.tolist()], dtype=torch.bool)
+    fields = _take(frontier.fields, mine)
+    fields["disjunct"] = torch.tensor([position[int(j)] for j in spec_index[mine].tolist()],
+                                      dtype=torch.long)
+    covered = set(frontier.disjuncts)
+    pool = _Pool(roots.take(torch.tensor([j not in covered for j in search.disjuncts])))
+    step, count = 2 * search.settings.batch, len(fields["bound"])
+    for start in range(0, count, step):
+        chunk = _take(fields, slice(start, start + step))
+        if not deadline.expired:  # else the chunk keeps its earlier (safe) bounds
+            cex = search.check(search.bound_children(chunk, deadline))
+            if cex is not None:
+                return pool, cex
+        pool.add(chunk)
+    log.info("resumed %d open domains; least bound %.4g", count,
+             min(pool.f["bound"].tolist(), default=math.inf))
+    return pool, None
+
+
+def _search_loop(search: _Search, pool: _Pool, deadline: Deadline,
+                 closed_min: float = math.inf) -> TorchBabOutcome:
+    """Split the lowest-bound domains, bound the children, until every domain closes."""
     while True:
         closed_min = min(closed_min, pool.close_positive())
         if len(pool) == 0:
             log.info("torch branch and bound closed %d domains", search.nodes)
-            return BabOutcome(closed_min, None, search.nodes, True)
+            return TorchBabOutcome(closed_min, None, search.nodes, True)
         bound = min(float(pool.f["bound"].min()), closed_min)
         if deadline.expired:
-            return BabOutcome(bound, None, search.nodes, False, Reason.time_limit())
+            frontier = Frontier(tuple(search.disjuncts), pool.f, closed_min)
+            return TorchBabOutcome(bound, None, search.nodes, False, Reason.time_limit(), frontier)
         if len(pool) > search.settings.max_domains:
-            return BabOutcome(bound, None, search.nodes, False, Reason(
+            return TorchBabOutcome(bound, None, search.nodes, False, Reason(
                 ReasonKind.RESOURCE_LIMIT, f"more than {search.settings.max_domains} open domains"))
         batch = pool.pop_lowest(search.settings.batch)
         leaves = torch.cat(batch["score"], dim=1).max(1).values < 0  # no unstable ReLU left
         if leaves.any():
             outcome = search.leaves(batch, leaves)
             if isinstance(outcome, tuple):
-                return BabOutcome(outcome[0], outcome[1], search.nodes, outcome[1] is not None, outcome[2])
+                return TorchBabOutcome(outcome[0], outcome[1], search.nodes, outcome[1] is not None,
+                                       outcome[2])
             closed_min = min(closed_min, outcome)
             batch = _take(batch, ~leaves)
             if len(batch["bound"]) == 0:
@@ -302,7 +366,7 @@ def _search_loop(search: _Search, pool: _Pool, deadline: Deadline) -> BabOutcome
         if cex is None:
             cex = search.attack(xs, children["bound"], deadline)
         if cex is not None:
-            return BabOutcome(-math.inf, cex, search.nodes, True)
+            return TorchBabOutcome(-math.inf, cex, search.nodes, True)
         pool.add(children)
 
 

@@ -10,7 +10,8 @@
    :data:`STAGE_FIRST_DEPTH` hidden layers the search first runs alone for
    :data:`SEARCH_FIRST_SHARE` of the time (:attr:`ExactOptions.search_first`), so that
    what it decides quickly (falsifiable instances above all) does not wait for the
-   stage; then alpha-CROWN at the root
+   stage (with :attr:`ExactOptions.resume`, off by default, the search after the stage
+   resumes from its open domains); then alpha-CROWN at the root
    and batched beta-CROWN branch and bound
    (:mod:`relax.search.beta_crown`, :attr:`ExactOptions.pipeline` ``"torch"``, the default;
    FSB branching by default, :attr:`ExactOptions.branching`), whose every evaluated domain
@@ -100,6 +101,11 @@ class ExactOptions(MethodOptions):
     search_first: float | None = option(
         None, "k-ReLU stage: share of the time the search runs alone before the stage (None: "
               "SEARCH_FIRST_SHARE on nets with < STAGE_FIRST_DEPTH hidden layers, else 0)")
+    resume: bool = option(
+        False, "k-ReLU stage: the search after the stage resumes from the open domains of the "
+               "search before it (each re-bounded under the stage's layer bounds), not from its "
+               "root (mnistfc 256x4 at 300 s: closer to 0 on 2 of 3 hard instances, further on "
+               "1, none decided; vnncomp_notes.md, section 6)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -139,7 +145,8 @@ def exact_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
         stage = exact.tightens(network)
         return [exact_one(network, spec, deadline, options, solver, exact.pipeline, bab=exact.bab(),
                           krelu=exact.krelu() if stage else None,
-                          search_first=exact.search_share(network) if stage else 0.0)
+                          search_first=exact.search_share(network) if stage else 0.0,
+                          resume=exact.resume)
                 for spec in specs]
 
 
@@ -152,11 +159,12 @@ def short_attack(options: VerifyOptions):
 def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyOptions, solver: str,
               pipeline: str = "torch", crown=None, attack: bool = True,
               bab: BabSettings = BabSettings(), krelu: KreluOptions | None = None,
-              search_first: float = 0.0) -> BoundOutcome:
+              search_first: float = 0.0, resume: bool = False) -> BoundOutcome:
     """The pipeline for one spec (``crown``: its CROWN bounds if already computed;
     ``attack=False`` when the caller already ran PGD on it, as milp does; ``bab``: the
     torch branch and bound's settings; ``krelu``: run the k-ReLU stage before it, after
-    the search alone for ``search_first`` of the time)."""
+    the search alone for ``search_first`` of the time; with ``resume`` the search after
+    the stage starts from the first search's open domains, not from its root)."""
     crown = crown or bound_specs(network, [spec], "crown", device=options.device)[0]
     if crown.bound > 0:
         return BoundOutcome(crown.bound, "crown")
@@ -169,19 +177,21 @@ def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyO
         log.info("input splitting: bound %.4g after %d domains", outcome.bound, outcome.nodes)
         return _combined(outcome, crown.disjunct_bounds, open_disjuncts, "input-split")
     if pipeline == "torch":
-        known, prior = np.array(crown.disjunct_bounds, float), None
+        known, prior, frontier = np.array(crown.disjunct_bounds, float), None, None
         if krelu is not None:
             if search_first > 0:
                 first = torch_branch_and_bound(network, spec, open_disjuncts, deadline.share(search_first), bab)
                 log.info("search before the stage: bound %.4g after %d domains", first.bound, first.nodes)
                 if first.complete or deadline.expired:
                     return _combined(first, known, open_disjuncts, "torch-bab")
+                frontier = first.frontier if resume else None
             prior, known, _ = krelu_stage(network, spec, crown, krelu, solver, deadline)
             log.info("k-ReLU stage: disjunct bounds %s", np.round(known, 4))
             if known.min() > 0:
                 return BoundOutcome(float(known.min()), "krelu")
             open_disjuncts = [int(j) for j in np.flatnonzero(known <= 0)]
-        outcome = torch_branch_and_bound(network, spec, open_disjuncts, deadline, bab, prior)
+        outcome = torch_branch_and_bound(network, spec, open_disjuncts, deadline, bab, prior,
+                                         resume=frontier)
         log.info("torch branch and bound: bound %.4g after %d domains", outcome.bound, outcome.nodes)
         if outcome.complete or outcome.reason.kind is ReasonKind.TIME_LIMIT:
             return _combined(outcome, known, open_disjuncts, "torch-bab")
