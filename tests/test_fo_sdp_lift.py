@@ -25,7 +25,7 @@ from solvers import SolveOptions, get_solver
 from solvers.backends.fo_sdp import burer_monteiro as bm
 from solvers.backends.fo_sdp.certificate import certify
 from solvers.backends.fo_sdp.init import initial_duals
-from solvers.backends.fo_sdp.lift import active_vectors, lifted
+from solvers.backends.fo_sdp.lift import active_vectors, chain, expand, lifted
 from solvers.backends.fo_sdp.problem import Layout, prepare
 from solvers.backends.fo_sdp.repair import _kept_dense, best_corner, gershgorin_shift
 from tests.test_fo_sdp_bm import _case as _bm_case
@@ -198,12 +198,12 @@ def test_the_substituted_primal_gradient_is_autograds():
     generator = torch.Generator().manual_seed(0)
     V = [(0.5 * torch.randn(v.shape, generator=generator, dtype=torch.float64))
          .requires_grad_(True) for v in state.V]
-    value = bm._augmented(problem, state, [v * m for v, m in zip(bm._expand(problem, V), masks)])
+    value = bm._augmented(problem, state, [v * m for v, m in zip(expand(problem.substitution, V), masks)])
     value.backward()
     with torch.no_grad():
-        expanded = bm._expand(problem, V)
+        expanded = expand(problem.substitution, V)
         _, grads = bm._augmented_and_gradient(problem, state, expanded, masks)
-        chained = bm._chain(problem, grads)
+        chained = chain(problem.substitution, grads)
         for v, g in zip(V, chained):
             assert torch.allclose(g, v.grad, rtol=1e-10, atol=1e-12)
         cons, _, _ = bm._constraints(problem, [e * m for e, m in zip(expanded, masks)])
@@ -283,13 +283,13 @@ def test_escape_directions_are_the_augmented_lagrangians_curvature():
     assert torch.equal(moved[:, 0], torch.cat(state.V)[:, 0])
     zero = bm.escape(problem, state, np.zeros((1 + data.n, 1)))        # a spare column: 0
     spare = int(smallest[0])
-    V0 = bm._expand(problem, zero.V)
+    V0 = expand(problem.substitution, zero.V)
     base = _updated_multipliers(problem, state, V0)
     _, keep, D, _ = _kept_dense(data, layout, bm.to_params(problem, base))
     for w in np.random.default_rng(0).normal(size=(3, 1 + data.n)):
         w[0] = 0.0
         for t in (1e-2, 1e-3):
-            Vt = bm._expand(problem, bm.escape(problem, zero, t * w[:, None]).V)
+            Vt = expand(problem.substitution, bm.escape(problem, zero, t * w[:, None]).V)
             u = np.concatenate([[0.0], torch.cat(Vt)[:, spare].numpy()]) / t
             with torch.no_grad():
                 change = float(bm._augmented(problem, state, Vt)

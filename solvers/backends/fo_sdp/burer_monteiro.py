@@ -15,10 +15,10 @@ products with ``W_k`` and ``W_k^T`` on ``r`` columns per evaluation), then the
 multipliers are updated (``lam <- max(0, lam - mu g)``, ``gamma <- gamma - mu h``) and
 ``mu`` grows when the violation does not fall fast enough.  With stably active
 neurons lifted (``data.active``, :mod:`.lift`) their rows of ``V`` are not variables:
-``v_j = (W_j U_prev + (b_j - ctr_j) e_1) / rad_j`` (:func:`_expand`, in layer order),
+``v_j = (W_j U_prev + (b_j - ctr_j) e_1) / rad_j`` (:func:`.lift.expand`, in layer order),
 so ``z = a`` holds in ``P`` exactly and their beta, gamma and cut constraints vanish;
-the gradient of a substituted row goes to the layer before (:func:`_chain`).  The multiplier update is
-gradient ascent with step ``mu`` on the augmented dual ``g_mu(lam) = min_V L_mu(V, lam)``
+the gradient of a substituted row goes to the layer before (:func:`.lift.chain`).
+The multiplier update is gradient ascent with step ``mu`` on the augmented dual ``g_mu(lam) = min_V L_mu(V, lam)``
 (a ``1/mu``-smooth concave function); with ``momentum`` it is Nesterov's accelerated
 ascent (the next inner problem is solved at ``lam+ + (t_k - 1)/t_{k+1} (lam+ - lam)``,
 inequality multipliers clipped at 0), restarted (``t = 1``) whenever ``g_mu`` falls
@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from solvers.backends.fo_sdp.lift import chain, expand, substitution
 from solvers.backends.fo_sdp.problem import Layout, ProblemData
 
 __all__ = ["BmProblem", "BmState", "centre_point", "penalty", "init_state", "update", "run",
@@ -62,7 +63,7 @@ class BmProblem:
     d: list
     c: object
     scale: float
-    substitution: tuple = ()    # per hidden layer k: (rows, M, offset) or None, see _expand
+    substitution: tuple = ()    # per hidden layer k: (rows, M, offset) or None (.lift)
 
     @classmethod
     def build(cls, data: ProblemData, layout: Layout, rank: int, scale: float) -> "BmProblem":
@@ -76,59 +77,7 @@ class BmProblem:
                    [t(c) for c in data.ctr], [t(r) for r in data.rad], [t(r) for r in data.rho],
                    [t(s) for s in data.slope], [t(o) for o in data.cut_offset],
                    [t(m.astype(float)) for m in data.cut_mask], d, t(data.c), scale,
-                   _substitution(data, W))
-
-
-def _substitution(data: ProblemData, W: list) -> tuple:
-    """Per hidden layer ``k``: for its stably active neurons marked in ``data.active``
-    (rows ``j``), ``v_j = M v_k + o e_1`` with ``M = W_j rad_k / rad_j`` and
-    ``o = (W_j ctr_k + b_j - ctr_j) / rad_j`` (``z_j = a_j`` in the lifted coordinates
-    ``U = ctr e_1 + rad v``); None where there are none."""
-    import torch
-
-    out = []
-    for k, active in enumerate(data.active):
-        rows = np.flatnonzero(active)
-        if rows.size == 0:
-            out.append(None)
-            continue
-        rad = data.rad[k + 1][rows]
-        M = W[k][rows] * torch.as_tensor(data.rad[k])[None, :] / torch.as_tensor(rad)[:, None]
-        weights = np.asarray(data.weights[k].toarray() if hasattr(data.weights[k], "toarray")
-                             else data.weights[k])[rows]
-        offset = (weights @ data.ctr[k] + data.biases[k][rows] - data.ctr[k + 1][rows]) / rad
-        out.append((torch.as_tensor(rows), M, torch.as_tensor(offset)))
-    return tuple(out)
-
-
-def _expand(problem: BmProblem, V: list) -> list:
-    """``V`` with the substituted rows set from the layer before (in layer order)."""
-    if not any(problem.substitution):
-        return V
-    V = list(V)
-    for k, sub in enumerate(problem.substitution):
-        if sub is not None:
-            rows, M, offset = sub
-            block = M @ V[k]
-            block[:, 0] += offset
-            V[k + 1] = V[k + 1].index_put((rows,), block)
-    return V
-
-
-def _chain(problem: BmProblem, grads: list) -> list:
-    """The gradient with respect to the free rows: each substituted row's gradient is
-    passed to the layer before (in reverse layer order) and zeroed."""
-    if not any(problem.substitution):
-        return grads
-    grads = list(grads)
-    for k in reversed(range(len(problem.substitution))):
-        sub = problem.substitution[k]
-        if sub is not None:
-            rows, M, _ = sub
-            grads[k] = grads[k] + M.T @ grads[k + 1][rows]
-            zeros = grads[k + 1].new_zeros((rows.numel(), grads[k + 1].shape[1]))
-            grads[k + 1] = grads[k + 1].index_put((rows,), zeros)
-    return grads
+                   substitution(data, W))
 
 
 @dataclass(frozen=True)
@@ -296,14 +245,15 @@ def _minimise(problem: BmProblem, state: BmState, iterations: int) -> list:
 
     def closure():
         with torch.no_grad():
-            value, grads = _augmented_and_gradient(problem, state, _expand(problem, V), masks)
-        for v, g in zip(V, _chain(problem, grads)):
+            full = expand(problem.substitution, V)
+            value, grads = _augmented_and_gradient(problem, state, full, masks)
+        for v, g in zip(V, chain(problem.substitution, grads)):
             v.grad = g
         return value
 
     optimiser.step(closure)
     with torch.no_grad():
-        return [(v * m).detach() for v, m in zip(_expand(problem, V), masks)]
+        return [(v * m).detach() for v, m in zip(expand(problem.substitution, V), masks)]
 
 
 def _largest(x) -> float:

@@ -1,4 +1,5 @@
-r"""The lifted equality of stably active neurons in the dense certificate.
+r"""The lifted equality of stably active neurons: in the dense certificate, and substituted
+in the Burer-Monteiro primal (:func:`substitution`, :func:`expand`, :func:`chain`).
 
 A stably active neuron ``j`` (pre-activation lower bound ``l_j >= 0``) of hidden layer
 ``k`` has ``z_j = a_j = W_j x_k + b_j`` on every input, so with ``p = [1; xt]`` (the
@@ -35,7 +36,8 @@ import scipy.sparse as sp
 
 from solvers.backends.fo_sdp.problem import EPS, ProblemData
 
-__all__ = ["active_vectors", "lifted", "allowance", "projected_corner"]
+__all__ = ["active_vectors", "lifted", "allowance", "projected_corner", "substitution",
+           "expand", "chain"]
 
 
 def active_vectors(data: ProblemData) -> tuple[np.ndarray, np.ndarray]:
@@ -106,3 +108,56 @@ def projected_corner(Q: np.ndarray) -> np.ndarray:
     if Q.shape[1] == 0:
         return e0
     return e0 - Q @ np.linalg.solve(Q.T @ Q, Q[0])
+
+
+def substitution(data: ProblemData, W: list) -> tuple:
+    """Per hidden layer ``k``: for its stably active neurons marked in ``data.active``
+    (rows ``j``) in the Burer-Monteiro factor, ``v_j = M v_k + o e_1`` with
+    ``M = W_j rad_k / rad_j`` and ``o = (W_j ctr_k + b_j - ctr_j) / rad_j`` (``z_j = a_j`` in the lifted coordinates
+    ``U = ctr e_1 + rad v``); None where there are none."""
+    import torch
+
+    out = []
+    for k, active in enumerate(data.active):
+        rows = np.flatnonzero(active)
+        if rows.size == 0:
+            out.append(None)
+            continue
+        rad = data.rad[k + 1][rows]
+        M = W[k][rows] * torch.as_tensor(data.rad[k])[None, :] / torch.as_tensor(rad)[:, None]
+        weights = np.asarray(data.weights[k].toarray() if hasattr(data.weights[k], "toarray")
+                             else data.weights[k])[rows]
+        offset = (weights @ data.ctr[k] + data.biases[k][rows] - data.ctr[k + 1][rows]) / rad
+        out.append((torch.as_tensor(rows), M, torch.as_tensor(offset)))
+    return tuple(out)
+
+
+def expand(substitution: tuple, V: list) -> list:
+    """``V`` (per layer) with the substituted rows set from the layer before (in layer
+    order; ``substitution`` from :func:`substitution`)."""
+    if not any(substitution):
+        return V
+    V = list(V)
+    for k, sub in enumerate(substitution):
+        if sub is not None:
+            rows, M, offset = sub
+            block = M @ V[k]
+            block[:, 0] += offset
+            V[k + 1] = V[k + 1].index_put((rows,), block)
+    return V
+
+
+def chain(substitution: tuple, grads: list) -> list:
+    """The gradient with respect to the free rows: each substituted row's gradient is
+    passed to the layer before (in reverse layer order) and zeroed."""
+    if not any(substitution):
+        return grads
+    grads = list(grads)
+    for k in reversed(range(len(substitution))):
+        sub = substitution[k]
+        if sub is not None:
+            rows, M, _ = sub
+            grads[k] = grads[k] + M.T @ grads[k + 1][rows]
+            zeros = grads[k + 1].new_zeros((rows.numel(), grads[k + 1].shape[1]))
+            grads[k + 1] = grads[k + 1].index_put((rows,), zeros)
+    return grads
