@@ -320,8 +320,8 @@ def escape(problem: BmProblem, state: BmState, vectors: np.ndarray) -> BmState:
     falls while the ALM's own dual value keeps rising.  A unit column along ``w``
     (its hidden coordinates; the corner row of ``V`` is fixed) gives the next inner
     solve mass to move there (the rank-escape step of Burer-Monteiro methods, e.g.
-    Journee et al. 2010; smaller scales, 0.1 and 0.01, did not help).  Only the
-    primal changes; the multipliers stay."""
+    Journee et al. 2010; scales 0.1 and 0.01 did not help in a scratch trace of one
+    row, not a benchmark).  Only the primal changes; the multipliers stay."""
     import torch
 
     if vectors.shape[1] == 0:
