@@ -15,7 +15,7 @@ Decides ``min_x margin(f(x)) > 0`` over a property's box for ReLU networks.
 - A domain is closed when its bound is positive (every bound is a float64 CROWN
   bound for some ``alpha in [0,1]``, ``beta >= 0``: sound by construction) or when
   it is empty (``l > u``).  A domain with no unstable ReLU left is decided by the
-  LP of :mod:`relax.search.lp_bab` with those phases fixed (exact there: a safe dual bound
+  LP of :mod:`relax.search.leaves` with those phases fixed (exact there: a safe dual bound
   or an optimum that is checked as a counterexample).
 - Every evaluated domain proposes the input minimising its linear bound, and a short
   PGD starts from those of the lowest-bound children of every batch; a candidate is a
@@ -43,6 +43,7 @@ from relax.deadline import NEVER, Deadline
 from relax.result import Reason, ReasonKind
 from relax.search.attack import AttackOptions, pgd_attack
 from relax.search.branching import choose_babsr, choose_fsb, split_children
+from relax.search.leaves import decide_leaves
 from relax.search.lp_bab import BabOutcome, DisjunctTree
 from relax.bounds import Bounds
 from relax.bounds.alpha import AlphaSettings, Domains, alpha_crown
@@ -123,12 +124,13 @@ def _objectives(spec: Spec, disjuncts, net: TorchNetwork):
 
 def root_alpha_bounds(network: Network, spec: Spec, disjuncts, settings: BabSettings = BabSettings(),
                       deadline: Deadline = NEVER, net: TorchNetwork | None = None,
-                      prior: Bounds | None = None, alpha=None, alpha_settings: AlphaSettings | None = None):
+                      prior: Bounds | None = None, alpha=None, alpha_settings: AlphaSettings | None = None,
+                      fast_net: TorchNetwork | None = None):
     """alpha-CROWN per disjunct at the root: (DomainBounds, objective, offsets).
 
     ``prior``: valid layer bounds over the whole box (e.g. LP-tightened), intersected
     with CROWN's before the slopes are optimised; ``alpha``: initial slopes;
-    ``alpha_settings``: overrides ``settings.root()``."""
+    ``alpha_settings``: overrides ``settings.root()``; ``fast_net``: Adam steps in its dtype."""
     net = net or TorchNetwork.from_network(network)
     disjuncts = list(disjuncts)
     n = len(disjuncts)
@@ -142,7 +144,8 @@ def root_alpha_bounds(network: Network, spec: Spec, disjuncts, settings: BabSett
     C, d = _objectives(spec, disjuncts, net)
     domains = Domains(lower, upper, C, [l.expand(n, -1).clone() for l, _ in layers],
                       [u.expand(n, -1).clone() for _, u in layers], d, shared=True)
-    result = alpha_crown(net, domains, alpha_settings or settings.root(), alpha=alpha, deadline=deadline)
+    result = alpha_crown(net, domains, alpha_settings or settings.root(), alpha=alpha, deadline=deadline,
+                         fast_net=fast_net)
     return result, C, d
 
 
@@ -235,7 +238,7 @@ class _Search:
                           deadline, self.net, starts)
 
     def leaves(self, batch, leaves):
-        return _decide_leaves(self.network, self.spec, self.disjuncts, self.root_bounds, self.trees,
+        return decide_leaves(self.network, self.spec, self.disjuncts, self.root_bounds, self.trees,
                               batch, leaves, self.common_lower, self.common_upper)
 
     def choose(self, batch: dict) -> torch.Tensor:
@@ -368,34 +371,3 @@ def _search_loop(search: _Search, pool: _Pool, deadline: Deadline,
         if cex is not None:
             return TorchBabOutcome(-math.inf, cex, search.nodes, True)
         pool.add(children)
-
-
-def _decide_leaves(network, spec, disjuncts, root_bounds, trees, batch, leaves, common_lower,
-                   common_upper):
-    """LP with every ReLU phase fixed for domains without unstable ReLUs.
-
-    Returns the least LP bound when all those leaves close (all positive), else
-    (bound, counterexample, reason)."""
-    least = math.inf
-    for r in torch.nonzero(leaves).flatten().tolist():
-        j = disjuncts[int(batch["disjunct"][r])]
-        if j not in trees:
-            trees[j] = DisjunctTree(network, spec, spec.disjuncts[j], root_bounds, None, None)
-        tree = trees[j]
-        fixed = {}
-        for b, (k, i) in enumerate(tree.neurons):
-            sign = int(batch["sign"][k][r, i])
-            if sign > 0 or common_lower[k][i] >= 0:
-                fixed[b] = 1.0
-            elif sign < 0 or common_upper[k][i] <= 0:
-                fixed[b] = 0.0
-        bound, x = tree.solve(fixed)
-        if bound > 0:
-            least = min(least, bound)
-            continue
-        cex = tree.counterexample(x)
-        if cex is not None:
-            return -math.inf, cex, None
-        return bound, None, Reason(ReasonKind.NOT_APPLICABLE, "a fully split domain has a "
-                                   "non-positive LP bound and no checked counterexample")
-    return least
