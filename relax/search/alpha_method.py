@@ -1,8 +1,9 @@
 """The ``alpha-crown`` verification method: CROWN, then alpha-CROWN per open disjunct.
 
 alpha-CROWN (:func:`relax.bounds.alpha.alpha_crown`) optimises the ReLU lower slopes
+and the sigmoid/tanh/softplus lower and upper slopes (:mod:`relax.bounds.smooth_lines`)
 of the CROWN backward pass, one set per objective row and per intermediate bound
-row, by projected Adam; sigmoid/tanh/softplus layers keep their fixed sound lines.
+row, by projected Adam.
 Every iterate is a valid bound, so the result is a sound lower bound on each
 disjunct's margin, never below CROWN's (the maximum of both is returned).
 Incomplete.  With ``VerifyOptions.bound_only`` every disjunct gets alpha-CROWN,
@@ -34,17 +35,22 @@ class AlphaCrownOptions(MethodOptions):
     """Options of the ``alpha-crown`` method (defaults: auto_LiRPA's)."""
 
     iterations: int = option(20, "Adam steps on the slopes")
-    lr: float = option(0.5, "Adam step size for the slopes")
+    lr: float = option(0.5, "Adam step size for the ReLU slopes")
+    lr_smooth: float = option(AlphaSettings.lr_smooth,
+                              "Adam step size for the sigmoid/tanh/softplus slopes (fractions of "
+                              "the derivative's range over each neuron's bounds)")
     lr_decay: float = option(0.98, "step size factor after every step")
     refine: bool = option(True, "re-bound intermediate layers under their own optimised slopes")
 
     def __post_init__(self):
         super().__post_init__()
-        if self.iterations < 0 or self.lr <= 0 or not 0 < self.lr_decay <= 1:
-            raise UsageError("alpha-crown needs iterations >= 0, lr > 0 and 0 < lr_decay <= 1")
+        if self.iterations < 0 or self.lr <= 0 or self.lr_smooth <= 0 or not 0 < self.lr_decay <= 1:
+            raise UsageError("alpha-crown needs iterations >= 0, lr > 0, lr_smooth > 0 and "
+                             "0 < lr_decay <= 1")
 
     def settings(self) -> AlphaSettings:
-        return AlphaSettings(self.iterations, self.lr, lr_decay=self.lr_decay, refine=self.refine)
+        return AlphaSettings(self.iterations, self.lr, lr_decay=self.lr_decay, refine=self.refine,
+                             lr_smooth=self.lr_smooth)
 
 
 #: the method's default settings

@@ -1,0 +1,100 @@
+"""Optimisable linear bounds of smooth activations (sigmoid, tanh, softplus) for alpha-CROWN.
+
+On ``[l, u]`` every slope ``a`` gives the tightest sound lines of that slope,
+
+    a z + min_{z' in [l,u]} (act(z') - a z')  <=  act(z)  <=  a z + max_{z' in [l,u]} (act(z') - a z'),
+
+with the extrema taken over the endpoints and the stationary points ``act'(z') = a``
+(closed forms in :data:`relax.bounds.activations.RULES`), exactly as
+:func:`relax.bounds.relaxations.relax_smooth` computes the offsets of its heuristic
+slopes.  Every supporting line of the convex (resp. concave) hull of ``act`` on
+``[l, u]`` is the tightest line of its slope, and the hull's slopes lie in
+``[min act', max act']`` over ``[l, u]``, so parameterising
+
+    a_lo = d_min + t_lo (d_max - d_min),   a_up = d_min + t_up (d_max - d_min),   t in [0, 1]
+
+loses no supporting line; alpha-CROWN optimises ``t`` (one pair per neuron and
+objective row) as it optimises ReLU lower slopes (Xu et al. 2021 optimise the tangent
+points of general activations the same way).  Soundness needs no property of ``t``:
+the offsets are exact for whatever slope the optimiser returns, and the final bound is
+evaluated in float64 with a small outward margin.
+
+The offsets' gradient in ``a`` is ``-z*`` (the extremal point; envelope theorem), so the
+stationary points enter as constants (detached): their own derivative in ``a`` is
+infinite where ``a`` is the largest slope (``sqrt`` at 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from relax.bounds.activations import rule_of
+from relax.bounds.relaxations import ROUNDING_MARGIN, relax_smooth
+
+__all__ = ["SmoothBase", "smooth_base", "initial_fraction", "smooth_line"]
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class SmoothBase:
+    """One smooth layer's bounds ``lower, upper`` (batch, n) and the range
+    ``[slope_min, slope_max]`` of ``act'`` over them."""
+
+    name: str
+    lower: Tensor
+    upper: Tensor
+    slope_min: Tensor
+    slope_max: Tensor
+
+
+def smooth_base(name: str, lower: Tensor, upper: Tensor) -> SmoothBase:
+    """The derivative's range over each ``[l, u]``: its values at ``l``, ``u`` and at 0
+    (clamped into the interval) contain the extremes of a unimodal derivative with its
+    peak at 0 (sigmoid, tanh) and of a monotone one (softplus)."""
+    derivative = rule_of(name).derivative
+    peak = torch.clamp(torch.zeros_like(lower), lower, upper)
+    values = torch.stack([derivative(lower), derivative(upper), derivative(peak)])
+    return SmoothBase(name, lower, upper, values.amin(0), values.amax(0))
+
+
+def _fraction(base: SmoothBase, slope: Tensor) -> Tensor:
+    width = base.slope_max - base.slope_min
+    safe = torch.where(width > 0, width, torch.ones_like(width))
+    return torch.where(width > 0, (slope - base.slope_min) / safe, torch.full_like(width, 0.5)).clamp(0, 1)
+
+
+def initial_fraction(base: SmoothBase) -> Tensor:
+    """``t`` (batch, 1, 2n: lower then upper) of the heuristic slopes of
+    :func:`relax.bounds.relaxations.relax_smooth` (tangent at the midpoint on a convex or
+    concave piece, chord otherwise), so the first iterate is CROWN's relaxation."""
+    lines = relax_smooth(base.name, base.lower.detach(), base.upper.detach())
+    t = torch.cat([_fraction(base, lines.lo_slope), _fraction(base, lines.up_slope)], dim=-1)
+    return t.detach().unsqueeze(1)
+
+
+def smooth_line(base: SmoothBase, fraction: Tensor):
+    """(lower slope, lower offset, upper slope, upper offset), each (batch, rows, n), of
+    the fractions ``fraction`` (batch, rows, 2n)."""
+    n = base.lower.shape[-1]
+    t_lo, t_up = fraction[..., :n].clamp(0, 1), fraction[..., n:].clamp(0, 1)
+    low, width = base.slope_min.unsqueeze(1), (base.slope_max - base.slope_min).unsqueeze(1)
+    lo_slope, up_slope = low + t_lo * width, low + t_up * width
+    lo_offset = _extreme_offset(base, lo_slope, torch.amin) - ROUNDING_MARGIN
+    up_offset = _extreme_offset(base, up_slope, torch.amax) + ROUNDING_MARGIN
+    return lo_slope, lo_offset, up_slope, up_offset
+
+
+def _extreme_offset(base: SmoothBase, slope: Tensor, reduce) -> Tensor:
+    """``reduce_{z in [l,u]} act(z) - slope z`` (batch, rows, n) over the endpoints and the
+    stationary points (detached; clamped into ``[l, u]``)."""
+    rule = rule_of(base.name)
+    lower, upper = base.lower.unsqueeze(1), base.upper.unsqueeze(1)
+    candidates = [lower.expand_as(slope), upper.expand_as(slope)]
+    for point in rule.stationary(slope.detach()):
+        point = torch.nan_to_num(point, nan=0.0, posinf=0.0, neginf=0.0)
+        candidates.append(torch.minimum(torch.maximum(point, lower), upper))
+    stacked = torch.stack(candidates)
+    return reduce(rule.value(stacked) - slope * stacked, dim=0)

@@ -1,0 +1,108 @@
+"""The optimisable lines of smooth activations (:mod:`relax.bounds.smooth_lines`).
+
+References: the activation itself on a dense grid of each interval (the lines must
+enclose it), :func:`relax.bounds.relaxations.relax_smooth` (the starting fractions must
+reproduce CROWN's lines), and sampling plus PGD on random sigmoid/tanh networks (the
+optimised bound must stay below every sampled margin and improve on CROWN).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from relax import robustness
+from relax.bounds import bound_specs
+from relax.bounds.activations import rule_of
+from relax.bounds.relaxations import relax_smooth
+from relax.bounds.smooth_lines import initial_fraction, smooth_base, smooth_line
+from relax.search.alpha_method import alpha_disjunct_bounds
+from relax.search.attack import AttackOptions, pgd_attack
+from tests.helpers import random_network, sample_box
+
+SMOOTH = ["sigmoid", "tanh", "softplus"]
+
+
+def _intervals(rng, n=200):
+    centre = rng.normal(scale=3.0, size=n)
+    width = rng.exponential(scale=2.0, size=n)
+    lower = centre - width * rng.uniform(size=n)
+    return torch.tensor(lower), torch.tensor(lower + width)
+
+
+@pytest.mark.parametrize("name", SMOOTH)
+def test_lines_enclose_the_activation_for_any_fraction(name):
+    rng = np.random.default_rng(0)
+    lower, upper = _intervals(rng)
+    base = smooth_base(name, lower[None], upper[None])
+    fractions = torch.tensor(rng.uniform(-0.2, 1.2, size=(1, 5, 2 * len(lower))))  # clamped inside
+    lo_slope, lo_offset, up_slope, up_offset = smooth_line(base, fractions)
+    grid = torch.linspace(0, 1, 2001, dtype=torch.float64)[:, None]
+    z = lower + grid * (upper - lower)                     # (points, n)
+    value = rule_of(name).value(z)[:, None, :]            # (points, 1, n)
+    zz = z[:, None, :]
+    assert torch.all(lo_slope[0] * zz + lo_offset[0] <= value + 1e-12)
+    assert torch.all(up_slope[0] * zz + up_offset[0] >= value - 1e-12)
+    # tight: each line touches the activation somewhere on the interval (to the grid's resolution)
+    gap_lo = (value - lo_slope[0] * zz - lo_offset[0]).amin(0)
+    gap_up = (up_slope[0] * zz + up_offset[0] - value).amin(0)
+    assert gap_lo.max() < 1e-3 and gap_up.max() < 1e-3
+
+
+@pytest.mark.parametrize("name", SMOOTH)
+def test_initial_fractions_reproduce_crowns_lines(name):
+    rng = np.random.default_rng(1)
+    lower, upper = _intervals(rng)
+    base = smooth_base(name, lower[None], upper[None])
+    lo_slope, lo_offset, up_slope, up_offset = smooth_line(base, initial_fraction(base))
+    crown = relax_smooth(name, lower, upper)
+    assert torch.allclose(lo_slope[0, 0], crown.lo_slope, atol=1e-10)
+    assert torch.allclose(up_slope[0, 0], crown.up_slope, atol=1e-10)
+    assert torch.allclose(lo_offset[0, 0], crown.lo_offset, atol=1e-9)
+    assert torch.allclose(up_offset[0, 0], crown.up_offset, atol=1e-9)
+
+
+def test_slope_range_is_the_derivatives_range_on_the_interval():
+    rng = np.random.default_rng(2)
+    lower, upper = _intervals(rng)
+    for name in SMOOTH:
+        base = smooth_base(name, lower[None], upper[None])
+        grid = torch.linspace(0, 1, 4001, dtype=torch.float64)[:, None]
+        derivative = rule_of(name).derivative(lower + grid * (upper - lower))
+        assert torch.allclose(base.slope_min[0], derivative.amin(0), atol=1e-6)
+        assert torch.allclose(base.slope_max[0], derivative.amax(0), atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_optimised_smooth_slopes_are_sound_and_beat_crown(activation):
+    """Deeper random nets, where CROWN's lines leave room: alpha-CROWN must gain on some
+    disjunct and stay below the least sampled / PGD margin of every disjunct."""
+    gains = []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        network = random_network(rng, [4, 16, 16, 16, 3], activation, scale=1.5)
+        x = rng.uniform(size=4)
+        spec = robustness(x, int(np.argmax(network.forward(x))), 0.4, num_classes=3)
+        crown = np.array(bound_specs(network, [spec], "crown")[0].disjunct_bounds)
+        alpha = alpha_disjunct_bounds(network, spec, range(len(spec.disjuncts)))
+        xs = sample_box(rng, spec.lower, spec.upper, 4000)
+        sampled = _per_disjunct_minimum(network, spec, xs)
+        assert np.all(alpha <= sampled + 1e-9)
+        gains.append(float((alpha - crown).max()))
+    assert min(gains) >= -1e-9
+    assert max(gains) > 1e-3, gains
+
+
+def _per_disjunct_minimum(network, spec, xs):
+    """Least margin of each disjunct over the samples and a PGD point per disjunct."""
+    from relax.spec import Spec
+    out = []
+    for disjunct in spec.disjuncts:
+        single = Spec(spec.lower, spec.upper, (disjunct,))
+        best = float(single.margin(network.forward(xs)).min())
+        x = pgd_attack(network, single, AttackOptions(steps=60, restarts=8))
+        if x is not None:
+            best = min(best, float(single.margin(network.forward(x[None])).min()))
+        out.append(best)
+    return np.array(out)
