@@ -19,9 +19,11 @@
    path (also the fallback when the torch search gives up for memory) runs LP
    tightening, the LP per disjunct, and LP branch and bound
    (:mod:`relax.search.lp_bab`) on the disjuncts the LP could not close.
-4. Other activations (sigmoid, tanh, softplus, mixed): branch and bound over the
-   input box with CROWN bounds and the attack on the way
-   (:mod:`relax.search.input_split`).
+4. Other activations (sigmoid, tanh, softplus, mixed): alpha-CROWN with optimised
+   smooth lines (:mod:`relax.bounds.smooth_lines`; up to :data:`SMOOTH_ALPHA_SHARE` of
+   the time, stopping once every open disjunct is positive), then branch and bound over
+   the input box with CROWN bounds and the attack on the way
+   (:mod:`relax.search.input_split`) on the disjuncts still open.
 
 Every step stops the method as soon as it decides.  With enough time every
 disjunct is closed by safe bounds on all leaves or yields a float64-checked
@@ -37,8 +39,11 @@ from dataclasses import dataclass, replace
 from typing import Literal, Sequence
 
 import numpy as np
+import torch
 
 from relax.bounds import bound_specs
+from relax.bounds.alpha import AlphaSettings
+from relax.bounds.torch_network import TorchNetwork
 from relax.deadline import Deadline
 from relax.errors import UsageError
 from relax.krelu.method import krelu_stage
@@ -51,7 +56,7 @@ from relax.options import MethodOptions, option
 from relax.protocol import BoundOutcome, VerifyOptions
 from relax.result import Reason, ReasonKind, join_reasons
 from relax.search.attack import pgd_attack
-from relax.search.beta_crown import BabSettings, torch_branch_and_bound
+from relax.search.beta_crown import BabSettings, root_alpha_bounds, torch_branch_and_bound
 from relax.search.input_split import input_split_search
 from relax.search.lp_bab import branch_and_bound
 from relax.search.threads import torch_threads
@@ -75,6 +80,13 @@ AUTO_TIGHTEN_DEPTH = 4
 #: prop_1_0.05 and 65 s instead of 13 s on prop_5_0.03 (``vnncomp_notes.md``)
 STAGE_FIRST_DEPTH = 6
 SEARCH_FIRST_SHARE = 0.2
+
+#: smooth networks: alpha-CROWN's steps and its share of the time before the input
+#: splitting.  On a 784-200x6-10 sigmoid MNIST net (eps 0.02) the bound kept rising over
+#: 100 steps (e.g. -2.11 (CROWN), -0.26 at 20 steps, +0.013 at 80); the input splitting
+#: after it rarely helps on 784 inputs (``benchmarks/results/smooth_nets_deep.md``)
+SMOOTH_ALPHA = AlphaSettings(iterations=150, stop_when_positive=True)
+SMOOTH_ALPHA_SHARE = 0.6
 
 #: the attack before any search: restarts per disjunct and steps are a fraction of
 #: the default (one full attack costs about as much as a few CROWN passes)
@@ -173,9 +185,7 @@ def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyO
         return BoundOutcome(-math.inf, solver, cex)
     open_disjuncts = [j for j, b in enumerate(crown.disjunct_bounds) if b <= 0]
     if not network.is_relu:
-        outcome = input_split_search(network, spec, open_disjuncts, deadline)
-        log.info("input splitting: bound %.4g after %d domains", outcome.bound, outcome.nodes)
-        return _combined(outcome, crown.disjunct_bounds, open_disjuncts, "input-split")
+        return _smooth_path(network, spec, np.array(crown.disjunct_bounds, float), open_disjuncts, deadline)
     if pipeline == "torch":
         known, prior, frontier = np.array(crown.disjunct_bounds, float), None, None
         if krelu is not None:
@@ -197,6 +207,22 @@ def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyO
             return _combined(outcome, known, open_disjuncts, "torch-bab")
         log.info("torch branch and bound gave up (%s); LP path next", outcome.reason)
     return _lp_path(network, spec, crown, deadline, solver)
+
+
+def _smooth_path(network, spec, known, open_disjuncts, deadline: Deadline) -> BoundOutcome:
+    """alpha-CROWN with optimised smooth lines on the open disjuncts, then input splitting
+    on the ones it leaves open; ``known`` (CROWN's disjunct bounds) is raised in place."""
+    fast = TorchNetwork.from_network(network, dtype=torch.float32)
+    root, _, _ = root_alpha_bounds(network, spec, open_disjuncts, deadline=deadline.share(SMOOTH_ALPHA_SHARE),
+                                   alpha_settings=SMOOTH_ALPHA, fast_net=fast)
+    known[open_disjuncts] = np.maximum(known[open_disjuncts], root.bound.numpy())
+    log.info("alpha-CROWN (smooth lines): disjunct bounds %s", np.round(known, 4))
+    if known.min() > 0:
+        return BoundOutcome(float(known.min()), "alpha-crown")
+    open_disjuncts = [int(j) for j in np.flatnonzero(known <= 0)]
+    outcome = input_split_search(network, spec, open_disjuncts, deadline)
+    log.info("input splitting: bound %.4g after %d domains", outcome.bound, outcome.nodes)
+    return _combined(outcome, known, open_disjuncts, "input-split")
 
 
 def _combined(outcome, known, open_disjuncts, solver: str) -> BoundOutcome:
