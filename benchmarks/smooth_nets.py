@@ -37,12 +37,13 @@ CACHE = REPO / "benchmarks" / ".cache"
 RESULTS = REPO / "benchmarks" / "results"
 
 
-def network(activation: str, epochs: int) -> Path:
-    """The cached ONNX file of the trained 784-100-100-10 ``activation`` network."""
-    path = CACHE / f"mnist_{activation}_100x2_e{epochs}.onnx"
+def network(activation: str, epochs: int, hidden: tuple[int, ...] = (100, 100)) -> Path:
+    """The cached ONNX file of the trained 784-``hidden``-10 ``activation`` network."""
+    shape = f"{hidden[0]}x{len(hidden)}" if len(set(hidden)) == 1 else "-".join(map(str, hidden))
+    path = CACHE / f"mnist_{activation}_{shape}_e{epochs}.onnx"
     if not path.exists():
         torch.manual_seed(0)
-        model = models.mlp([784, 100, 100, 10], activation)
+        model = models.mlp([784, *hidden, 10], activation)
         loop.train(model, [CrossEntropy()], loop.TrainConfig(epochs=epochs, progress_bar=False))
         export.export_onnx(model, path)
     return path
@@ -55,12 +56,15 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=30)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--methods", nargs="+", default=["crown", "alpha-crown", "lp", "exact"])
+    parser.add_argument("--hidden", type=int, nargs="+", default=[100, 100],
+                        help="hidden layer widths (e.g. 200 200 200 200 200 200)")
+    parser.add_argument("--activations", nargs="+", default=["sigmoid", "tanh"])
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     X, y = mnist_tensors("test", limit=200)
     rows = []
-    for activation in ("sigmoid", "tanh"):
-        net = relax.from_onnx(str(network(activation, args.epochs)))
+    for activation in args.activations:
+        net = relax.from_onnx(str(network(activation, args.epochs, tuple(args.hidden))))
         chosen = [i for i in range(len(y)) if int(np.argmax(net.forward(X[i].double().numpy()))) == int(y[i])]
         for i in chosen[: args.count]:
             for eps in args.eps:
@@ -94,13 +98,14 @@ def write(rows, args) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["# Smooth MNIST networks (784-100-100-10, cross-entropy, "
+    shape = "-".join(map(str, [784, *args.hidden, 10]))
+    lines = [f"# Smooth MNIST networks ({shape}, cross-entropy, "
              f"{args.epochs} epochs): verdict counts per method", "",
              f"Machine: {describe_machine()} (shared with other jobs).",
              f"Command: `python {' '.join(sys.argv)}`; limit {args.timeout:g} s per instance.", "",
              "| network | eps | method | holds | violated | unknown | wrong | median s |",
              "|---|---|---|---|---|---|---|---|"]
-    for activation in ("sigmoid", "tanh"):
+    for activation in args.activations:
         for eps in args.eps:
             subset = [r for r in rows if r["network"] == activation and r["eps"] == eps]
             for method in args.methods:
