@@ -44,6 +44,7 @@ from relax.result import Reason, ReasonKind
 from relax.search.attack import AttackOptions, pgd_attack
 from relax.search.branching import choose_babsr, choose_fsb, split_children
 from relax.search.leaves import decide_leaves
+from relax.search.pool import DomainPool, first_counterexample, take_fields
 from relax.search.lp_bab import BabOutcome, DisjunctTree
 from relax.bounds import Bounds
 from relax.bounds.alpha import AlphaSettings, Domains, alpha_crown
@@ -149,64 +150,6 @@ def root_alpha_bounds(network: Network, spec: Spec, disjuncts, settings: BabSett
     return result, C, d
 
 
-class _Pool:
-    """Open domains as batched tensors: disjunct index, bound, per-layer alpha, beta, sign, score."""
-
-    def __init__(self, fields: dict):
-        self.f = fields
-
-    def __len__(self):
-        return len(self.f["bound"])
-
-    def take(self, mask):
-        return _take(self.f, mask)
-
-    def pop_lowest(self, count: int) -> dict:
-        order = torch.argsort(self.f["bound"])
-        chosen = torch.zeros(len(self), dtype=torch.bool)
-        chosen[order[:count]] = True
-        out = self.take(chosen)
-        self.f = self.take(~chosen)
-        return out
-
-    def add(self, fields: dict):
-        self.f = {k: ([torch.cat([a, b]) for a, b in zip(v, fields[k])] if isinstance(v, list)
-                      else torch.cat([v, fields[k]])) for k, v in self.f.items()}
-
-    def close_positive(self) -> float:
-        """Drop the domains with a positive bound; the least such bound (``inf`` if none)."""
-        done = self.f["bound"] > 0
-        if not done.any():
-            return math.inf
-        least = float(self.f["bound"][done].min())
-        self.f = self.take(~done)
-        return least
-
-
-def _take(fields: dict, mask) -> dict:
-    return {k: ([t[mask] for t in v] if isinstance(v, list) else v[mask]) for k, v in fields.items()}
-
-
-def _check(network, spec, xs: torch.Tensor, net: TorchNetwork, C, d):
-    """The first float64-confirmed counterexample among candidate inputs, or ``None``.
-
-    Candidates are screened with the torch float64 forward pass against every
-    disjunct (``C``, ``d`` of all disjuncts), then confirmed with the IR's forward pass.
-    """
-    lower, upper = net.tensor(spec.lower), net.tensor(spec.upper)
-    xs = torch.minimum(torch.maximum(xs, lower), upper)
-    with torch.no_grad():
-        y = net.forward(xs)
-        margins = ((y[:, None, None, :] * C[None]).sum(-1) - d[None]).max(2).values.min(1).values
-    for i in torch.argsort(margins)[:4].tolist():
-        if margins[i] > 1e-9:
-            break
-        x = xs[i].numpy()
-        if spec.is_violated_by(x, network.forward(x)):
-            return x
-    return None
-
-
 class _Search:
     """The state of one branch and bound: networks, objectives, root bounds, trees for leaves."""
 
@@ -225,7 +168,7 @@ class _Search:
         self.nodes = len(disjuncts)
 
     def check(self, xs):
-        return _check(self.network, self.spec, xs, self.net, self.C_all, self.d_all)
+        return first_counterexample(self.network, self.spec, xs, self.net, self.C_all, self.d_all)
 
     def attack(self, xs: torch.Tensor, bounds: torch.Tensor, deadline: Deadline):
         """PGD from the minimising inputs of the lowest-bound domains (float64-checked
@@ -295,7 +238,7 @@ def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadlin
     if cex is not None:
         return TorchBabOutcome(-math.inf, cex, search.nodes, True)
     log.info("alpha-CROWN root bounds %s", np.round(root.bound.numpy(), 4))
-    pool = _Pool({
+    pool = DomainPool({
         "disjunct": torch.arange(len(disjuncts)), "bound": root.bound.clone(),
         "alpha": [a.float() for a in root.alpha],
         "beta": [torch.zeros_like(a[:, 0], dtype=torch.float32) for a in root.alpha],
@@ -311,7 +254,7 @@ def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadlin
     return _search_loop(search, pool, deadline, closed_min)
 
 
-def _resumed_pool(search: _Search, roots: _Pool, frontier: Frontier, deadline: Deadline):
+def _resumed_pool(search: _Search, roots: DomainPool, frontier: Frontier, deadline: Deadline):
     """The pool that resumes ``frontier``: its open domains of this search's disjuncts, each
     re-bounded once under this search's root layer bounds, in place of the roots of the
     disjuncts it covers (a disjunct it covers but has no open domain of is closed); and a
@@ -319,14 +262,14 @@ def _resumed_pool(search: _Search, roots: _Pool, frontier: Frontier, deadline: D
     position = {j: p for p, j in enumerate(search.disjuncts)}
     spec_index = torch.tensor(frontier.disjuncts, dtype=torch.long)[frontier.fields["disjunct"]]
     mine = torch.tensor([int(j) in position for j in spec_index.tolist()], dtype=torch.bool)
-    fields = _take(frontier.fields, mine)
+    fields = take_fields(frontier.fields, mine)
     fields["disjunct"] = torch.tensor([position[int(j)] for j in spec_index[mine].tolist()],
                                       dtype=torch.long)
     covered = set(frontier.disjuncts)
-    pool = _Pool(roots.take(torch.tensor([j not in covered for j in search.disjuncts])))
+    pool = DomainPool(roots.take(torch.tensor([j not in covered for j in search.disjuncts])))
     step, count = 2 * search.settings.batch, len(fields["bound"])
     for start in range(0, count, step):
-        chunk = _take(fields, slice(start, start + step))
+        chunk = take_fields(fields, slice(start, start + step))
         if not deadline.expired:  # else the chunk keeps its earlier (safe) bounds
             cex = search.check(search.bound_children(chunk, deadline))
             if cex is not None:
@@ -337,7 +280,7 @@ def _resumed_pool(search: _Search, roots: _Pool, frontier: Frontier, deadline: D
     return pool, None
 
 
-def _search_loop(search: _Search, pool: _Pool, deadline: Deadline,
+def _search_loop(search: _Search, pool: DomainPool, deadline: Deadline,
                  closed_min: float = math.inf) -> TorchBabOutcome:
     """Split the lowest-bound domains, bound the children, until every domain closes."""
     while True:
@@ -360,7 +303,7 @@ def _search_loop(search: _Search, pool: _Pool, deadline: Deadline,
                 return TorchBabOutcome(outcome[0], outcome[1], search.nodes, outcome[1] is not None,
                                        outcome[2])
             closed_min = min(closed_min, outcome)
-            batch = _take(batch, ~leaves)
+            batch = take_fields(batch, ~leaves)
             if len(batch["bound"]) == 0:
                 continue
         children = split_children(batch, search.choose(batch))

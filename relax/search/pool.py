@@ -1,0 +1,77 @@
+"""The open domains of a batched branch and bound, and the check of its counterexample candidates.
+
+:class:`DomainPool` keeps the domains as a dict of batched tensors (a tensor, or a list of
+per-layer tensors, per field; one row per domain); the searches of
+:mod:`relax.search.beta_crown` and :mod:`relax.search.smooth_bab` pop the lowest-bound
+ones, add children, and drop the closed ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from relax.bounds.torch_network import TorchNetwork
+
+__all__ = ["DomainPool", "take_fields", "first_counterexample"]
+
+
+class DomainPool:
+    """Open domains as batched tensors (``fields``: a tensor or a list of per-layer tensors
+    per name, one row per domain; ``bound`` is the domain's safe bound)."""
+
+    def __init__(self, fields: dict):
+        self.f = fields
+
+    def __len__(self):
+        return len(self.f["bound"])
+
+    def take(self, mask):
+        return take_fields(self.f, mask)
+
+    def pop_lowest(self, count: int) -> dict:
+        order = torch.argsort(self.f["bound"])
+        chosen = torch.zeros(len(self), dtype=torch.bool)
+        chosen[order[:count]] = True
+        out = self.take(chosen)
+        self.f = self.take(~chosen)
+        return out
+
+    def add(self, fields: dict):
+        self.f = {k: ([torch.cat([a, b]) for a, b in zip(v, fields[k])] if isinstance(v, list)
+                      else torch.cat([v, fields[k]])) for k, v in self.f.items()}
+
+    def close_positive(self) -> float:
+        """Drop the domains with a positive bound; the least such bound (``inf`` if none)."""
+        done = self.f["bound"] > 0
+        if not done.any():
+            return math.inf
+        least = float(self.f["bound"][done].min())
+        self.f = self.take(~done)
+        return least
+
+
+def take_fields(fields: dict, mask) -> dict:
+    """The rows ``mask`` (a boolean mask, indices or a slice) of every field."""
+    return {k: ([t[mask] for t in v] if isinstance(v, list) else v[mask]) for k, v in fields.items()}
+
+
+def first_counterexample(network, spec, xs: torch.Tensor, net: TorchNetwork, C, d):
+    """The first float64-confirmed counterexample among candidate inputs, or ``None``.
+
+    Candidates are screened with the torch float64 forward pass against every
+    disjunct (``C``, ``d`` of all disjuncts), then confirmed with the IR's forward pass.
+    """
+    lower, upper = net.tensor(spec.lower), net.tensor(spec.upper)
+    xs = torch.minimum(torch.maximum(xs, lower), upper)
+    with torch.no_grad():
+        y = net.forward(xs)
+        margins = ((y[:, None, None, :] * C[None]).sum(-1) - d[None]).max(2).values.min(1).values
+    for i in torch.argsort(margins)[:4].tolist():
+        if margins[i] > 1e-9:
+            break
+        x = xs[i].numpy()
+        if spec.is_violated_by(x, network.forward(x)):
+            return x
+    return None
