@@ -18,6 +18,8 @@ A rule gives, for ``act`` on pre-activations ``z``:
 - ``second_derivative_range``: ``[min, max]`` of ``act''`` over the real line (slightly
   widened), the curvature constant of the CRC certificate (``None`` for ReLU);
 - ``relaxation``: ``"triangle"`` (ReLU) or ``"tangent-chord"`` (smooth);
+- ``derivative_range``: ``[inf, sup]`` of ``act'`` over the real line (the slopes a
+  line of :mod:`relax.bounds.smooth_lines` may take in a branch and bound's children);
 - ``ir``, ``torch_module``, ``onnx_op``: the IR class and what the importers map to it.
 """
 
@@ -52,6 +54,7 @@ class ActivationRule:
     stationary: Callable[[Tensor], list[Tensor]] | None
     second_derivative_range: tuple[float, float] | None
     relaxation: str
+    derivative_range: tuple[float, float] = (0.0, 1.0)
 
     @property
     def smooth(self) -> bool:
@@ -96,7 +99,7 @@ RULES: dict[str, ActivationRule] = {rule.name: rule for rule in (
                    lambda z: (z > 0).to(z.dtype), _convex, None, None, "triangle"),
     ActivationRule("sigmoid", Sigmoid, torch.nn.Sigmoid, "Sigmoid", torch.sigmoid,
                    _sigmoid_derivative, _split_at_zero, _sigmoid_stationary,
-                   (-1.0 / (6 * _S3) * _WIDEN, 1.0 / (6 * _S3) * _WIDEN), "tangent-chord"),
+                   (-1.0 / (6 * _S3) * _WIDEN, 1.0 / (6 * _S3) * _WIDEN), "tangent-chord", (0.0, 0.25)),
     ActivationRule("tanh", Tanh, torch.nn.Tanh, "Tanh", torch.tanh,
                    lambda z: 1 - torch.tanh(z) ** 2, _split_at_zero, _tanh_stationary,
                    (-4.0 / (3 * _S3) * _WIDEN, 4.0 / (3 * _S3) * _WIDEN), "tangent-chord"),

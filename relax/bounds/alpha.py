@@ -37,7 +37,10 @@ not split).  For ``beta >= 0`` and every input of the domain
 ``f(x) >= f(x) - sum beta sigma z(x)``, so adding ``-beta sigma`` to the backward
 coefficients on ``z_k`` still gives a valid lower bound, now one that "sees" the
 split constraints without recomputing intermediate bounds.  ``beta`` is optimised
-with ``alpha``.
+with ``alpha``.  Splits at other points (smooth neurons, :mod:`relax.search.smooth_bab`)
+carry two-sided signs and ``points`` (batch, 2 n_k): ``z >= p`` (sign +1, first half)
+and ``z <= p`` (sign -1, second half); the term ``beta sigma (z - p)`` then also adds
+``beta sigma p`` to the constant.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from relax.bounds.activations import RULES
 from relax.bounds.adam import AdamGroup, ProjectedAdam
 from relax.bounds.ibp import affine_interval
 from relax.bounds.kernels import box_minimum, cast_batch, row_dot
-from relax.bounds.smooth_lines import SmoothBase, initial_fraction, smooth_base, smooth_line
+from relax.bounds.smooth_lines import SmoothBase, initial_fraction, smooth_base, smooth_line, smooth_score
 from relax.bounds.torch_network import TorchNetwork
 from relax.deadline import NEVER, Deadline
 from relax.errors import UnsupportedNetworkError
@@ -81,13 +84,18 @@ class AlphaSettings:
     lr_smooth: float = 0.02
     #: stop (with the final evaluation in the exact dtype) once every domain's bound is positive
     stop_when_positive: bool = False
+    #: a smooth slope's fraction is of the range of ``act'`` over the neuron's bounds
+    #: (``interval``) or over the real line (``activation``: a fraction then means the same
+    #: slope on any interval; only with ``refine=False``, :mod:`relax.search.smooth_bab`)
+    smooth_span: str = "interval"
 
 
 @dataclass(frozen=True, eq=False)
 class Domains:
     """A batch of domains: input boxes ``lower, upper`` (batch, n_in); objective rows
     ``objective`` (batch, rows, n_out) minus ``offsets`` (batch, rows); valid layer bounds
-    ``prior_lower/upper[k]`` (batch, n_k); optional split ``signs[k]`` (batch, n_k)."""
+    ``prior_lower/upper[k]`` (batch, n_k); optional split ``signs[k]`` (batch, n_k) at 0,
+    or two-sided (batch, 2 n_k) at ``points[k]`` (module docstring)."""
 
     lower: torch.Tensor
     upper: torch.Tensor
@@ -99,6 +107,7 @@ class Domains:
     #: every domain has the same box and prior bounds (the disjuncts of one property at
     #: the root): intermediate bounds and their slopes are computed once, for all
     shared: bool = False
+    points: list | None = None
 
     def head(self) -> "Domains":
         """The first domain alone (its box and layer bounds)."""
@@ -110,7 +119,7 @@ class Domains:
         lists = (lambda ts: None if ts is None else [cast(t) for t in ts])
         return Domains(cast(self.lower), cast(self.upper), cast(self.objective),
                        lists(self.prior_lower), lists(self.prior_upper), cast(self.offsets),
-                       lists(self.signs), self.shared)
+                       lists(self.signs), self.shared, lists(self.points))
 
 
 @dataclass
@@ -137,11 +146,11 @@ def check_activations(net: TorchNetwork) -> None:
             raise UnsupportedNetworkError(f"alpha-CROWN has no relaxation for activation {act.name!r}")
 
 
-def _layer_base(activation, l, u):
+def _layer_base(activation, l, u, span: str = "interval"):
     """Per-layer data that does not depend on ``alpha``: for ReLU (unstable, active,
     upper slope, upper offset); for a smooth activation its :class:`SmoothBase`."""
     if RULES[activation.name].smooth:
-        return smooth_base(activation.name, l, u)
+        return smooth_base(activation.name, l, u, span)
     unstable = (l < 0) & (u > 0)
     width = torch.where(unstable, u - l, torch.ones_like(u))
     up = torch.where(unstable, u / width, (l >= 0).to(l.dtype))
@@ -181,12 +190,23 @@ def _backward(net: TorchNetwork, lines, objective, layer, lower, upper, keep=Non
         lo = lo if lo.dim() == 3 else lo.unsqueeze(1)
         coeffs = positive * lo + negative * (up if up.dim() == 3 else up.unsqueeze(1))
         if split is not None:
-            sign, beta = split[0][k - 1], split[1][k - 1]
-            coeffs = coeffs - (beta.clamp(min=0) * sign).unsqueeze(1)
+            coeffs, const = _split_term(coeffs, const, split, k - 1)
     value = const + box_minimum(coeffs, lower, upper)
     if keep is None:
         return value, None
     return value, torch.where(coeffs[:, 0] > 0, lower, upper)  # minimiser of the first row
+
+
+def _split_term(coeffs, const, split, k):
+    """Add ``-beta sigma (z_k - p)`` of layer ``k``'s split constraints (one-sided at 0, or
+    two-sided at ``points``) to the coefficients on ``z_k`` and the constant."""
+    sign, beta = split[0][k], split[1][k]
+    term = beta.clamp(min=0) * sign
+    if split[2] is None:
+        return coeffs - term.unsqueeze(1), const
+    n = coeffs.shape[-1]
+    coeffs = coeffs - (term[:, :n] + term[:, n:]).unsqueeze(1)
+    return coeffs, const + (term * split[2][k]).sum(-1, keepdim=True)
 
 
 def _offset_dot(coeffs, offset):
@@ -256,13 +276,14 @@ def domain_bounds(net: TorchNetwork, domains: Domains, alpha, inter, indices, sp
     return rows, lowers, uppers, bases, keep, x
 
 
-def _score(bases, lowers, uppers, keep):
+def _score(bases, lowers, uppers, keep, alphas):
     """BaBSR-style intercept score ``-min(lambda, 0) * (-l u / (u - l))`` of each unstable
-    ReLU for the first objective row: how much its upper chord costs the bound."""
+    ReLU for the first objective row: how much its upper chord costs the bound; for a
+    smooth neuron :func:`relax.bounds.smooth_lines.smooth_score`."""
     out = []
-    for base, l, u, coeffs in zip(bases, lowers, uppers, keep):
-        if not isinstance(base, tuple):  # smooth layer: not split here
-            out.append(torch.full_like(l, -1.0))
+    for base, l, u, coeffs, alpha in zip(bases, lowers, uppers, keep, alphas):
+        if isinstance(base, SmoothBase):
+            out.append(smooth_score(base, coeffs[:, 0], alpha[:, :1]))
             continue
         unstable, _, _, offset = base
         s = (-coeffs[:, 0].clamp(max=0)) * offset
@@ -272,11 +293,11 @@ def _score(bases, lowers, uppers, keep):
     return out
 
 
-def _initial_slopes(activation, pl, pu):
+def _initial_slopes(activation, pl, pu, span: str):
     """(batch, 1, n) CROWN's adaptive ReLU choice ``u > -l``, or (batch, 1, 2n) a smooth
     layer's fractions of CROWN's tangent/chord slopes."""
     if RULES[activation.name].smooth:
-        return initial_fraction(smooth_base(activation.name, pl, pu))
+        return initial_fraction(smooth_base(activation.name, pl, pu, span))
     return (pu > -pl).to(pl.dtype).unsqueeze(1)
 
 
@@ -284,7 +305,7 @@ def _initial_alpha(activations, domains: Domains, rows: int, settings: AlphaSett
     """Final slopes (batch, rows, n_k) and intermediate ones ``inter[t][k]`` (batch, 2 s_t, n_k),
     all started from CROWN's choice (:func:`_initial_slopes`; or from ``alpha``); a smooth
     layer's have 2 n_k columns."""
-    adaptive = [_initial_slopes(act, pl, pu)
+    adaptive = [_initial_slopes(act, pl, pu, settings.smooth_span)
                 for act, pl, pu in zip(activations, domains.prior_lower, domains.prior_upper)]
     if alpha is None:
         final = [a.expand(-1, rows, -1).clone() for a in adaptive]
@@ -304,21 +325,23 @@ def _initial_alpha(activations, domains: Domains, rows: int, settings: AlphaSett
 class _Problem:
     """The fixed data of one alpha-CROWN batch in one dtype, evaluated for given slopes."""
 
-    def __init__(self, net: TorchNetwork, domains: Domains, refine: bool):
-        self.net, self.dtype, self.refine = net, net.dtype, refine
+    def __init__(self, net: TorchNetwork, domains: Domains, refine: bool, span: str = "interval"):
+        if refine and span != "interval":
+            raise ValueError("smooth_span='activation' needs refine=False")
+        self.net, self.dtype, self.refine, self.span = net, net.dtype, refine, span
         self.domains = domains.to(net.dtype)
         self.indices = [_unstable_index(act, l, u)
                         for act, l, u in zip(net.activations, domains.prior_lower, domains.prior_upper)]
         self.fixed_bases = None
         if not refine:
-            self.fixed_bases = [_layer_base(act, l, u) for act, l, u in zip(
+            self.fixed_bases = [_layer_base(act, l, u, span) for act, l, u in zip(
                 net.activations, self.domains.prior_lower, self.domains.prior_upper)]
 
     def cast(self, net: TorchNetwork) -> "_Problem":
-        return _Problem(net, self.domains, self.refine)
+        return _Problem(net, self.domains, self.refine, self.span)
 
     def evaluate(self, alpha, inter, beta, want_extras=False):
-        split = None if self.domains.signs is None else (self.domains.signs, beta)
+        split = None if self.domains.signs is None else (self.domains.signs, beta, self.domains.points)
         return domain_bounds(self.net, self.domains, alpha, inter, self.indices, split,
                              self.fixed_bases, want_extras)
 
@@ -356,7 +379,7 @@ def alpha_crown(net: TorchNetwork, domains: Domains, settings: AlphaSettings = A
     check_activations(net)
     if not net.activations:  # nothing to optimise
         settings = replace(settings, iterations=0)
-    exact = _Problem(net, domains, settings.refine)
+    exact = _Problem(net, domains, settings.refine, settings.smooth_span)
     work = exact if fast_net is None else exact.cast(fast_net)
     final, inter = _initial_alpha(net.activations, domains, domains.objective.shape[1], settings, alpha)
     params = [a.detach().to(work.dtype).clone().requires_grad_(True) for a in final]
@@ -420,7 +443,7 @@ class _Search:
         lowers = [l.expand(size, -1) for l in lowers]
         uppers = [u.expand(size, -1) for u in uppers]
         return DomainBounds(best, best_rows, [l.detach() for l in lowers], [u.detach() for u in uppers],
-                            [p.detach() for p in params], x.detach(), _score(bases, lowers, uppers, keep),
+                            [p.detach() for p in params], x.detach(), _score(bases, lowers, uppers, keep, params),
                             None if betas is None else [b.detach() for b in betas])
 
     def _step(self, value):

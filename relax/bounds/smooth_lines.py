@@ -33,7 +33,8 @@ import torch
 from relax.bounds.activations import rule_of
 from relax.bounds.relaxations import ROUNDING_MARGIN, relax_smooth
 
-__all__ = ["SmoothBase", "smooth_base", "initial_fraction", "smooth_line"]
+__all__ = ["SmoothBase", "smooth_base", "initial_fraction", "smooth_line", "smooth_score",
+           "respan_fraction"]
 
 Tensor = torch.Tensor
 
@@ -50,10 +51,17 @@ class SmoothBase:
     slope_max: Tensor
 
 
-def smooth_base(name: str, lower: Tensor, upper: Tensor) -> SmoothBase:
+def smooth_base(name: str, lower: Tensor, upper: Tensor, span: str = "interval") -> SmoothBase:
     """The derivative's range over each ``[l, u]``: its values at ``l``, ``u`` and at 0
     (clamped into the interval) contain the extremes of a unimodal derivative with its
-    peak at 0 (sigmoid, tanh) and of a monotone one (softplus)."""
+    peak at 0 (sigmoid, tanh) and of a monotone one (softplus).  With ``span="activation"``
+    the range over the real line instead (the rule's ``derivative_range``), so that a
+    fraction means the same slope on every interval (a split keeps the parent's lines)."""
+    if span == "activation":
+        low, high = rule_of(name).derivative_range
+        return SmoothBase(name, lower, upper, torch.full_like(lower, low), torch.full_like(lower, high))
+    if span != "interval":
+        raise ValueError(f"unknown slope span {span!r}; known: interval, activation")
     derivative = rule_of(name).derivative
     peak = torch.clamp(torch.zeros_like(lower), lower, upper)
     values = torch.stack([derivative(lower), derivative(upper), derivative(peak)])
@@ -98,3 +106,32 @@ def _extreme_offset(base: SmoothBase, slope: Tensor, reduce) -> Tensor:
         candidates.append(torch.minimum(torch.maximum(point, lower), upper))
     stacked = torch.stack(candidates)
     return reduce(rule.value(stacked) - slope * stacked, dim=0)
+
+
+def smooth_score(base: SmoothBase, coeffs: Tensor, fraction: Tensor) -> Tensor:
+    """A branching score (batch, n): ``lambda^+ gap_lo + lambda^- gap_up`` for backward
+    coefficients ``coeffs`` (batch, n) on the layer's output and the lines of ``fraction``
+    (batch, 1, 2n): the gap between the activation and the line the bound uses (the lower
+    one where ``lambda > 0``), the largest of those at ``l``, ``u`` and the midpoint; ``-1``
+    where the interval is too narrow to split."""
+    lo_slope, lo_offset, up_slope, up_offset = (t[:, 0] for t in smooth_line(base, fraction))
+    points = torch.stack([base.lower, base.upper, (base.lower + base.upper) / 2])
+    value = rule_of(base.name).value(points)
+    gap_lo = (value - lo_slope * points - lo_offset).amax(0)
+    gap_up = (up_slope * points + up_offset - value).amax(0)
+    score = coeffs.clamp(min=0) * gap_lo - coeffs.clamp(max=0) * gap_up
+    return torch.where(base.upper - base.lower > 1e-6, score, torch.full_like(score, -1.0))
+
+
+def respan_fraction(name: str, lower: Tensor, upper: Tensor, fraction: Tensor) -> Tensor:
+    """Fractions (batch, rows, 2n) of the ``interval`` span re-expressed in the
+    ``activation`` span: the same slopes, hence the same lines."""
+    was = smooth_base(name, lower, upper)
+    now = smooth_base(name, lower, upper, "activation")
+    n = lower.shape[-1]
+    low, width = was.slope_min.unsqueeze(1), (was.slope_max - was.slope_min).unsqueeze(1)
+    slopes = torch.cat([low + fraction[..., :n].clamp(0, 1) * width,
+                        low + fraction[..., n:].clamp(0, 1) * width], dim=-1)
+    new_low = torch.cat([now.slope_min, now.slope_min], -1).unsqueeze(1)
+    new_width = torch.cat([now.slope_max - now.slope_min] * 2, -1).unsqueeze(1)
+    return ((slopes - new_low) / new_width).clamp(0, 1)

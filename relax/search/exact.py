@@ -58,6 +58,7 @@ from relax.result import Reason, ReasonKind, join_reasons
 from relax.search.attack import pgd_attack
 from relax.search.beta_crown import BabSettings, root_alpha_bounds, torch_branch_and_bound
 from relax.search.input_split import input_split_search
+from relax.search.smooth_bab import smooth_branch_and_bound
 from relax.search.lp_bab import branch_and_bound
 from relax.search.threads import torch_threads
 from relax.spec import Spec
@@ -87,6 +88,10 @@ SEARCH_FIRST_SHARE = 0.2
 #: after it rarely helps on 784 inputs (``benchmarks/results/smooth_nets_deep.md``)
 SMOOTH_ALPHA = AlphaSettings(iterations=150, stop_when_positive=True)
 SMOOTH_ALPHA_SHARE = 0.6
+#: smooth networks with at most this many inputs are split over the input box after
+#: alpha-CROWN, larger ones over their neurons' pre-activation intervals
+#: (:mod:`relax.search.smooth_bab`): halving one of 784 input widths barely moves a bound
+INPUT_SPLIT_MAX_INPUTS = 16
 
 #: the attack before any search: restarts per disjunct and steps are a fraction of
 #: the default (one full attack costs about as much as a few CROWN passes)
@@ -213,12 +218,16 @@ def _smooth_path(network, spec, known, open_disjuncts, deadline: Deadline) -> Bo
     """alpha-CROWN with optimised smooth lines on the open disjuncts, then input splitting
     on the ones it leaves open; ``known`` (CROWN's disjunct bounds) is raised in place."""
     fast = TorchNetwork.from_network(network, dtype=torch.float32)
-    root, _, _ = root_alpha_bounds(network, spec, open_disjuncts, deadline=deadline.share(SMOOTH_ALPHA_SHARE),
+    root, C, d = root_alpha_bounds(network, spec, open_disjuncts, deadline=deadline.share(SMOOTH_ALPHA_SHARE),
                                    alpha_settings=SMOOTH_ALPHA, fast_net=fast)
     known[open_disjuncts] = np.maximum(known[open_disjuncts], root.bound.numpy())
     log.info("alpha-CROWN (smooth lines): disjunct bounds %s", np.round(known, 4))
     if known.min() > 0:
         return BoundOutcome(float(known.min()), "alpha-crown")
+    if spec.lower.size > INPUT_SPLIT_MAX_INPUTS:
+        outcome = smooth_branch_and_bound(network, spec, open_disjuncts, root, C, d, deadline)
+        log.info("neuron-interval branch and bound: bound %.4g after %d domains", outcome.bound, outcome.nodes)
+        return _combined(outcome, known, open_disjuncts, "smooth-bab")
     open_disjuncts = [int(j) for j in np.flatnonzero(known <= 0)]
     outcome = input_split_search(network, spec, open_disjuncts, deadline)
     log.info("input splitting: bound %.4g after %d domains", outcome.bound, outcome.nodes)
