@@ -21,7 +21,7 @@ from relax.deadline import Deadline
 from relax.network import Network
 from relax.search.attack import AttackOptions, pgd_attack
 from relax.search.beta_crown import root_alpha_bounds
-from relax.search.smooth_bab import SmoothBabSettings, smooth_branch_and_bound, split_point
+from relax.search.smooth_bab import smooth_branch_and_bound, split_point
 from relax.spec import Spec
 from tests.helpers import random_network, sample_box
 
