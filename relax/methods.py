@@ -30,7 +30,7 @@ class MethodInfo:
 METHOD_INFO: dict[str, MethodInfo] = {m.name: m for m in (
     MethodInfo("ibp", "interval bound propagation", False, _ALL),
     MethodInfo("crown", "backward linear bounds (CROWN)", False, _ALL),
-    MethodInfo("alpha-crown", "CROWN with optimised ReLU slopes (smooth layers: fixed lines)", False, _ALL),
+    MethodInfo("alpha-crown", "CROWN with optimised ReLU slopes and smooth lines", False, _ALL),
     MethodInfo("lp", "triangle LP (tangent/chord rows for smooth neurons), LP-tightened bounds", False, _ALL,
                frozenset({ProblemKind.LP})),
     MethodInfo("krelu", "triangle LP + multi-neuron k-ReLU hull rows (option k, default 3)",
@@ -41,8 +41,8 @@ METHOD_INFO: dict[str, MethodInfo] = {m.name: m for m in (
                "relu (one hidden layer)"),
     MethodInfo("crc", "curvature l2 certificate (Singla & Feizi 2020)", False,
                "sigmoid, tanh, softplus (one hidden layer)"),
-    MethodInfo("exact", "CROWN, attack, alpha/beta-CROWN branch and bound (ReLU) or input "
-               "splitting (smooth)", True, _ALL,
+    MethodInfo("exact", "CROWN, attack, alpha/beta-CROWN branch and bound (ReLU splits, or smooth "
+               "neurons' intervals; input splitting for few inputs)", True, _ALL,
                frozenset({ProblemKind.LP})),
     MethodInfo("milp", "CROWN, attack, big-M MILP counterexample search (ReLU), then exact", True, _ALL,
                frozenset({ProblemKind.MILP})),
