@@ -145,3 +145,23 @@ def test_split_points():
     assert split_point("sigmoid", lower, upper).tolist() == [0.0, -0.475, 1.5, 0.0]
     assert split_point("softplus", lower, upper).tolist() == [0.0, -0.475, 1.5, 0.0]
     assert split_point("relu", lower, upper).tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_exact_on_a_smooth_net_with_many_inputs_uses_the_search_and_is_right():
+    """``exact`` on 20-input tanh nets (past the input-splitting limit): verdicts agree with
+    sampling plus PGD, and at least one instance is decided by the neuron-interval search."""
+    from relax import Verdict, verify
+    searched = 0
+    for seed in range(8):
+        rng, network, spec = _problem(seed, "tanh", 0.15, widths=(20, 16, 16, 3))
+        least = _least_margin(rng, network, spec, 4000)
+        result = verify(network, spec, "exact", timeout=6)
+        if result.verdict is Verdict.HOLDS:
+            assert least > 0 and result.bound <= least + 1e-9
+        elif result.verdict is Verdict.VIOLATED:
+            x = result.counterexample
+            assert spec.is_violated_by(x, network.forward(x))
+        else:
+            assert result.bound <= least + 1e-9
+        searched += result.solver == "smooth-bab" and result.verdict is not Verdict.UNKNOWN
+    assert searched >= 1
