@@ -14,7 +14,9 @@ general nonlinearities"):
   Without the multipliers a split barely moves a bound: nothing but the split neuron's
   own lines would know of it.
 - Split: the neuron with the largest :func:`relax.bounds.smooth_lines.smooth_score` (a
-  ReLU: the BaBSR intercept score) into ``[l, p]`` and ``[p, u]``, ``p = 0`` for a ReLU
+  ReLU: the BaBSR intercept score; trying the best 4 by one CROWN pass each, as FSB does
+  for ReLU splits, reached no better bounds in 30 s on three disjuncts of a sigmoid
+  MNIST net: -0.396 vs -0.391, -0.111 vs -0.096, -0.298 vs -0.266) into ``[l, p]`` and ``[p, u]``, ``p = 0`` for a ReLU
   and for a sigmoid or tanh whose interval holds 0 well inside (the two children then
   lie on a convex and a concave piece), else the midpoint.  The children cover the
   parent, so the least bound over the open and closed domains bounds the disjunct's
@@ -101,16 +103,21 @@ class _Search:
     def check(self, xs):
         return first_counterexample(self.network, self.spec, xs, self.net, self.C_all, self.d_all)
 
-    def bound(self, domains: dict, deadline: Deadline) -> torch.Tensor:
-        """alpha-CROWN on ``domains`` (updated in place); returns their minimising inputs."""
+    def domains(self, domains: dict) -> Domains:
+        """The batch of ``domains`` for alpha-CROWN: every bound tighter than its root's is
+        a split constraint (two-sided signs at the domain's bounds)."""
         m = len(domains["bound"])
         index = domains["disjunct"]
         signs = [torch.cat([(l > rl[index]).to(l.dtype), -(u < ru[index]).to(u.dtype)], dim=1)
                  for l, u, rl, ru in zip(domains["lower"], domains["upper"], self.root_lower, self.root_upper)]
         points = [torch.cat([l, u], dim=1) for l, u in zip(domains["lower"], domains["upper"])]
-        batch = Domains(self.lower[None].expand(m, -1), self.upper[None].expand(m, -1), self.C[index],
-                        domains["lower"], domains["upper"], self.d[index], signs, points=points)
-        result = alpha_crown(self.net, batch, self.settings.child(), alpha=domains["alpha"],
+        return Domains(self.lower[None].expand(m, -1), self.upper[None].expand(m, -1), self.C[index],
+                       domains["lower"], domains["upper"], self.d[index], signs, points=points)
+
+    def bound(self, domains: dict, deadline: Deadline) -> torch.Tensor:
+        """alpha-CROWN on ``domains`` (updated in place); returns their minimising inputs."""
+        m = len(domains["bound"])
+        result = alpha_crown(self.net, self.domains(domains), self.settings.child(), alpha=domains["alpha"],
                              beta=domains["beta"], fast_net=self.fast_net, deadline=deadline)
         self.nodes += m
         domains["bound"] = torch.maximum(result.bound, domains["bound"])
@@ -119,10 +126,9 @@ class _Search:
         domains["score"] = [s.float() for s in result.score]
         return result.x
 
-    def split(self, batch: dict) -> dict:
-        """Two children per domain, split on its highest-scoring neuron (module docstring);
-        children ``r`` and ``r + m`` come from domain ``r`` of ``m``."""
-        flat = torch.cat(batch["score"], dim=1).max(1).indices
+    def split(self, batch: dict, flat: torch.Tensor) -> dict:
+        """Two children per domain, split on neuron ``flat`` (a flat index over the layers;
+        module docstring); children ``r`` and ``r + m`` come from domain ``r`` of ``m``."""
         m = len(batch["bound"])
         children = {k: ([torch.cat([t, t]) for t in v] if isinstance(v, list) else torch.cat([v, v]))
                     for k, v in batch.items()}
@@ -201,7 +207,7 @@ def smooth_branch_and_bound(network: Network, spec: Spec, disjuncts, root: Domai
         if (torch.cat(batch["score"], dim=1).max(1).values < 0).any():
             return BabOutcome(bound, None, search.nodes, False, Reason(
                 ReasonKind.RESOURCE_LIMIT, "a domain has no neuron left to split"))
-        children = search.split(batch)
+        children = search.split(batch, torch.cat(batch["score"], dim=1).max(1).indices)
         xs = search.bound(children, deadline)
         cex = search.check(xs)
         if cex is None:
