@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", default=[100, 100],
                         help="hidden layer widths (e.g. 200 200 200 200 200 200)")
     parser.add_argument("--activations", nargs="+", default=["sigmoid", "tanh"])
+    parser.add_argument("--images", type=int, nargs="+", default=None,
+                        help="only these test images (of the first --count correctly classified)")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     X, y = mnist_tensors("test", limit=200)
@@ -66,7 +68,7 @@ def main() -> None:
     for activation in args.activations:
         net = relax.from_onnx(str(network(activation, args.epochs, tuple(args.hidden))))
         chosen = [i for i in range(len(y)) if int(np.argmax(net.forward(X[i].double().numpy()))) == int(y[i])]
-        for i in chosen[: args.count]:
+        for i in [i for i in chosen[: args.count] if args.images is None or i in args.images]:
             for eps in args.eps:
                 spec = relax.robustness(X[i].double().numpy(), int(y[i]), eps)
                 rows.append(run_instance(net, spec, activation, i, eps, args))
