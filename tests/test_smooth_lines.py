@@ -106,3 +106,32 @@ def _per_disjunct_minimum(network, spec, xs):
             best = min(best, float(single.margin(network.forward(x[None])).min()))
         out.append(best)
     return np.array(out)
+
+
+@pytest.mark.parametrize("name", SMOOTH)
+def test_respanned_fractions_describe_the_same_lines(name):
+    """The search's children read fractions over the activation's derivative range: the
+    root's interval fractions, re-expressed, must give the very same lines."""
+    from relax.bounds.smooth_lines import respan_fraction
+    rng = np.random.default_rng(3)
+    lower, upper = _intervals(rng, 50)
+    lower, upper = lower[None], upper[None]
+    fraction = torch.tensor(rng.uniform(size=(1, 3, 100)))
+    before = smooth_line(smooth_base(name, lower, upper), fraction)
+    after = smooth_line(smooth_base(name, lower, upper, "activation"), respan_fraction(name, lower, upper, fraction))
+    for a, b in zip(before, after):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_a_kept_slope_is_at_least_as_tight_on_a_narrower_interval():
+    """The reason children use the activation span: the same fraction, hence the same slope,
+    on a sub-interval gives a lower line no lower and an upper line no higher there."""
+    rng = np.random.default_rng(4)
+    lower, upper = _intervals(rng, 100)
+    point = lower + torch.tensor(rng.uniform(0.1, 0.9, size=100)) * (upper - lower)
+    fraction = torch.tensor(rng.uniform(size=(1, 1, 200)))
+    wide = smooth_line(smooth_base("tanh", lower[None], upper[None], "activation"), fraction)
+    for lo, up in ((lower, point), (point, upper)):
+        narrow = smooth_line(smooth_base("tanh", lo[None], up[None], "activation"), fraction)
+        assert torch.allclose(narrow[0], wide[0]) and torch.allclose(narrow[2], wide[2])  # slopes kept
+        assert torch.all(narrow[1] >= wide[1] - 1e-12) and torch.all(narrow[3] <= wide[3] + 1e-12)
