@@ -74,6 +74,9 @@ class SmoothBabSettings:
     lr_beta: float = 0.05
     float32_steps: bool = False
     max_domains: int = 20000
+    #: and at most this many bytes of open domains (each keeps its layer bounds, slopes,
+    #: multipliers and scores: about 43 kB per domain of a 784-200x6-10 net)
+    max_bytes: int = 2 ** 30
     attack_starts: int = 8
     attack_steps: int = 10
 
@@ -156,6 +159,15 @@ class _Search:
                           deadline, self.net, starts)
 
 
+def _bytes_per_domain(pool: DomainPool) -> int:
+    """The memory one open domain takes in ``pool``."""
+    total = 0
+    for value in pool.f.values():
+        for t in (value if isinstance(value, list) else [value]):
+            total += t[:1].numel() * t.element_size()
+    return total
+
+
 def _activation_span(name, lower, upper, alpha):
     """The root's slopes as the children's fractions (float32): a smooth layer's fractions
     move from the span of each interval to the activation's, so that a split keeps the
@@ -192,6 +204,7 @@ def smooth_branch_and_bound(network: Network, spec: Spec, disjuncts, root: Domai
         "score": [s.float() for s in root.score],
         "beta": [torch.zeros(l.shape[0], 2 * l.shape[1]) for l in root.lower],
     })
+    limit = min(settings.max_domains, settings.max_bytes // max(_bytes_per_domain(pool), 1))
     closed_min = math.inf
     while True:
         closed_min = min(closed_min, pool.close_positive())
@@ -200,9 +213,9 @@ def smooth_branch_and_bound(network: Network, spec: Spec, disjuncts, root: Domai
         bound = min(float(pool.f["bound"].min()), closed_min)
         if deadline.expired:
             return BabOutcome(bound, None, search.nodes, False, Reason.time_limit())
-        if len(pool) > settings.max_domains:
+        if len(pool) > limit:
             return BabOutcome(bound, None, search.nodes, False, Reason(
-                ReasonKind.RESOURCE_LIMIT, f"more than {settings.max_domains} open domains"))
+                ReasonKind.RESOURCE_LIMIT, f"more than {limit} open domains (memory)"))
         batch = pool.pop_lowest(settings.batch)
         if (torch.cat(batch["score"], dim=1).max(1).values < 0).any():
             return BabOutcome(bound, None, search.nodes, False, Reason(
