@@ -32,7 +32,8 @@ from relax.search.milp import milp_margin
 from relax.spec import robustness
 from tests.helpers import random_network, sample_box
 
-DEEP = (3, 8, 8, 8, 8, 8, 8, 3)        # 6 hidden ReLU layers: ``auto`` runs the stage first
+DEEPER = (3, 8, 8, 8, 8, 8, 8, 8, 3)   # 7 hidden ReLU layers: ``auto`` runs the stage first
+DEEP = (3, 8, 8, 8, 8, 8, 8, 3)        # 6: ``auto`` runs it after the search alone
 MID = (3, 8, 8, 8, 8, 3)               # 4: ``auto`` runs it after the search alone
 SHALLOW = (3, 8, 8, 8, 3)              # 3: ``auto`` leaves it off
 
@@ -110,15 +111,16 @@ def test_exact_finds_the_counterexample_of_a_deep_violated_instance(stage_calls)
 
 
 @pytest.mark.parametrize("widths,tighten,search_first,runs", [
-    (DEEP, "auto", None, True), (DEEP, "off", None, False), (SHALLOW, "auto", None, False),
+    (DEEPER, "auto", None, True), (DEEP, "off", None, False), (SHALLOW, "auto", None, False),
+    (DEEP, "auto", 0.0, True),
     (SHALLOW, "krelu", 0.0, True), (MID, "auto", 0.0, True),
     # below STAGE_FIRST_DEPTH the search runs alone first and decides these: no stage
     (SHALLOW, "krelu", None, False), (MID, "auto", None, False),
 ])
 def test_tighten_option_selects_the_stage(stage_calls, widths, tighten, search_first, runs):
-    _, network, spec = _problem(4 if widths == MID else 1, 0.4, widths)  # CROWN fails on these
-    assert (len(network.activations) >= AUTO_TIGHTEN_DEPTH) == (widths in (DEEP, MID))
-    assert (len(network.activations) < STAGE_FIRST_DEPTH) == (widths in (SHALLOW, MID))
+    _, network, spec = _problem({MID: 4, DEEPER: 9}.get(widths, 1), 0.4, widths)  # CROWN fails on these
+    assert (len(network.activations) >= AUTO_TIGHTEN_DEPTH) == (widths in (DEEPER, DEEP, MID))
+    assert (len(network.activations) < STAGE_FIRST_DEPTH) == (widths in (SHALLOW, MID, DEEP))
     assert bound_specs(network, [spec])[0].bound <= 0
     options = VerifyOptions(methods=(ExactOptions(tighten=tighten, search_first=search_first),))
     result = verify(network, spec, "exact", timeout=60, options=options)
