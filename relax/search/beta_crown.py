@@ -41,10 +41,9 @@ import torch
 
 from relax.deadline import NEVER, Deadline
 from relax.result import Reason, ReasonKind
-from relax.search.attack import AttackOptions, pgd_attack
 from relax.search.branching import choose_babsr, choose_fsb, split_children
 from relax.search.leaves import decide_leaves
-from relax.search.pool import DomainPool, first_counterexample, take_fields
+from relax.search.pool import DomainPool, attack_lowest, first_counterexample, record_bounds, take_fields
 from relax.search.lp_bab import BabOutcome, DisjunctTree
 from relax.bounds import Bounds
 from relax.bounds.alpha import AlphaSettings, Domains, alpha_crown
@@ -173,12 +172,8 @@ class _Search:
     def attack(self, xs: torch.Tensor, bounds: torch.Tensor, deadline: Deadline):
         """PGD from the minimising inputs of the lowest-bound domains (float64-checked
         counterexample or ``None``)."""
-        count = min(self.settings.attack_starts, len(bounds))
-        if count == 0:
-            return None
-        starts = xs[torch.argsort(bounds)[:count]]
-        return pgd_attack(self.network, self.spec, AttackOptions(steps=self.settings.attack_steps),
-                          deadline, self.net, starts)
+        return attack_lowest(self.network, self.spec, self.net, xs, bounds, self.settings.attack_starts,
+                             self.settings.attack_steps, deadline)
 
     def leaves(self, batch, leaves):
         return decide_leaves(self.network, self.spec, self.disjuncts, self.root_bounds, self.trees,
@@ -211,10 +206,7 @@ class _Search:
         result = alpha_crown(self.net, self.child_domains(children), self.settings.child(), alpha=children["alpha"],
                              beta=children["beta"], fast_net=self.fast_net, deadline=deadline)
         self.nodes += m
-        children["bound"] = torch.maximum(result.bound, children["bound"])
-        children["alpha"] = [a.float() for a in result.alpha]
-        children["beta"] = [b.float() for b in result.beta]
-        children["score"] = [s.float() for s in result.score]
+        record_bounds(children, result)
         return result.x
 
 

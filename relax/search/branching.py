@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from relax.bounds.alpha import AlphaSettings, alpha_crown
+from relax.search.pool import doubled_fields
 
 __all__ = ["split_children", "choose_babsr", "choose_fsb"]
 
@@ -36,8 +37,7 @@ def split_children(batch: dict, flat_index: torch.Tensor) -> dict:
     offsets = np.cumsum([0] + sizes)
     m = len(batch["bound"])
     rows = torch.arange(m)
-    children = {k: ([torch.cat([t, t]) for t in v] if isinstance(v, list) else torch.cat([v, v]))
-                for k, v in batch.items()}
+    children = doubled_fields(batch)
     for k in range(len(sizes)):
         here = (flat_index >= offsets[k]) & (flat_index < offsets[k + 1])
         if not here.any():

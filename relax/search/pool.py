@@ -13,8 +13,11 @@ import math
 import torch
 
 from relax.bounds.torch_network import TorchNetwork
+from relax.deadline import Deadline
+from relax.search.attack import AttackOptions, pgd_attack
 
-__all__ = ["DomainPool", "take_fields", "first_counterexample"]
+__all__ = ["DomainPool", "take_fields", "doubled_fields", "record_bounds", "first_counterexample",
+           "attack_lowest"]
 
 
 class DomainPool:
@@ -75,3 +78,30 @@ def first_counterexample(network, spec, xs: torch.Tensor, net: TorchNetwork, C, 
         if spec.is_violated_by(x, network.forward(x)):
             return x
     return None
+
+
+def doubled_fields(fields: dict) -> dict:
+    """Every field twice over (rows ``r`` and ``r + m`` of ``m``): the two children of each
+    domain before their split is written in."""
+    return {k: ([torch.cat([t, t]) for t in v] if isinstance(v, list) else torch.cat([v, v]))
+            for k, v in fields.items()}
+
+
+def record_bounds(fields: dict, result) -> None:
+    """Store an alpha/beta-CROWN ``result`` (:class:`relax.bounds.domains.DomainBounds`) in
+    the domains' fields: the better of the new and the inherited bound (both are safe for
+    the domain), and the slopes, multipliers and scores to warm-start and branch from."""
+    fields["bound"] = torch.maximum(result.bound, fields["bound"])
+    fields["alpha"] = [a.float() for a in result.alpha]
+    fields["beta"] = [b.float() for b in result.beta]
+    fields["score"] = [s.float() for s in result.score]
+
+
+def attack_lowest(network, spec, net: TorchNetwork, xs: torch.Tensor, bounds: torch.Tensor,
+                  starts: int, steps: int, deadline: Deadline):
+    """PGD (``steps``) from the minimising inputs ``xs`` of the ``starts`` lowest-bound
+    domains: a float64-checked counterexample or ``None``."""
+    count = min(starts, len(bounds))
+    if count == 0:
+        return None
+    return pgd_attack(network, spec, AttackOptions(steps=steps), deadline, net, xs[torch.argsort(bounds)[:count]])

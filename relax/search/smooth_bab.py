@@ -44,9 +44,8 @@ from relax.bounds.torch_network import TorchNetwork
 from relax.deadline import Deadline
 from relax.network import Network
 from relax.result import Reason, ReasonKind
-from relax.search.attack import AttackOptions, pgd_attack
 from relax.search.lp_bab import BabOutcome
-from relax.search.pool import DomainPool, first_counterexample
+from relax.search.pool import DomainPool, attack_lowest, doubled_fields, first_counterexample, record_bounds
 from relax.spec import Spec
 
 __all__ = ["SmoothBabSettings", "smooth_branch_and_bound"]
@@ -123,18 +122,14 @@ class _Search:
         result = alpha_crown(self.net, self.domains(domains), self.settings.child(), alpha=domains["alpha"],
                              beta=domains["beta"], fast_net=self.fast_net, deadline=deadline)
         self.nodes += m
-        domains["bound"] = torch.maximum(result.bound, domains["bound"])
-        domains["alpha"] = [a.float() for a in result.alpha]
-        domains["beta"] = [b.float() for b in result.beta]
-        domains["score"] = [s.float() for s in result.score]
+        record_bounds(domains, result)
         return result.x
 
     def split(self, batch: dict, flat: torch.Tensor) -> dict:
         """Two children per domain, split on neuron ``flat`` (a flat index over the layers;
         module docstring); children ``r`` and ``r + m`` come from domain ``r`` of ``m``."""
         m = len(batch["bound"])
-        children = {k: ([torch.cat([t, t]) for t in v] if isinstance(v, list) else torch.cat([v, v]))
-                    for k, v in batch.items()}
+        children = doubled_fields(batch)
         for key in ("lower", "upper"):
             children[key] = [t.clone() for t in children[key]]
         start, rows = 0, torch.arange(m)
@@ -151,12 +146,8 @@ class _Search:
         return children
 
     def attack(self, xs, bounds, deadline: Deadline):
-        count = min(self.settings.attack_starts, len(bounds))
-        if count == 0:
-            return None
-        starts = xs[torch.argsort(bounds)[:count]]
-        return pgd_attack(self.network, self.spec, AttackOptions(steps=self.settings.attack_steps),
-                          deadline, self.net, starts)
+        return attack_lowest(self.network, self.spec, self.net, xs, bounds, self.settings.attack_starts,
+                             self.settings.attack_steps, deadline)
 
 
 def _bytes_per_domain(pool: DomainPool) -> int:
