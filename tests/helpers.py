@@ -26,3 +26,16 @@ def sample_box(rng: np.random.Generator, lower: np.ndarray, upper: np.ndarray, n
     uniform = rng.uniform(lower, upper, size=(n, lower.size))
     corners = np.where(rng.random((n, lower.size)) < 0.5, lower, upper)
     return np.vstack([uniform, corners])
+
+
+def least_sampled_margin(rng: np.random.Generator, network: Network, spec, n: int = 4000,
+                         steps: int = 60, restarts: int = 8) -> float:
+    """Least margin over ``n`` samples of the box (and as many corner-ish points) and the
+    PGD point: an upper bound on the spec's minimum margin."""
+    from relax.search.attack import AttackOptions, pgd_attack
+    xs = sample_box(rng, spec.lower, spec.upper, n)
+    best = float(spec.margin(network.forward(xs)).min())
+    x = pgd_attack(network, spec, AttackOptions(steps=steps, restarts=restarts))
+    if x is not None:
+        best = min(best, float(spec.margin(network.forward(x[None])).min()))
+    return best

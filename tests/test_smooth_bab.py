@@ -19,11 +19,10 @@ from relax.bounds.alpha import AlphaSettings, Domains, alpha_crown
 from relax.bounds.torch_network import TorchNetwork
 from relax.deadline import Deadline
 from relax.network import Network
-from relax.search.attack import AttackOptions, pgd_attack
 from relax.search.beta_crown import root_alpha_bounds
 from relax.search.smooth_bab import smooth_branch_and_bound, split_point
 from relax.spec import Spec
-from tests.helpers import random_network, sample_box
+from tests.helpers import least_sampled_margin, random_network, sample_box
 
 
 def _problem(seed, activation, eps, widths=(4, 12, 12, 12, 3), scale=2.0):
@@ -35,12 +34,7 @@ def _problem(seed, activation, eps, widths=(4, 12, 12, 12, 3), scale=2.0):
 
 
 def _least_margin(rng, network, spec: Spec, n=20000) -> float:
-    xs = sample_box(rng, spec.lower, spec.upper, n)
-    best = float(spec.margin(network.forward(xs)).min())
-    x = pgd_attack(network, spec, AttackOptions(steps=80, restarts=16))
-    if x is not None:
-        best = min(best, float(spec.margin(network.forward(x[None])).min()))
-    return best
+    return least_sampled_margin(rng, network, spec, n, steps=80, restarts=16)
 
 
 def _search(network, spec, j, seconds):

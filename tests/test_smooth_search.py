@@ -22,13 +22,12 @@ from relax.result import ReasonKind
 from relax.errors import UsageError
 from relax.network import Network
 from relax.protocol import VerifyOptions
-from relax.search.attack import AttackOptions, pgd_attack
 from relax.search.alpha_method import alpha_disjunct_bounds
 from relax.search.input_split import input_split_search
 from relax.lp.encode import encode_milp
 from relax.lp.method import lp_disjunct_bounds
 from relax.spec import Spec
-from tests.helpers import random_network, sample_box
+from tests.helpers import least_sampled_margin, random_network
 
 SMOOTH = ["sigmoid", "tanh", "softplus"]
 
@@ -43,12 +42,7 @@ def _problem(seed, activation, eps, widths=(3, 8, 8, 3)):
 
 def _sampled_minimum(rng, network, spec, n=4000) -> float:
     """Least margin over dense samples and the PGD point: an upper bound on the minimum."""
-    xs = sample_box(rng, spec.lower, spec.upper, n)
-    best = float(spec.margin(network.forward(xs)).min())
-    x = pgd_attack(network, spec, AttackOptions(steps=60, restarts=8))
-    if x is not None:
-        best = min(best, float(spec.margin(network.forward(x[None])).min()))
-    return best
+    return least_sampled_margin(rng, network, spec, n)
 
 
 @pytest.mark.parametrize("activation", SMOOTH)
