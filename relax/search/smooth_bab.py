@@ -60,11 +60,11 @@ ZERO_SPLIT_MARGIN = 0.1
 @dataclass(frozen=True)
 class SmoothBabSettings:
     """``batch`` domains split per round (16 beat 64 and 4 on a 784-200x6-10 sigmoid net:
-    the lowest bound after 30 s -0.32 against -0.46 and -0.36, from -0.50); ``iterations`` Adam steps per child (step sizes
-    ``lr_alpha`` for ReLU slopes, ``lr_smooth`` for smooth ones, ``lr_beta`` for the split
-    multipliers; float64 unless ``float32_steps``); ``max_domains`` open
-    before giving up (memory: the domains keep their own layer bounds); PGD of
-    ``attack_steps`` from the ``attack_starts`` lowest children after every batch."""
+    the lowest bound after 30 s -0.32 against -0.46 and -0.36, from -0.50);
+    ``iterations`` Adam steps per child (step sizes ``lr_alpha`` for ReLU slopes,
+    ``lr_smooth`` for smooth ones, ``lr_beta`` for the split multipliers; float64, so the
+    best iterate is kept, unless ``float32_steps``); ``max_domains`` open before giving up;
+    PGD of ``attack_steps`` from the ``attack_starts`` lowest children after every batch."""
 
     batch: int = 16
     iterations: int = 10
