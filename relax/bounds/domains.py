@@ -4,6 +4,7 @@ and the bounds it returns for them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -38,7 +39,7 @@ class AlphaSettings:
     #: a smooth slope's fraction is of the range of ``act'`` over the neuron's bounds
     #: (``interval``) or over the real line (``activation``: a fraction then means the same
     #: slope on any interval; only with ``refine=False``, :mod:`relax.search.smooth_bab`)
-    smooth_span: str = "interval"
+    smooth_span: Literal["interval", "activation"] = "interval"
 
 
 @dataclass(frozen=True, eq=False)
