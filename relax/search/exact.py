@@ -80,8 +80,8 @@ AUTO_TIGHTEN_DEPTH = 4
 #: decided prop_10_0.05 (unknown without it) but took 251 s instead of 6 s to falsify
 #: prop_1_0.05 and 65 s instead of 13 s on prop_5_0.03 (``vnncomp_notes.md``); on a
 #: 784-256x6-10 MNIST net of ours (mnistfc's 256x6 is held out), at 60 s, both orders
-#: decided the same 6 of 14, the search first 3 of them 8-14x sooner (34 -> 4, 49 -> 3,
-#: 58 -> 4 s); the stage first left 7 of the 8 others closer to 0, and it still runs
+#: decided the same 6 of 13, the search first 3 of them 8-14x sooner (34 -> 4, 49 -> 3,
+#: 58 -> 4 s); the stage first left 6 of the 7 others closer to 0, and it still runs
 #: after the search's share (``benchmarks/results/exact_search_first.md``); eran 9x200
 #: (9 hidden layers) keeps the stage first
 STAGE_FIRST_DEPTH = 7
