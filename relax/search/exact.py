@@ -87,10 +87,10 @@ AUTO_TIGHTEN_DEPTH = 4
 STAGE_FIRST_DEPTH = 7
 SEARCH_FIRST_SHARE = 0.2
 
-#: smooth networks: alpha-CROWN's steps and its share of the time before the input
-#: splitting.  On a 784-200x6-10 sigmoid MNIST net (eps 0.02) the bound kept rising over
-#: 100 steps (e.g. -2.11 (CROWN), -0.26 at 20 steps, +0.013 at 80); the input splitting
-#: after it rarely helps on 784 inputs (``benchmarks/results/smooth_nets_deep.md``)
+#: smooth networks: alpha-CROWN's steps and its share of the time before the branch and
+#: bound.  On one instance of a 784-200x6-10 sigmoid MNIST net (eps 0.02; a scratch trace)
+#: the bound kept rising over 100 steps (-2.11 (CROWN), -0.26 at 20 steps, +0.013 at 80)
+#: and gained nothing past 150 (300 steps at a slower decay: the same bounds within 0.02)
 SMOOTH_ALPHA = AlphaSettings(iterations=150, stop_when_positive=True)
 SMOOTH_ALPHA_SHARE = 0.6
 #: smooth networks with at most this many inputs are split over the input box after
@@ -220,8 +220,9 @@ def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyO
 
 
 def _smooth_path(network, spec, known, open_disjuncts, deadline: Deadline) -> BoundOutcome:
-    """alpha-CROWN with optimised smooth lines on the open disjuncts, then input splitting
-    on the ones it leaves open; ``known`` (CROWN's disjunct bounds) is raised in place."""
+    """alpha-CROWN with optimised smooth lines on the open disjuncts, then branch and bound
+    (over neurons' intervals, or over the input box for few inputs) on the ones it leaves
+    open; ``known`` (CROWN's disjunct bounds) is raised in place."""
     fast = TorchNetwork.from_network(network, dtype=torch.float32)
     root, C, d = root_alpha_bounds(network, spec, open_disjuncts, deadline=deadline.share(SMOOTH_ALPHA_SHARE),
                                    alpha_settings=SMOOTH_ALPHA, fast_net=fast)

@@ -14,13 +14,13 @@ general nonlinearities"):
   Without the multipliers a split barely moves a bound: nothing but the split neuron's
   own lines would know of it.
 - Split: the neuron with the largest :func:`relax.bounds.smooth_lines.smooth_score` (a
-  ReLU: the BaBSR intercept score; trying the best 4 by one CROWN pass each, as FSB does
-  for ReLU splits, reached no better bounds in 30 s on three disjuncts of a sigmoid
-  MNIST net: -0.396 vs -0.391, -0.111 vs -0.096, -0.298 vs -0.266) into ``[l, p]`` and ``[p, u]``, ``p = 0`` for a ReLU
+  ReLU: the BaBSR intercept score) into ``[l, p]`` and ``[p, u]``, ``p = 0`` for a ReLU
   and for a sigmoid or tanh whose interval holds 0 well inside (the two children then
   lie on a convex and a concave piece), else the midpoint.  The children cover the
   parent, so the least bound over the open and closed domains bounds the disjunct's
-  minimum margin.
+  minimum margin.  (Trying the best 4 by one CROWN pass each, as FSB does for ReLU
+  splits, reached no better bounds in 30 s on three disjuncts of a sigmoid MNIST net in
+  a scratch trace: -0.396 vs -0.391, -0.111 vs -0.096, -0.298 vs -0.266; not kept.)
 - Every bounded domain proposes the input minimising its linear bound and a short PGD
   starts from the lowest children's; a candidate is a counterexample only after the
   float64 check of :meth:`relax.spec.Spec.is_violated_by`.
@@ -59,11 +59,11 @@ ZERO_SPLIT_MARGIN = 0.1
 
 @dataclass(frozen=True)
 class SmoothBabSettings:
-    """``batch`` domains split per round (16 beat 64 and 4 on a 784-200x6-10 sigmoid net:
-    the lowest bound after 30 s -0.32 against -0.46 and -0.36, from -0.50);
-    ``iterations`` Adam steps per child (step sizes ``lr_alpha`` for ReLU slopes,
-    ``lr_smooth`` for smooth ones, ``lr_beta`` for the split multipliers; float64, so the
-    best iterate is kept, unless ``float32_steps``); ``max_domains`` open before giving up;
+    """``batch`` domains split per round (16 beat 64 and 4 on one disjunct of a
+    784-200x6-10 sigmoid net in a scratch trace: the lowest bound after 30 s -0.32 against
+    -0.46 and -0.36, from -0.50); ``iterations`` Adam steps per child (step sizes
+    ``lr_alpha`` for ReLU slopes, ``lr_smooth`` for smooth ones, ``lr_beta`` for the split
+    multipliers; in float64, so the best iterate is kept); ``max_domains`` open before giving up;
     PGD of ``attack_steps`` from the ``attack_starts`` lowest children after every batch."""
 
     batch: int = 16
@@ -71,7 +71,6 @@ class SmoothBabSettings:
     lr_alpha: float = 0.1
     lr_smooth: float = 0.005
     lr_beta: float = 0.05
-    float32_steps: bool = False
     max_domains: int = 20000
     #: and at most this many bytes of open domains (each keeps its layer bounds, slopes,
     #: multipliers and scores: about 43 kB per domain of a 784-200x6-10 net)
@@ -91,8 +90,6 @@ class _Search:
                  root: DomainBounds):
         self.network, self.spec, self.disjuncts, self.settings = network, spec, disjuncts, settings
         self.net = TorchNetwork.from_network(network)
-        self.fast_net = (TorchNetwork.from_network(network, dtype=torch.float32)
-                         if settings.float32_steps else None)
         self.C, self.d = C, d
         C_all, d_all = spec.padded_rows(range(len(spec.disjuncts)))
         self.C_all, self.d_all = self.net.tensor(C_all), self.net.tensor(d_all)
@@ -120,7 +117,7 @@ class _Search:
         """alpha-CROWN on ``domains`` (updated in place); returns their minimising inputs."""
         m = len(domains["bound"])
         result = alpha_crown(self.net, self.domains(domains), self.settings.child(), alpha=domains["alpha"],
-                             beta=domains["beta"], fast_net=self.fast_net, deadline=deadline)
+                             beta=domains["beta"], deadline=deadline)
         self.nodes += m
         record_bounds(domains, result)
         return result.x
