@@ -51,6 +51,34 @@ def test_lines_enclose_the_activation_for_any_fraction(name):
 
 
 @pytest.mark.parametrize("name", SMOOTH)
+def test_offset_gradients_match_finite_differences(name):
+    """The offsets' autograd gradients (the extremal candidate is picked without autograd,
+    then evaluated once) against central differences of the offsets themselves, in the
+    fractions and in both interval ends."""
+    rng = np.random.default_rng(2)
+    lower, upper = _intervals(rng, n=60)
+    fractions = torch.tensor(rng.uniform(0.05, 0.95, size=(1, 3, 2 * len(lower))))
+    weights = torch.tensor(rng.normal(size=(2, 1, 3, len(lower))))
+
+    def loss(l, u, t):
+        _, lo_offset, _, up_offset = smooth_line(smooth_base(name, l[None], u[None]), t)
+        return (weights[0] * lo_offset).sum() + (weights[1] * up_offset).sum()
+
+    l, u, t = (x.clone().requires_grad_(True) for x in (lower, upper, fractions))
+    loss(l, u, t).backward()
+    h, inputs, grads = 1e-6, (lower, upper, fractions), (l.grad, u.grad, t.grad)
+    for slot, (tensor, grad) in enumerate(zip(inputs, grads)):
+        flat = tensor.reshape(-1)
+        for i in rng.choice(flat.numel(), 25, replace=False):
+            step = torch.zeros_like(flat)
+            step[i] = h
+            plus, minus = list(inputs), list(inputs)
+            plus[slot], minus[slot] = (flat + step).reshape(tensor.shape), (flat - step).reshape(tensor.shape)
+            numeric = float(loss(*plus) - loss(*minus)) / (2 * h)
+            assert abs(numeric - float(grad.reshape(-1)[i])) < 1e-4 * (1 + abs(numeric)), ("lut"[slot], i)
+
+
+@pytest.mark.parametrize("name", SMOOTH)
 def test_initial_fractions_reproduce_crowns_lines(name):
     rng = np.random.default_rng(1)
     lower, upper = _intervals(rng)

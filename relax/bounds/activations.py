@@ -15,6 +15,10 @@ A rule gives, for ``act`` on pre-activations ``z``:
 - ``stationary(a)``: the points where ``act'(z) = a`` (NaN where there are none), which
   with the endpoints contain the extrema of ``act(z) - a z`` on any interval, so a
   linear bound's offset is computed exactly (:func:`relax.bounds.relaxations.relax_smooth`);
+  ``maxima``: the positions in that list of the points that are local maxima of
+  ``act(z) - a z`` (where ``act'' <= 0``); the others are local minima, so an interval's
+  maximum is at an end or at one of ``maxima`` and its minimum at an end or one of the
+  others (sigmoid, tanh: ``+z`` lies where they are concave, ``-z`` where convex);
 - ``second_derivative_range``: ``[min, max]`` of ``act''`` over the real line (slightly
   widened), the curvature constant of the CRC certificate (``None`` for ReLU);
 - ``relaxation``: ``"triangle"`` (ReLU) or ``"tangent-chord"`` (smooth);
@@ -55,6 +59,7 @@ class ActivationRule:
     second_derivative_range: tuple[float, float] | None
     relaxation: str
     derivative_range: tuple[float, float] = (0.0, 1.0)
+    maxima: tuple[int, ...] = ()
 
     @property
     def smooth(self) -> bool:
@@ -99,10 +104,10 @@ RULES: dict[str, ActivationRule] = {rule.name: rule for rule in (
                    lambda z: (z > 0).to(z.dtype), _convex, None, None, "triangle"),
     ActivationRule("sigmoid", Sigmoid, torch.nn.Sigmoid, "Sigmoid", torch.sigmoid,
                    _sigmoid_derivative, _split_at_zero, _sigmoid_stationary,
-                   (-1.0 / (6 * _S3) * _WIDEN, 1.0 / (6 * _S3) * _WIDEN), "tangent-chord", (0.0, 0.25)),
+                   (-1.0 / (6 * _S3) * _WIDEN, 1.0 / (6 * _S3) * _WIDEN), "tangent-chord", (0.0, 0.25), (0,)),
     ActivationRule("tanh", Tanh, torch.nn.Tanh, "Tanh", torch.tanh,
                    lambda z: 1 - torch.tanh(z) ** 2, _split_at_zero, _tanh_stationary,
-                   (-4.0 / (3 * _S3) * _WIDEN, 4.0 / (3 * _S3) * _WIDEN), "tangent-chord"),
+                   (-4.0 / (3 * _S3) * _WIDEN, 4.0 / (3 * _S3) * _WIDEN), "tangent-chord", (0.0, 1.0), (0,)),
     ActivationRule("softplus", Softplus, torch.nn.Softplus, "Softplus",
                    _softplus, torch.sigmoid, _convex,
                    lambda slope: [torch.logit(slope)], (0.0, 0.25 * _WIDEN), "tangent-chord"),

@@ -97,15 +97,41 @@ def smooth_line(base: SmoothBase, fraction: Tensor):
 
 def _extreme_offset(base: SmoothBase, slope: Tensor, reduce) -> Tensor:
     """``reduce_{z in [l,u]} act(z) - slope z`` (batch, rows, n) over the endpoints and the
-    stationary points (detached; clamped into ``[l, u]``)."""
+    stationary points (clamped into ``[l, u]``) that can hold that extremum: the rule's
+    ``maxima`` for ``amax``, its other stationary points for ``amin``.
+
+    The value is that reduction, computed without autograd; zero-valued terms attach its
+    gradient: ``-z*`` in ``slope`` (``z*`` the extremal point; a stationary point enters as
+    a constant, as the envelope theorem allows) and ``act'(l) - slope`` in ``l`` where
+    ``z* = l`` (likewise ``u``).  Where both ends are extremal (a chord) each gets half,
+    as ``amax``'s backward would share it.  Recording the candidates' graph instead cost
+    more than all of the forward pass."""
     rule = rule_of(base.name)
+    maximum = reduce is torch.amax
+    pick = torch.maximum if maximum else torch.minimum
     lower, upper = base.lower.unsqueeze(1), base.upper.unsqueeze(1)
-    candidates = [lower.expand_as(slope), upper.expand_as(slope)]
-    for point in rule.stationary(slope.detach()):
-        point = torch.nan_to_num(point, nan=0.0, posinf=0.0, neginf=0.0)
-        candidates.append(torch.minimum(torch.maximum(point, lower), upper))
-    stacked = torch.stack(candidates)
-    return reduce(rule.value(stacked) - slope * stacked, dim=0)
+    with torch.no_grad():
+        fixed = slope.detach()
+        at_lower, at_upper = rule.value(lower) - fixed * lower, rule.value(upper) - fixed * upper
+        best = pick(at_lower, at_upper)
+        inner = [z for i, z in enumerate(rule.stationary(fixed)) if (i in rule.maxima) == maximum]
+        if len(inner) > 1:
+            raise ValueError(f"{rule.name}: more than one stationary point per extremum is not supported")
+        if inner:
+            inner = torch.minimum(torch.maximum(torch.nan_to_num(inner[0], nan=0.0, posinf=0.0, neginf=0.0),
+                                                lower), upper)
+            best = pick(best, rule.value(inner) - fixed * inner)
+        at_lower, at_upper = (at_lower == best).to(best.dtype), (at_upper == best).to(best.dtype)
+        ends = at_lower + at_upper
+        at_lower, at_upper = at_lower / ends.clamp(min=1), at_upper / ends.clamp(min=1)
+        point = at_lower * lower + at_upper * upper
+        if len(inner):
+            point = point + (ends == 0) * inner
+    offset = best - (slope - fixed) * point  # every added term is exactly 0: it carries a gradient
+    for weight, end in ((at_lower, lower), (at_upper, upper)):
+        if end.requires_grad:
+            offset = offset + weight * (rule.value(end) - rule.value(end.detach()) - fixed * (end - end.detach()))
+    return offset
 
 
 def smooth_score(base: SmoothBase, coeffs: Tensor, fraction: Tensor) -> Tensor:
