@@ -112,21 +112,22 @@ def _extreme_offset(base: SmoothBase, slope: Tensor, reduce) -> Tensor:
     lower, upper = base.lower.unsqueeze(1), base.upper.unsqueeze(1)
     with torch.no_grad():
         fixed = slope.detach()
-        at_lower, at_upper = rule.value(lower) - fixed * lower, rule.value(upper) - fixed * upper
-        best = pick(at_lower, at_upper)
-        inner = [z for i, z in enumerate(rule.stationary(fixed)) if (i in rule.maxima) == maximum]
-        if len(inner) > 1:
+        gap_lower, gap_upper = rule.value(lower) - fixed * lower, rule.value(upper) - fixed * upper
+        best = pick(gap_lower, gap_upper)
+        candidates = [z for i, z in enumerate(rule.stationary(fixed)) if (i in rule.maxima) == maximum]
+        if len(candidates) > 1:
             raise ValueError(f"{rule.name}: more than one stationary point per extremum is not supported")
-        if inner:
-            inner = torch.minimum(torch.maximum(torch.nan_to_num(inner[0], nan=0.0, posinf=0.0, neginf=0.0),
-                                                lower), upper)
-            best = pick(best, rule.value(inner) - fixed * inner)
-        at_lower, at_upper = (at_lower == best).to(best.dtype), (at_upper == best).to(best.dtype)
-        ends = at_lower + at_upper
+        stationary = None
+        if candidates:
+            stationary = torch.nan_to_num(candidates[0], nan=0.0, posinf=0.0, neginf=0.0)
+            stationary = torch.minimum(torch.maximum(stationary, lower), upper)
+            best = pick(best, rule.value(stationary) - fixed * stationary)
+        at_lower, at_upper = (gap_lower == best).to(best.dtype), (gap_upper == best).to(best.dtype)
+        ends = at_lower + at_upper  # 2 at a chord: each end gets half
         at_lower, at_upper = at_lower / ends.clamp(min=1), at_upper / ends.clamp(min=1)
         point = at_lower * lower + at_upper * upper
-        if len(inner):
-            point = point + (ends == 0) * inner
+        if stationary is not None:
+            point = point + (ends == 0) * stationary
     offset = best - (slope - fixed) * point  # every added term is exactly 0: it carries a gradient
     for weight, end in ((at_lower, lower), (at_upper, upper)):
         if end.requires_grad:
