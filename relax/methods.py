@@ -33,8 +33,8 @@ METHOD_INFO: dict[str, MethodInfo] = {m.name: m for m in (
     MethodInfo("alpha-crown", "CROWN with optimised ReLU slopes and smooth lines", False, _ALL),
     MethodInfo("lp", "triangle LP (tangent/chord rows for smooth neurons), LP-tightened bounds", False, _ALL,
                frozenset({ProblemKind.LP})),
-    MethodInfo("krelu", "triangle LP + multi-neuron k-ReLU hull rows (option k, default 3)",
-               False, "relu", frozenset({ProblemKind.LP})),
+    MethodInfo("krelu", "triangle LP + multi-neuron k-ReLU hull rows on ReLU layers (option k, "
+               "default 3; tangent/chord rows for smooth neurons)", False, _ALL, frozenset({ProblemKind.LP})),
     MethodInfo("sdp", "SDP relaxation (Raghunathan et al. 2018)", False, "relu",
                frozenset({ProblemKind.SDP, ProblemKind.LAYERED_QCQP})),
     MethodInfo("sdp-dual1", "one-hidden-layer SDP dual certificate", False,

@@ -265,3 +265,36 @@ def test_verify_krelu_with_feedback_and_torch_bab_is_sound():
     exact = milp_margin(net, spec, bound_specs(net, [spec])[0].layers, time_limit=20)
     assert exact is not None and result.bound <= exact + 1e-6
     assert result.verdict.value == ("holds" if exact > 0 else "violated")
+
+
+def _mixed_network(rng):
+    """ReLU hidden layers followed by a sigmoid hidden layer (3-8-8-8-3)."""
+    from relax.network import Network
+    relu = random_network(rng, [3, 8, 8, 8, 3], "relu", scale=2.0)
+    sigmoid = random_network(rng, [3, 8, 8, 8, 3], "sigmoid", scale=2.0)
+    return Network(relu.layers[:4] + sigmoid.layers[4:])
+
+
+@pytest.mark.parametrize("activation,seed", [("sigmoid", 0), ("tanh", 1), ("softplus", 2), ("mixed", 3),
+                                             ("mixed", 4)])
+def test_krelu_on_smooth_and_mixed_networks_is_sound_and_no_looser_than_crown(activation, seed):
+    """Groups on ReLU layers only, tangent/chord LP rows for smooth ones: the bound stays
+    below the least sampled/attacked margin and at or above CROWN's."""
+    from tests.helpers import least_sampled_margin
+    rng = np.random.default_rng(seed)
+    network = _mixed_network(rng) if activation == "mixed" else random_network(rng, [3, 10, 10, 3], activation, 2.0)
+    x = rng.uniform(size=3)
+    spec = robustness(x, int(np.argmax(network.forward(x))), 0.25, num_classes=3)
+    options = VerifyOptions(bound_only=True, methods=(KreluOptions(k=2),))
+    result = verify(network, spec, "krelu", options=options)
+    crown = bound_specs(network, [spec], "crown")[0].bound
+    assert crown - 1e-9 <= result.bound <= least_sampled_margin(rng, network, spec) + 1e-9
+
+
+def test_krelu_branch_and_bound_refuses_smooth_networks():
+    from relax.errors import UnsupportedNetworkError
+    rng = np.random.default_rng(5)
+    network = random_network(rng, [3, 6, 3], "sigmoid")
+    spec = robustness(np.full(3, 0.5), int(np.argmax(network.forward(np.full(3, 0.5)))), 0.1, num_classes=3)
+    with pytest.raises(UnsupportedNetworkError, match="splits ReLU phases"):
+        verify(network, spec, "krelu", options=VerifyOptions(methods=(KreluOptions(bab="torch"),)))

@@ -27,6 +27,11 @@ runs on the disjuncts still open, until the deadline; with ``bab="torch"``
 alpha/beta-CROWN branch and bound (:func:`relax.search.beta_crown.torch_branch_and_bound`) starts
 from the LP-tightened layer bounds instead (valid over the whole box, hence in every
 sub-domain).
+On networks with sigmoid, tanh or softplus layers the groups and hulls are formed on the
+ReLU layers only; the smooth layers enter the LP by their tangent/chord rows (and
+alpha-CROWN by its optimised lines), and each of their neurons is LP-tightened on both
+ends (a smooth neuron's lines tighten with either end).  Both branch and bounds split ReLU
+phases, so ``bab`` must be ``"off"`` there.
 Every bound that can make a verdict *holds* is a float64 (alpha-)CROWN bound or comes
 from :meth:`relax.lp.runner.LpRunner.lower_bound` (recomputed from the dual vector
 over the variable box), so hull or solver round-off cannot make it unsound.
@@ -41,6 +46,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from relax.bounds import Bounds, bound_specs, refine_bounds
+from relax.bounds.activations import SMOOTH
 from relax.deadline import NEVER, Deadline
 from relax.errors import UnsupportedNetworkError
 from relax.krelu.encode import LayerRows, add_rows, layer_rows
@@ -74,13 +80,14 @@ def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluOpt
     lower, upper = spec.lower, spec.upper
     layers: list[LayerRows] = []
     for k in range(len(network.activations)):
+        relu = network.activations[k].name == "relu"
         if tighten and k > 0 and k >= tighten_from and not deadline.expired:
             start = time.monotonic()
             encoding = encode_triangle(network, lower, upper, bounds, depth=k)
             if config.refine:
                 encoding = add_rows(encoding, layers)
             before = len(bounds.unstable(k))
-            bounds = tighten_layer(encoding, k, bounds, solver, deadline)
+            bounds = tighten_layer(encoding, k, bounds, solver, deadline, smooth=not relu)
             bounds = refine_bounds(network, lower, upper, bounds)
             log.info("layer %d: %d -> %d unstable (%.2f s)", k, before, len(bounds.unstable(k)),
                      time.monotonic() - start)
@@ -91,7 +98,7 @@ def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluOpt
                 bounds = fed
         if deadline.expired:
             break
-        if k > 0 or config.first_layer:
+        if relu and (k > 0 or config.first_layer):  # groups only on ReLU layers
             layers.append(layer_rows(network, lower, upper, bounds, k, config, deadline))
     return bounds, layers
 
@@ -203,12 +210,19 @@ def _torch_branch(network, spec, bounds, per_disjunct, deadline):
     return per_disjunct, None
 
 
-def _require_relu(network: Network) -> None:
-    """k-ReLU's hulls, its triangle LP and its alpha-CROWN bounds are those of the ReLU: on
-    any other activation they would bound the wrong function."""
-    if not network.is_relu:
-        names = sorted({a.name for a in network.activations})
-        raise UnsupportedNetworkError(f"method krelu needs a ReLU network, got activations {names}")
+def _check_network(network: Network, config: KreluOptions) -> None:
+    """k-ReLU's hulls are those of the ReLU, so groups are formed on ReLU layers only; the
+    LP relaxes sigmoid, tanh and softplus layers by their tangent/chord rows and
+    alpha-CROWN by its smooth lines.  Both branch and bounds split ReLU phases: on other
+    activations they are refused (typed error), as is an activation without LP rows."""
+    names = sorted({a.name for a in network.activations})
+    unknown = [n for n in names if n != "relu" and n not in SMOOTH]
+    if unknown:
+        raise UnsupportedNetworkError(f"method krelu has no relaxation for activations {unknown}")
+    if config.bab != "off" and not network.is_relu:
+        raise UnsupportedNetworkError(
+            f"krelu.bab={config.bab} splits ReLU phases, but the network has activations {names}; "
+            "use krelu.bab=off, or the exact method (it searches over smooth neurons' intervals)")
 
 
 def krelu_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
@@ -217,8 +231,8 @@ def krelu_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
     every layer) with k-ReLU rows, then the k-ReLU LP per disjunct, then optionally branch
     and bound (:class:`KreluOptions`; module docstring).  Each disjunct's bound is never
     weaker than the best (alpha-)CROWN bound already computed, also at the time limit."""
-    _require_relu(network)
     config = options.of(KreluOptions)
+    _check_network(network, config)
     solver = options.solver or DEFAULT_LP_SOLVER
     return [_krelu_one(network, spec, deadline, options, config, solver) for spec in specs]
 

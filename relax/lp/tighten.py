@@ -54,27 +54,30 @@ def _tighten_layer(network, lower, upper, bounds: Bounds, k: int, solver, deadli
 
 
 def tighten_layer(encoding: LpEncoding, k: int, bounds: Bounds, solver: str | None = None,
-                  deadline: Deadline = NEVER, options: SolveOptions | None = None) -> Bounds:
+                  deadline: Deadline = NEVER, options: SolveOptions | None = None,
+                  smooth: bool = False) -> Bounds:
     """``bounds`` with layer ``k``'s unstable neurons tightened over ``encoding`` (an LP of
     the layers below ``k``, e.g. the triangle LP, possibly with extra valid rows):
     ``l_i = max(l_i, min z_i)`` and, while ``l_i < 0``, ``u_i = min(u_i, max z_i)``, each a
-    safe dual bound; stops at ``deadline`` (the neurons left keep their bounds)."""
+    safe dual bound; stops at ``deadline`` (the neurons left keep their bounds).  With
+    ``smooth`` (layer ``k`` feeds a sigmoid/tanh/softplus, whose lines tighten with either
+    end) every neuron with ``l_i < u_i`` gets both ends tightened."""
     runner = LpRunner(encoding.program, solver, options, deadline)
     M, g = encoding.expressions[k]
     M = M.tocsr()
     l_k, u_k = np.array(bounds.lower[k]), np.array(bounds.upper[k])
-    unstable = bounds.unstable(k)
+    neurons = np.flatnonzero(l_k < u_k) if smooth else bounds.unstable(k)
     start = time.monotonic()
-    for i in unstable:
+    for i in neurons:
         if deadline.expired:
             log.info("layer %d: LP tightening stopped by the time limit", k)
             break
         row = M[i].toarray().ravel()
         l_k[i] = max(l_k[i], runner.lower_bound(row, g[i]))
-        if l_k[i] < 0:  # still possibly inactive: the upper bound decides stability
+        if smooth or l_k[i] < 0:  # a ReLU with l >= 0 is stable: its upper bound no longer matters
             u_k[i] = min(u_k[i], -runner.lower_bound(-row, -g[i]))
-    log.info("layer %d: %d unstable -> %d after LP tightening (%.2f s)", k, len(unstable),
-             int(np.sum((l_k < 0) & (u_k > 0))), time.monotonic() - start)
+    log.info("layer %d: %d neurons LP-tightened (%.2f s); %d with l < 0 < u after", k, len(neurons),
+             time.monotonic() - start, int(np.sum((l_k < 0) & (u_k > 0))))
     lowers, uppers = list(bounds.lower), list(bounds.upper)
     lowers[k], uppers[k] = l_k, u_k
     return Bounds(tuple(lowers), tuple(uppers), bounds.method)
