@@ -50,7 +50,8 @@ def tighten_bounds(
 
 def _tighten_layer(network, lower, upper, bounds: Bounds, k: int, solver, deadline, options) -> Bounds:
     encoding = encode_triangle(network, lower, upper, bounds, depth=k)
-    return tighten_layer(encoding, k, bounds, solver, deadline, options)
+    smooth = network.activations[k].name != "relu"
+    return tighten_layer(encoding, k, bounds, solver, deadline, options, smooth=smooth)
 
 
 def tighten_layer(encoding: LpEncoding, k: int, bounds: Bounds, solver: str | None = None,
