@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import data_root, describe_machine  # noqa: E402
+from machine import data_root, describe_machine, run_in_checkout  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -61,16 +59,11 @@ print(json.dumps({"verdict": verdict, "bound": out.bound, "nodes": out.nodes, "s
 
 
 def run_one(code: Path, net: Path, prop: Path, timeout: float) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-               MKL_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", SEARCH, str(net), str(prop), str(timeout)], env=env, check=False,
-                          capture_output=True, text=True, timeout=timeout + 300, cwd=str(code))
-    try:
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        tail = done.stderr.strip().splitlines()[-1:] or [""]
-        return {"verdict": f"error {done.returncode}: {tail[0]}", "bound": float("nan"), "nodes": 0,
-                "seconds": float("nan"), "cpu": float("nan")}
+    out = run_in_checkout(code, SEARCH, [net, prop, timeout], timeout + 300)
+    if "error" in out:
+        return {"verdict": out["error"], "bound": float("nan"), "nodes": 0, "seconds": float("nan"),
+                "cpu": float("nan")}
+    return out
 
 
 def main() -> None:

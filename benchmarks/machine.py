@@ -29,3 +29,22 @@ def data_root():
 
     repo = Path(__file__).resolve().parents[1]
     return Path(os.environ.get("RELAX_DATA", repo.parent / "shared" / "data"))
+
+
+def run_in_checkout(code, program: str, argv: list[str], timeout: float) -> dict:
+    """Run ``program`` (Python source that prints one JSON object last) in a fresh process
+    that imports the relax checkout at ``code`` (one thread for torch and BLAS); its
+    object, or ``{"error": "..."}`` with the exit status and the last line of stderr."""
+    import json
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               MKL_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", program, *map(str, argv)], env=env, check=False,
+                          capture_output=True, text=True, timeout=timeout, cwd=str(code))
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        tail = done.stderr.strip().splitlines()[-1:] or [""]
+        return {"error": f"error {done.returncode}: {tail[0]}"}

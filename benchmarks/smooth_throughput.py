@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import data_root, describe_machine  # noqa: E402
+from machine import data_root, describe_machine, run_in_checkout  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -72,18 +70,12 @@ print(json.dumps(out))
 
 
 def run_one(code: Path, net: Path, image: int, args) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-               MKL_NUM_THREADS="1")
-    argv = [str(net), str(data_root() / "mnist"), str(image), str(args.eps), str(args.steps), str(args.timeout)]
-    done = subprocess.run([sys.executable, "-c", PROGRAM, *argv], env=env, check=False, capture_output=True,
-                          text=True, timeout=args.timeout + 600, cwd=str(code))
-    try:
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        tail = done.stderr.strip().splitlines()[-1:] or [""]
-        return {"open": 0, "step_cpu": float("nan"), "alpha_bound": float("nan"),
-                "verdict": f"error {done.returncode}: {tail[0]}", "bound": float("nan"),
-                "seconds": float("nan"), "cpu": float("nan")}
+    argv = [net, data_root() / "mnist", image, args.eps, args.steps, args.timeout]
+    out = run_in_checkout(code, PROGRAM, argv, args.timeout + 600)
+    if "error" in out:
+        return {"open": 0, "step_cpu": float("nan"), "alpha_bound": float("nan"), "verdict": out["error"],
+                "bound": float("nan"), "seconds": float("nan"), "cpu": float("nan")}
+    return out
 
 
 def main() -> None:
