@@ -267,22 +267,25 @@ def test_verify_krelu_with_feedback_and_torch_bab_is_sound():
     assert result.verdict.value == ("holds" if exact > 0 else "violated")
 
 
-def _mixed_network(rng):
-    """ReLU hidden layers followed by a sigmoid hidden layer (3-8-8-8-3)."""
+def _mixed_network(rng, first: str, then: str):
+    """Two ``first`` hidden layers, then a ``then`` hidden layer (3-8-8-8-3)."""
     from relax.network import Network
-    relu = random_network(rng, [3, 8, 8, 8, 3], "relu", scale=2.0)
-    sigmoid = random_network(rng, [3, 8, 8, 8, 3], "sigmoid", scale=2.0)
-    return Network(relu.layers[:4] + sigmoid.layers[4:])
+    a = random_network(rng, [3, 8, 8, 8, 3], first, scale=2.0)
+    b = random_network(rng, [3, 8, 8, 8, 3], then, scale=2.0)
+    return Network(a.layers[:4] + b.layers[4:])
 
 
-@pytest.mark.parametrize("activation,seed", [("sigmoid", 0), ("tanh", 1), ("softplus", 2), ("mixed", 3),
-                                             ("mixed", 4)])
+@pytest.mark.parametrize("activation,seed", [("sigmoid", 0), ("tanh", 1), ("softplus", 2), ("relu-sigmoid", 3),
+                                             ("relu-sigmoid", 4), ("tanh-relu", 5), ("sigmoid-relu", 6)])
 def test_krelu_on_smooth_and_mixed_networks_is_sound_and_no_looser_than_crown(activation, seed):
     """Groups on ReLU layers only, tangent/chord LP rows for smooth ones: the bound stays
     below the least sampled/attacked margin and at or above CROWN's."""
     from tests.helpers import least_sampled_margin
     rng = np.random.default_rng(seed)
-    network = _mixed_network(rng) if activation == "mixed" else random_network(rng, [3, 10, 10, 3], activation, 2.0)
+    if "-" in activation:
+        network = _mixed_network(rng, *activation.split("-"))
+    else:
+        network = random_network(rng, [3, 10, 10, 3], activation, 2.0)
     x = rng.uniform(size=3)
     spec = robustness(x, int(np.argmax(network.forward(x))), 0.25, num_classes=3)
     options = VerifyOptions(bound_only=True, methods=(KreluOptions(k=2),))
