@@ -35,17 +35,22 @@ def test_every_method_is_sound_on_random_networks(activation, seed):
     assert not problems, f"seed {seed}, {activation}: " + "; ".join(problems)
 
 
-def test_krelu_refuses_smooth_networks():
-    """The case of the issue: a tanh net where krelu answered 'holds' against a
-    counterexample; it must refuse (or be sound)."""
+def test_krelu_on_the_tanh_case_of_the_issue_is_sound():
+    """The case of the issue: a tanh net where krelu, relaxing tanh as a ReLU, answered
+    'holds' against a counterexample.  krelu now relaxes tanh layers by the LP's
+    tangent/chord rows (groups only on ReLU layers): its bound must stay below the least
+    sampled/attacked margin, and its branch and bound, which splits ReLU phases, refuses."""
     import numpy as np
 
     from relax.errors import UnsupportedNetworkError
+    from relax.krelu import KreluOptions
     from relax.spec import robustness
-    from relax.verify import verify
-    from tests.helpers import random_network
+    from relax.verify import VerifyOptions, verify
+    from tests.helpers import least_sampled_margin, random_network
 
     network = random_network(np.random.default_rng(3), [4, 4, 5, 2], "tanh")
     spec = robustness(np.array([0.8411, 0.0046, 0.0817, 0.6459]), 1, 0.1, num_classes=2)
+    result = verify(network, spec, "krelu", timeout=10, options=VerifyOptions(bound_only=True))
+    assert result.bound <= least_sampled_margin(np.random.default_rng(0), network, spec) + 1e-9
     with pytest.raises(UnsupportedNetworkError, match="ReLU"):
-        verify(network, spec, "krelu", timeout=10)
+        verify(network, spec, "krelu", timeout=10, options=VerifyOptions(methods=(KreluOptions(bab="lp"),)))
