@@ -164,4 +164,9 @@ def test_ladder_breaks_flag_a_looser_bound_above_a_finished_tighter_one():
     assert ladder_breaks(late, methods) == []  # lp stopped at the limit: not a bug
     table = render_table([row, late], methods).splitlines()
     assert table[1].endswith("crown>lp!, crown>exact!") and table[2].endswith("ok")
+    # alpha-crown above a finished lp: a bug on a ReLU net, not on a smooth one
+    smooth = {"crown": result(0.1), "alpha-crown": result(0.6), "lp": result(0.5)}
+    three = ["crown", "alpha-crown", "lp"]
+    assert ladder_breaks(Comparison(0, 1, 1, 0.1, smooth, None, 5.0), three) == [("alpha-crown", "lp")]
+    assert ladder_breaks(Comparison(0, 1, 1, 0.1, smooth, None, 5.0, relu=False), three) == []
     assert "+0.500*" in table[2] and "+0.500*" not in table[1]
