@@ -36,8 +36,8 @@ def test_every_method_is_sound_on_random_networks(activation, seed):
 
 
 def test_krelu_on_the_tanh_case_of_the_issue_is_sound():
-    """The case of the issue: a tanh net where krelu, relaxing tanh as a ReLU, answered
-    'holds' against a counterexample.  krelu now relaxes tanh layers by the LP's
+    """The tanh case of the issue that exposed krelu relaxing tanh as a ReLU.  krelu now
+    relaxes tanh layers by the LP's
     tangent/chord rows (groups only on ReLU layers): its bound must stay below the least
     sampled/attacked margin, and its branch and bound, which splits ReLU phases, refuses."""
     import numpy as np

@@ -90,15 +90,16 @@ def smooth_line(base: SmoothBase, fraction: Tensor):
     t_lo, t_up = fraction[..., :n].clamp(0, 1), fraction[..., n:].clamp(0, 1)
     low, width = base.slope_min.unsqueeze(1), (base.slope_max - base.slope_min).unsqueeze(1)
     lo_slope, up_slope = low + t_lo * width, low + t_up * width
-    lo_offset = _extreme_offset(base, lo_slope, torch.amin) - ROUNDING_MARGIN
-    up_offset = _extreme_offset(base, up_slope, torch.amax) + ROUNDING_MARGIN
+    lo_offset = _extreme_offset(base, lo_slope, maximum=False) - ROUNDING_MARGIN
+    up_offset = _extreme_offset(base, up_slope, maximum=True) + ROUNDING_MARGIN
     return lo_slope, lo_offset, up_slope, up_offset
 
 
-def _extreme_offset(base: SmoothBase, slope: Tensor, reduce) -> Tensor:
-    """``reduce_{z in [l,u]} act(z) - slope z`` (batch, rows, n) over the endpoints and the
-    stationary points (clamped into ``[l, u]``) that can hold that extremum: the rule's
-    ``maxima`` for ``amax``, its other stationary points for ``amin``.
+def _extreme_offset(base: SmoothBase, slope: Tensor, maximum: bool) -> Tensor:
+    """``max_{z in [l,u]} act(z) - slope z`` (``min`` unless ``maximum``), (batch, rows, n),
+    over the endpoints and the stationary points (clamped into ``[l, u]``) that can hold
+    that extremum: the rule's
+    ``maxima`` for the maximum, its other stationary points for the minimum.
 
     The value is that reduction, computed without autograd; zero-valued terms attach its
     gradient: ``-z*`` in ``slope`` (``z*`` the extremal point; a stationary point enters as
@@ -107,7 +108,6 @@ def _extreme_offset(base: SmoothBase, slope: Tensor, reduce) -> Tensor:
     as ``amax``'s backward would share it.  Recording the candidates' graph instead cost
     more than all of the forward pass."""
     rule = rule_of(base.name)
-    maximum = reduce is torch.amax
     pick = torch.maximum if maximum else torch.minimum
     lower, upper = base.lower.unsqueeze(1), base.upper.unsqueeze(1)
     with torch.no_grad():
