@@ -2,7 +2,8 @@
 every method, search and solver call receives.
 
 A deadline is an absolute point on ``time.monotonic()``'s clock, or *never*
-(``math.inf``).  Work is divided by handing out earlier deadlines
+(``math.inf``), optionally brought forward by events (:meth:`Deadline.or_when`: work
+running beside other work stops when that work ends).  Work is divided by handing out earlier deadlines
 (:meth:`Deadline.share`, :meth:`Deadline.split`), never by converting seconds by hand;
 a solver call gets its time limit from :meth:`Deadline.solve_options`.
 """
@@ -12,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from solvers.backend import SolveOptions
 
@@ -27,9 +29,11 @@ MIN_SOLVER_SECONDS = 1e-2
 
 @dataclass(frozen=True)
 class Deadline:
-    """The instant ``at`` (``time.monotonic()`` seconds; ``math.inf``: no limit)."""
+    """The instant ``at`` (``time.monotonic()`` seconds; ``math.inf``: no limit), or the
+    moment one of ``events`` is set, whichever comes first."""
 
     at: float = math.inf
+    events: tuple[threading.Event, ...] = field(default=(), compare=False)
 
     @classmethod
     def after(cls, seconds: float | None) -> Deadline:
@@ -38,33 +42,46 @@ class Deadline:
 
     @property
     def is_never(self) -> bool:
-        return self.at == math.inf
+        return self.at == math.inf and not self.events
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether one of the events has been set."""
+        return any(event.is_set() for event in self.events)
+
+    def or_when(self, event: threading.Event) -> Deadline:
+        """This deadline, or the moment ``event`` is set if that comes first."""
+        return Deadline(self.at, self.events + (event,))
 
     def left(self) -> float:
-        """Seconds until the deadline, at least 0 (``math.inf`` for never)."""
-        return math.inf if self.is_never else max(self.at - time.monotonic(), 0.0)
+        """Seconds until the deadline, at least 0 (``math.inf`` without a time limit)."""
+        if self.cancelled:
+            return 0.0
+        return math.inf if self.at == math.inf else max(self.at - time.monotonic(), 0.0)
 
     @property
     def expired(self) -> bool:
-        return not self.is_never and time.monotonic() >= self.at
+        return self.cancelled or time.monotonic() >= self.at
 
     def share(self, fraction: float) -> Deadline:
-        """The deadline ``fraction`` (in ``[0, 1]``) of the remaining time from now."""
-        if self.is_never:
+        """The deadline ``fraction`` (in ``[0, 1]``) of the remaining time from now (with
+        the same events)."""
+        if self.at == math.inf:
             return self
-        return Deadline(time.monotonic() + min(max(fraction, 0.0), 1.0) * self.left())
+        return Deadline(time.monotonic() + min(max(fraction, 0.0), 1.0) * self.left(), self.events)
 
     def split(self, parts: int) -> Deadline:
         """The deadline of the first of ``parts`` equal shares of the remaining time."""
         return self.share(1.0 / max(int(parts), 1))
 
     def earliest(self, other: Deadline) -> Deadline:
-        return self if self.at <= other.at else other
+        """The earlier instant, with the events of both."""
+        return Deadline(min(self.at, other.at), self.events + other.events)
 
     def time_limit(self) -> float | None:
         """The solver time limit this deadline implies (``None``: no limit); at least
         :data:`MIN_SOLVER_SECONDS`, since solvers refuse 0 (check :attr:`expired` first)."""
-        return None if self.is_never else max(self.left(), MIN_SOLVER_SECONDS)
+        return None if self.left() == math.inf else max(self.left(), MIN_SOLVER_SECONDS)
 
     def solve_options(self, base: SolveOptions | None = None) -> SolveOptions:
         """``base`` (default: plain options) with its time limit cut to this deadline."""
@@ -77,7 +94,10 @@ class Deadline:
         return dataclasses.replace(base, time_limit=limit)
 
     def __repr__(self) -> str:
-        return "Deadline(never)" if self.is_never else f"Deadline({self.left():.3f} s left)"
+        events = f", {len(self.events)} events" if self.events else ""
+        if self.at == math.inf:
+            return f"Deadline(never{events})"
+        return f"Deadline({self.left():.3f} s left{events})"
 
 
 #: no time limit

@@ -11,7 +11,11 @@
    :data:`SEARCH_FIRST_SHARE` of the time (:attr:`ExactOptions.search_first`), so that
    what it decides quickly (falsifiable instances above all) does not wait for the
    stage (with :attr:`ExactOptions.resume`, off by default, the search after the stage
-   resumes from its open domains); then alpha-CROWN at the root
+   resumes from its open domains).  On a machine with two cores or more the stage runs
+   in a thread beside that first search instead (:attr:`ExactOptions.overlap`): the
+   stage spends most of its time inside HiGHS, which releases the GIL, so it takes the
+   second core while the search keeps the first, and the search starts again from the
+   stage's bounds as soon as the stage ends.  Then alpha-CROWN at the root
    and batched beta-CROWN branch and bound
    (:mod:`relax.search.beta_crown`, :attr:`ExactOptions.pipeline` ``"torch"``, the default;
    FSB branching by default, :attr:`ExactOptions.branching`), whose every evaluated domain
@@ -35,6 +39,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Literal, Sequence
 
@@ -128,6 +135,10 @@ class ExactOptions(MethodOptions):
                "search before it (each re-bounded under the stage's layer bounds), not from its "
                "root (mnistfc 256x4 at 300 s: closer to 0 on 2 of 3 hard instances, further on "
                "1, none decided; vnncomp_notes.md, section 6)")
+    overlap: bool = option(
+        True, "k-ReLU stage: on machines with >= 2 cores run it in a thread beside the search "
+              "from the root (which then replaces search_first), the search starting again from "
+              "the stage's bounds when the stage ends (vnncomp_notes.md, section 9)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -168,7 +179,7 @@ def exact_method(network: Network, specs: Sequence[Spec], deadline: Deadline,
         return [exact_one(network, spec, deadline, options, solver, exact.pipeline, bab=exact.bab(),
                           krelu=exact.krelu() if stage else None,
                           search_first=exact.search_share(network) if stage else 0.0,
-                          resume=exact.resume)
+                          resume=exact.resume, overlap=exact.overlap and (os.cpu_count() or 1) >= 2)
                 for spec in specs]
 
 
@@ -181,12 +192,13 @@ def short_attack(options: VerifyOptions):
 def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyOptions, solver: str,
               pipeline: str = "torch", crown=None, attack: bool = True,
               bab: BabSettings = BabSettings(), krelu: KreluOptions | None = None,
-              search_first: float = 0.0, resume: bool = False) -> BoundOutcome:
+              search_first: float = 0.0, resume: bool = False, overlap: bool = False) -> BoundOutcome:
     """The pipeline for one spec (``crown``: its CROWN bounds if already computed;
     ``attack=False`` when the caller already ran PGD on it, as milp does; ``bab``: the
     torch branch and bound's settings; ``krelu``: run the k-ReLU stage before it, after
-    the search alone for ``search_first`` of the time; with ``resume`` the search after
-    the stage starts from the first search's open domains, not from its root)."""
+    the search alone for ``search_first`` of the time, or with ``overlap`` in a thread
+    beside a search from the root that runs until the stage ends; with ``resume`` the
+    search after the stage starts from the first search's open domains, not from its root)."""
     crown = crown or bound_specs(network, [spec], "crown", device=options.device)[0]
     if crown.bound > 0:
         return BoundOutcome(crown.bound, "crown")
@@ -199,13 +211,19 @@ def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyO
     if pipeline == "torch":
         known, prior, frontier = np.array(crown.disjunct_bounds, float), None, None
         if krelu is not None:
-            if search_first > 0:
+            first = None
+            if overlap:
+                first, staged = _search_beside_stage(network, spec, crown, krelu, solver, deadline,
+                                                     open_disjuncts, bab)
+            elif search_first > 0:
                 first = torch_branch_and_bound(network, spec, open_disjuncts, deadline.share(search_first), bab)
                 log.info("search before the stage: bound %.4g after %d domains", first.bound, first.nodes)
-                if first.complete or deadline.expired:
-                    return _combined(first, known, open_disjuncts, "torch-bab")
-                frontier = first.frontier if resume else None
-            prior, known, _ = krelu_stage(network, spec, crown, krelu, solver, deadline)
+            if first is not None and (first.complete or deadline.expired):
+                return _combined(first, known, open_disjuncts, "torch-bab")
+            frontier = first.frontier if resume and first is not None else None
+            if not overlap:
+                staged = krelu_stage(network, spec, crown, krelu, solver, deadline)
+            prior, known, _ = staged
             log.info("k-ReLU stage: disjunct bounds %s", np.round(known, 4))
             if known.min() > 0:
                 return BoundOutcome(float(known.min()), "krelu")
@@ -217,6 +235,42 @@ def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyO
             return _combined(outcome, known, open_disjuncts, "torch-bab")
         log.info("torch branch and bound gave up (%s); LP path next", outcome.reason)
     return _lp_path(network, spec, crown, deadline, solver)
+
+
+def _search_beside_stage(network, spec, crown, krelu: KreluOptions, solver: str, deadline: Deadline,
+                         open_disjuncts, bab: BabSettings):
+    """The search from the root in this thread while the k-ReLU stage runs in another:
+    (the search's outcome, the stage's ``(bounds, disjunct bounds, rows)``).
+
+    The search stops when the stage ends (or at the deadline); a search that decides the
+    spec first cancels the stage (its result is then partial, and unused).  Torch gets one
+    thread fewer meanwhile, so that the stage keeps a core.  Both results are what they
+    would be alone (each step's bounds are sound whatever the other does); only their
+    timing changes."""
+    stage_done, search_done = threading.Event(), threading.Event()
+
+    def stage():
+        try:
+            return krelu_stage(network, spec, crown, krelu, solver, deadline.or_when(search_done))
+        finally:
+            stage_done.set()
+
+    threads = torch.get_num_threads()
+    with ThreadPoolExecutor(1, thread_name_prefix="krelu-stage") as pool:
+        future = pool.submit(stage)
+        torch.set_num_threads(max(1, threads - 1))
+        try:
+            first = torch_branch_and_bound(network, spec, open_disjuncts, deadline.or_when(stage_done), bab)
+        except BaseException:
+            search_done.set()
+            raise
+        finally:
+            torch.set_num_threads(threads)
+        if first.complete:
+            search_done.set()
+        log.info("search beside the stage: bound %.4g after %d domains (%s)", first.bound, first.nodes,
+                 "decided" if first.complete else "stage ended" if stage_done.is_set() else "stopped")
+        return first, future.result()
 
 
 def _smooth_path(network, spec, known, open_disjuncts, deadline: Deadline) -> BoundOutcome:
