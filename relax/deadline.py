@@ -76,7 +76,8 @@ class Deadline:
 
     def earliest(self, other: Deadline) -> Deadline:
         """The earlier instant, with the events of both."""
-        return Deadline(min(self.at, other.at), self.events + other.events)
+        first, later = (self, other) if self.at <= other.at else (other, self)
+        return first if not later.events else Deadline(first.at, first.events + later.events)
 
     def time_limit(self) -> float | None:
         """The solver time limit this deadline implies (``None``: no limit); at least

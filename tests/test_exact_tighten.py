@@ -6,10 +6,14 @@ disjunct bounds lie below the sampled margins; ``exact`` with the stage (then br
 bound from its bounds where it leaves disjuncts open) never reports a bound above the
 MILP's margin and decides these small instances; ``tighten`` selects when the stage runs,
 and below ``STAGE_FIRST_DEPTH`` hidden layers the search runs alone first (and the stage
-only if it did not decide).
+only if it did not decide); with ``overlap`` the stage runs in a thread beside the search,
+which cancels it when it decides first.
 """
 
 from __future__ import annotations
+
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -122,7 +126,8 @@ def test_tighten_option_selects_the_stage(stage_calls, widths, tighten, search_f
     assert (len(network.activations) >= AUTO_TIGHTEN_DEPTH) == (widths in (DEEPER, DEEP, MID))
     assert (len(network.activations) < STAGE_FIRST_DEPTH) == (widths in (SHALLOW, MID, DEEP))
     assert bound_specs(network, [spec])[0].bound <= 0
-    options = VerifyOptions(methods=(ExactOptions(tighten=tighten, search_first=search_first),))
+    options = VerifyOptions(methods=(ExactOptions(tighten=tighten, search_first=search_first,
+                                                  overlap=False),))
     result = verify(network, spec, "exact", timeout=60, options=options)
     assert (len(stage_calls) > 0) == runs
     exact = milp_margin(network, spec, bound_specs(network, [spec])[0].layers, time_limit=30)
@@ -141,3 +146,43 @@ def test_exact_options_check_the_stage_settings():
         ExactOptions(tighten="always")
     with pytest.raises(UsageError):
         ExactOptions(search_first=1.0)
+
+
+@pytest.mark.parametrize("seed,eps", [(3, 0.2), (18, 0.2), (17, 0.4), (0, 0.2)])
+def test_the_stage_beside_the_search_agrees_with_the_milp(stage_calls, seed, eps):
+    """Whichever of the two ends first, the verdict is the MILP's and a bound never
+    exceeds the MILP's margin (seed 0 is violated)."""
+    _, network, spec = _problem(seed, eps)
+    crown = bound_specs(network, [spec])[0]
+    outcome = exact_one(network, spec, Deadline.after(60), VerifyOptions(), "highs", krelu=WEAK,
+                        overlap=True)
+    exact = milp_margin(network, spec, crown.layers, time_limit=30)
+    assert exact is not None and len(stage_calls) <= 1   # none if the first attack decides
+    if exact < 0:
+        assert outcome.counterexample is not None
+        assert spec.is_violated_by(outcome.counterexample, network.forward(outcome.counterexample))
+    else:
+        assert outcome.counterexample is None and 0 < outcome.bound <= exact + 1e-6
+
+
+def test_a_search_that_decides_first_cancels_the_stage(monkeypatch):
+    """A stand-in stage that runs until its deadline: the search (which decides this MID
+    instance alone, as the test above shows) must cancel it, long before the time limit."""
+    seen = []
+
+    def endless_stage(network, spec, crown, krelu, solver, deadline):
+        seen.append(threading.current_thread().name)
+        while not deadline.expired:
+            time.sleep(0.01)
+        seen.append(deadline.cancelled)
+        raise AssertionError("a cancelled stage's result must not be used")
+
+    monkeypatch.setattr(exact_module, "krelu_stage", endless_stage)
+    _, network, spec = _problem(4, 0.4, MID)
+    start = time.monotonic()
+    outcome = exact_one(network, spec, Deadline.after(120), VerifyOptions(), "highs",
+                        krelu=KreluOptions(k=2), overlap=True)
+    assert time.monotonic() - start < 60
+    assert seen[0] != threading.current_thread().name and seen[1] is True
+    exact = milp_margin(network, spec, bound_specs(network, [spec])[0].layers, time_limit=30)
+    assert exact is not None and exact > 0 and 0 < outcome.bound <= exact + 1e-6

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 
 import pytest
@@ -77,6 +78,21 @@ def test_deadline_never_and_shares():
     opts = d.solve_options(SolveOptions(time_limit=5.0, tolerance=1e-7))
     assert opts.time_limit == 5.0 and opts.tolerance == 1e-7
     assert 99 < d.solve_options().time_limit <= 100
+
+
+def test_a_deadline_with_an_event_ends_when_the_event_is_set():
+    event = threading.Event()
+    d = Deadline.after(100.0).or_when(event)
+    half, never = d.share(0.5), NEVER.or_when(event)
+    both = Deadline.after(10.0).earliest(d)
+    assert not d.expired and not half.expired and not never.expired and not both.expired
+    assert 99 < d.left() <= 100 and never.left() == math.inf and never.time_limit() is None
+    assert 9 < both.left() <= 10
+    event.set()
+    for cancelled in (d, half, never, both):   # shares and combinations keep the event
+        assert cancelled.expired and cancelled.cancelled and cancelled.left() == 0.0
+        assert cancelled.time_limit() > 0   # a solver still gets a valid (tiny) limit
+    assert not Deadline.after(100.0).expired   # the event belongs to the derived deadlines only
 
 
 def test_an_expired_deadline_still_gives_a_valid_solver_limit():

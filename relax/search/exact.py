@@ -11,10 +11,11 @@
    :data:`SEARCH_FIRST_SHARE` of the time (:attr:`ExactOptions.search_first`), so that
    what it decides quickly (falsifiable instances above all) does not wait for the
    stage (with :attr:`ExactOptions.resume`, off by default, the search after the stage
-   resumes from its open domains).  On a machine with two cores or more the stage runs
-   in a thread beside that first search instead (:attr:`ExactOptions.overlap`): the
-   stage spends most of its time inside HiGHS, which releases the GIL, so it takes the
-   second core while the search keeps the first, and the search starts again from the
+   resumes from its open domains).  With :attr:`ExactOptions.overlap` (the default on
+   machines with two cores or more) the stage instead runs in a thread beside a search
+   from the root, whatever the depth: the stage spends most of its time inside HiGHS,
+   which releases the GIL, so it takes the second core while the search keeps the first;
+   a search that decides first cancels the stage, else the search starts again from the
    stage's bounds as soon as the stage ends.  Then alpha-CROWN at the root
    and batched beta-CROWN branch and bound
    (:mod:`relax.search.beta_crown`, :attr:`ExactOptions.pipeline` ``"torch"``, the default;
@@ -240,7 +241,8 @@ def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyO
 def _search_beside_stage(network, spec, crown, krelu: KreluOptions, solver: str, deadline: Deadline,
                          open_disjuncts, bab: BabSettings):
     """The search from the root in this thread while the k-ReLU stage runs in another:
-    (the search's outcome, the stage's ``(bounds, disjunct bounds, rows)``).
+    (the search's outcome, the stage's ``(bounds, disjunct bounds, rows)``, or ``None``
+    when the search decided first).
 
     The search stops when the stage ends (or at the deadline); a search that decides the
     spec first cancels the stage (its result is then partial, and unused).  Torch gets one
@@ -266,10 +268,13 @@ def _search_beside_stage(network, spec, crown, krelu: KreluOptions, solver: str,
             raise
         finally:
             torch.set_num_threads(threads)
-        if first.complete:
-            search_done.set()
         log.info("search beside the stage: bound %.4g after %d domains (%s)", first.bound, first.nodes,
                  "decided" if first.complete else "stage ended" if stage_done.is_set() else "stopped")
+        if first.complete:  # the stage's (partial) result is not needed
+            search_done.set()
+            if future.exception() is not None:
+                log.warning("the cancelled k-ReLU stage failed: %s", future.exception())
+            return first, None
         return first, future.result()
 
 
