@@ -1,14 +1,18 @@
-"""``exact`` on a 6-hidden-layer ReLU MNIST net: the k-ReLU stage first, or the search alone first.
+"""``exact`` on a 6-hidden-layer ReLU MNIST net: the k-ReLU stage first, the search alone
+first, or the stage beside the search.
 
-    python benchmarks/exact_search_first.py --eps 0.015 0.02 --timeout 60
+    python benchmarks/exact_search_first.py --eps 0.015 0.02 --timeout 60 \
+        --variants overlap=false,search_first=0 overlap=false,search_first=0.2 overlap=true
 
 Trains (once; cached under ``benchmarks/.cache``) a 784-256x6-10 ReLU network with
 :mod:`relax.train` (cross-entropy, ``--epochs``; mnistfc's 256x6 is held out, so this is
 ours), and for the first ``--count`` test images it classifies correctly runs the
 robustness property at every ``--eps`` that CROWN does not decide with ``exact``, once
-per ``--shares`` value of :attr:`relax.search.exact.ExactOptions.search_first` (0: the
-stage first; 0.2: the search alone for a fifth of the time first), interleaved per
-instance.  Writes ``benchmarks/results/exact_search_first{tag}.md``.
+per ``--variants`` entry (comma-separated :class:`relax.search.exact.ExactOptions` settings:
+``search_first=0``: the stage first; ``search_first=0.2``: the search alone for a fifth
+of the time first; ``overlap=true``: the stage in a thread beside the search), interleaved
+per instance.  Set ``RELAX_THREADS`` for runs comparable across machine loads.  Writes
+``benchmarks/results/exact_search_first{tag}.md``.
 """
 
 from __future__ import annotations
@@ -52,24 +56,27 @@ def main() -> None:
     parser.add_argument("--eps", type=float, nargs="+", default=[0.015, 0.02])
     parser.add_argument("--timeout", type=float, default=60)
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.2])
+    parser.add_argument("--variants", nargs="+", default=["overlap=false,search_first=0",
+                                                           "overlap=false,search_first=0.2"],
+                        help="ExactOptions settings per column, e.g. overlap=false,search_first=0.2")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     net = relax.from_onnx(str(network(args.epochs)))
     X, y = mnist_tensors("test", limit=200)
     chosen = [i for i in range(len(y)) if int(np.argmax(net.forward(X[i].double().numpy()))) == int(y[i])]
-    lines = [f"# exact on a 784-256x6-10 ReLU MNIST net: stage first or search first ({args.timeout:g} s)", "",
+    variants = [ExactOptions(**_settings(v)) for v in args.variants]
+    lines = [f"# exact on a 784-256x6-10 ReLU MNIST net: where the k-ReLU stage runs ({args.timeout:g} s)", "",
              f"Machine: {describe_machine()}.", f"Command: `python {' '.join(sys.argv)}`.", "",
-             "| image | eps | " + " | ".join(f"search_first={s:g}" for s in args.shares) + " |",
-             "|---|---|" + "---|" * len(args.shares)]
+             "| image | eps | " + " | ".join(args.variants) + " |",
+             "|---|---|" + "---|" * len(variants)]
     for eps in args.eps:
         for i in chosen[: args.count]:
             spec = relax.robustness(X[i].double().numpy(), int(y[i]), eps)
             if relax.verify(net, spec, "crown").verdict.value == "holds":
                 continue
             cells = []
-            for share in args.shares:
-                options = VerifyOptions(methods=(ExactOptions(search_first=share),))
+            for exact in variants:
+                options = VerifyOptions(methods=(exact,))
                 start = time.monotonic()
                 result = relax.verify(net, spec, "exact", timeout=args.timeout, options=options)
                 cells.append(f"{result.verdict.value} {result.bound:.3g}, {time.monotonic() - start:.1f} s")
@@ -77,6 +84,17 @@ def main() -> None:
             print(lines[-1], flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"exact_search_first{args.tag}.md").write_text("\n".join(lines) + "\n")
+
+
+def _settings(text: str) -> dict:
+    """``"overlap=false,search_first=0.2"`` -> ``{"overlap": False, "search_first": 0.2}``."""
+    settings = {}
+    for item in filter(None, text.split(",")):
+        key, value = item.split("=", 1)
+        settings[key] = {"true": True, "false": False}.get(value.lower(), None)
+        if settings[key] is None:
+            settings[key] = float(value)
+    return settings
 
 
 if __name__ == "__main__":
