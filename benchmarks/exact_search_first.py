@@ -8,8 +8,8 @@ Trains (once; cached under ``benchmarks/.cache``) a 784-256x6-10 ReLU network wi
 :mod:`relax.train` (cross-entropy, ``--epochs``; mnistfc's 256x6 is held out, so this is
 ours), and for the first ``--count`` test images it classifies correctly runs the
 robustness property at every ``--eps`` that CROWN does not decide with ``exact``, once
-per ``--variants`` entry (comma-separated :class:`relax.search.exact.ExactOptions` settings:
-``search_first=0``: the stage first; ``search_first=0.2``: the search alone for a fifth
+per ``--variants`` entry (comma-separated ``exact`` settings, parsed as the CLI's
+``--set exact.<name>=<value>``: ``search_first=0``: the stage first; ``search_first=0.2``: the search alone for a fifth
 of the time first; ``overlap=true``: the stage in a thread beside the search), interleaved
 per instance.  Set ``RELAX_THREADS`` for runs comparable across machine loads.  Writes
 ``benchmarks/results/exact_search_first{tag}.md``.
@@ -30,7 +30,7 @@ from machine import describe_machine  # noqa: E402
 
 import relax  # noqa: E402
 from relax.protocol import VerifyOptions  # noqa: E402
-from relax.search.exact import ExactOptions  # noqa: E402
+from relax.options import parse_settings  # noqa: E402
 from relax.train import export, loop, models  # noqa: E402
 from relax.train.data import mnist_tensors  # noqa: E402
 from relax.train.standard import CrossEntropy  # noqa: E402
@@ -64,7 +64,8 @@ def main() -> None:
     net = relax.from_onnx(str(network(args.epochs)))
     X, y = mnist_tensors("test", limit=200)
     chosen = [i for i in range(len(y)) if int(np.argmax(net.forward(X[i].double().numpy()))) == int(y[i])]
-    variants = [ExactOptions(**_settings(v)) for v in args.variants]
+    # each column's settings through the CLI's parser (typed values, unknown names refused)
+    variants = [parse_settings(f"exact.{item}" for item in v.split(",") if item) for v in args.variants]
     lines = [f"# exact on a 784-256x6-10 ReLU MNIST net: where the k-ReLU stage runs ({args.timeout:g} s)", "",
              f"Machine: {describe_machine()}.", f"Command: `python {' '.join(sys.argv)}`.", "",
              "| image | eps | " + " | ".join(args.variants) + " |",
@@ -76,7 +77,7 @@ def main() -> None:
                 continue
             cells = []
             for exact in variants:
-                options = VerifyOptions(methods=(exact,))
+                options = VerifyOptions(methods=exact)
                 start = time.monotonic()
                 result = relax.verify(net, spec, "exact", timeout=args.timeout, options=options)
                 cells.append(f"{result.verdict.value} {result.bound:.3g}, {time.monotonic() - start:.1f} s")
@@ -84,17 +85,6 @@ def main() -> None:
             print(lines[-1], flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"exact_search_first{args.tag}.md").write_text("\n".join(lines) + "\n")
-
-
-def _settings(text: str) -> dict:
-    """``"overlap=false,search_first=0.2"`` -> ``{"overlap": False, "search_first": 0.2}``."""
-    settings = {}
-    for item in filter(None, text.split(",")):
-        key, value = item.split("=", 1)
-        settings[key] = {"true": True, "false": False}.get(value.lower(), None)
-        if settings[key] is None:
-            settings[key] = float(value)
-    return settings
 
 
 if __name__ == "__main__":

@@ -41,10 +41,6 @@ class Deadline:
         return NEVER if seconds is None else cls(time.monotonic() + float(seconds))
 
     @property
-    def is_never(self) -> bool:
-        return self.at == math.inf and not self.events
-
-    @property
     def cancelled(self) -> bool:
         """Whether one of the events has been set."""
         return any(event.is_set() for event in self.events)
