@@ -268,7 +268,7 @@ def _resumed_pool(search: _Search, roots: DomainPool, frontier: Frontier, deadli
                 return pool, cex
         pool.add(chunk)
     log.info("resumed %d open domains; least bound %.4g", count,
-             min(pool.f["bound"].tolist(), default=math.inf))
+             pool.least_bound())
     return pool, None
 
 
@@ -280,9 +280,9 @@ def _search_loop(search: _Search, pool: DomainPool, deadline: Deadline,
         if len(pool) == 0:
             log.info("torch branch and bound closed %d domains", search.nodes)
             return TorchBabOutcome(closed_min, None, search.nodes, True)
-        bound = min(float(pool.f["bound"].min()), closed_min)
+        bound = min(pool.least_bound(), closed_min)
         if deadline.expired:
-            frontier = Frontier(tuple(search.disjuncts), pool.f, closed_min)
+            frontier = Frontier(tuple(search.disjuncts), pool.fields(), closed_min)
             return TorchBabOutcome(bound, None, search.nodes, False, Reason.time_limit(), frontier)
         if len(pool) > search.settings.max_domains:
             return TorchBabOutcome(bound, None, search.nodes, False, Reason(

@@ -21,38 +21,81 @@ __all__ = ["DomainPool", "take_fields", "doubled_fields", "record_bounds", "firs
 
 
 class DomainPool:
-    """Open domains as batched tensors (``fields``: a tensor or a list of per-layer tensors
-    per name, one row per domain; ``bound`` is the domain's safe bound)."""
+    """Open domains as rows of batched tensors (``fields``: a tensor or a list of per-layer
+    tensors per name; ``bound`` is each domain's safe bound).
+
+    The rows live in storage that grows by doubling, with a mask of the live ones: popping
+    the lowest-bound domains copies only those rows and frees their slots, children are
+    written into free slots, and closing a domain clears its mask bit.  A search that
+    keeps tens of thousands of open domains (each with per-row slopes of every layer, tens
+    of kilobytes) thus no longer copies the whole pool three times per batch."""
 
     def __init__(self, fields: dict):
-        self.f = fields
+        self._rows = _map_fields(fields, lambda t: t.clone())
+        self._live = torch.ones(len(fields["bound"]), dtype=torch.bool)
 
     def __len__(self):
-        return len(self.f["bound"])
+        return int(self._live.sum())
 
-    def take(self, mask):
-        return take_fields(self.f, mask)
+    def _live_index(self) -> torch.Tensor:
+        return torch.nonzero(self._live).flatten()
+
+    def bounds(self) -> torch.Tensor:
+        """The open domains' bounds."""
+        return self._rows["bound"][self._live]
+
+    def least_bound(self) -> float:
+        """The least bound of an open domain (``inf`` if none)."""
+        return float(self.bounds().min()) if len(self) else math.inf
+
+    def fields(self) -> dict:
+        """A copy of the open domains' fields (one row per domain)."""
+        return take_fields(self._rows, self._live_index())
+
+    def take(self, mask) -> dict:
+        """The open domains' fields at ``mask`` (a boolean mask over the open domains)."""
+        return take_fields(self._rows, self._live_index()[mask])
 
     def pop_lowest(self, count: int) -> dict:
-        order = torch.argsort(self.f["bound"])
-        chosen = torch.zeros(len(self), dtype=torch.bool)
-        chosen[order[:count]] = True
-        out = self.take(chosen)
-        self.f = self.take(~chosen)
-        return out
+        """Remove and return the ``count`` open domains of least bound."""
+        live = self._live_index()
+        chosen = live[torch.argsort(self._rows["bound"][live])[:count]]
+        chosen = chosen.sort().values  # storage order, as a mask would give
+        self._live[chosen] = False
+        return take_fields(self._rows, chosen)
 
     def add(self, fields: dict):
-        self.f = {k: ([torch.cat([a, b]) for a, b in zip(v, fields[k])] if isinstance(v, list)
-                      else torch.cat([v, fields[k]])) for k, v in self.f.items()}
+        """Write new domains into free slots (growing the storage when there are too few)."""
+        m = len(fields["bound"])
+        free = torch.nonzero(~self._live).flatten()
+        if len(free) < m:
+            self._grow(m - len(free))
+            free = torch.nonzero(~self._live).flatten()
+        slots = free[:m]
+        for name, value in fields.items():
+            stored = self._rows[name]
+            for dest, src in (zip(stored, value) if isinstance(stored, list) else [(stored, value)]):
+                dest[slots] = src
+        self._live[slots] = True
+
+    def _grow(self, extra: int):
+        capacity = len(self._live)
+        more = max(capacity, extra)
+        self._rows = _map_fields(self._rows, lambda t: torch.cat([t, t.new_empty((more,) + t.shape[1:])]))
+        self._live = torch.cat([self._live, torch.zeros(more, dtype=torch.bool)])
 
     def close_positive(self) -> float:
         """Drop the domains with a positive bound; the least such bound (``inf`` if none)."""
-        done = self.f["bound"] > 0
+        done = self._live & (self._rows["bound"] > 0)
         if not done.any():
             return math.inf
-        least = float(self.f["bound"][done].min())
-        self.f = self.take(~done)
+        least = float(self._rows["bound"][done].min())
+        self._live &= ~done
         return least
+
+
+def _map_fields(fields: dict, fn) -> dict:
+    return {k: ([fn(t) for t in v] if isinstance(v, list) else fn(v)) for k, v in fields.items()}
 
 
 def take_fields(fields: dict, mask) -> dict:

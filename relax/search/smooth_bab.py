@@ -147,10 +147,10 @@ class _Search:
                              self.settings.attack_steps, deadline)
 
 
-def _bytes_per_domain(pool: DomainPool) -> int:
-    """The memory one open domain takes in ``pool``."""
+def _bytes_per_domain(fields: dict) -> int:
+    """The memory one domain of ``fields`` (one row per domain) takes."""
     total = 0
-    for value in pool.f.values():
+    for value in fields.values():
         for t in (value if isinstance(value, list) else [value]):
             total += t[:1].numel() * t.element_size()
     return total
@@ -184,21 +184,22 @@ def smooth_branch_and_bound(network: Network, spec: Spec, disjuncts, root: Domai
     the disjuncts' objective rows and offsets, as :func:`relax.search.beta_crown.root_alpha_bounds`
     returns them).  ``bound`` is a lower bound on the least margin over those disjuncts."""
     search = _Search(network, spec, list(disjuncts), C, d, settings, root)
-    pool = DomainPool({
+    roots = {
         "disjunct": torch.arange(len(disjuncts)), "bound": root.bound.clone(),
         "lower": [t.clone() for t in root.lower], "upper": [t.clone() for t in root.upper],
         "alpha": [_activation_span(name, l, u, a) for name, l, u, a in zip(
             search.names, root.lower, root.upper, root.alpha)],
         "score": [s.float() for s in root.score],
         "beta": [torch.zeros(l.shape[0], 2 * l.shape[1]) for l in root.lower],
-    })
-    limit = min(settings.max_domains, settings.max_bytes // max(_bytes_per_domain(pool), 1))
+    }
+    pool = DomainPool(roots)
+    limit = min(settings.max_domains, settings.max_bytes // max(_bytes_per_domain(roots), 1))
     closed_min = math.inf
     while True:
         closed_min = min(closed_min, pool.close_positive())
         if len(pool) == 0:
             return BabOutcome(closed_min, None, search.nodes, True)
-        bound = min(float(pool.f["bound"].min()), closed_min)
+        bound = min(pool.least_bound(), closed_min)
         if deadline.expired:
             return BabOutcome(bound, None, search.nodes, False, Reason.time_limit())
         if len(pool) > limit:

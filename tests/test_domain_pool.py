@@ -1,0 +1,83 @@
+"""The branch and bound's pool of open domains (:class:`relax.search.pool.DomainPool`)
+against a plain list of domains under random pops, adds and closings."""
+
+import math
+import random
+
+import torch
+
+from relax.search.pool import DomainPool
+
+
+def _fields(ids, bounds):
+    """Domains whose every field encodes the domain's id, so rows can be matched up."""
+    ids = torch.tensor(ids, dtype=torch.long)
+    return {"id": ids, "bound": torch.tensor(bounds, dtype=torch.float64),
+            "alpha": [ids[:, None, None].float().expand(-1, 3, 4).clone(), -ids[:, None].float().expand(-1, 2).clone()],
+            "sign": [(ids % 3 - 1).to(torch.int8)[:, None].expand(-1, 5).clone()]}
+
+
+def _rows(fields):
+    """The domains of ``fields`` as {id: (bound, alpha0, alpha1, sign)}, checking that every
+    field of a row belongs to the same domain."""
+    out = {}
+    for r, i in enumerate(fields["id"].tolist()):
+        assert torch.all(fields["alpha"][0][r] == i) and torch.all(fields["alpha"][1][r] == -i)
+        assert torch.all(fields["sign"][0][r] == i % 3 - 1)
+        out[i] = float(fields["bound"][r])
+    return out
+
+
+def test_the_pool_pops_the_lowest_and_keeps_every_other_domain():
+    rng = random.Random(3)
+    next_id = 0
+
+    def fresh(count):
+        nonlocal next_id
+        ids = list(range(next_id, next_id + count))
+        next_id += count
+        return ids, [rng.uniform(-1.0, 0.5) for _ in ids]
+
+    ids, bounds = fresh(5)
+    pool, reference = DomainPool(_fields(ids, bounds)), dict(zip(ids, bounds))
+    for _ in range(200):
+        action = rng.random()
+        if action < 0.4:
+            ids, bounds = fresh(rng.randint(1, 40))  # more than the free slots: the storage grows
+            pool.add(_fields(ids, bounds))
+            reference.update(zip(ids, bounds))
+        elif action < 0.8:
+            count = rng.randint(1, 12)
+            popped = _rows(pool.pop_lowest(count))
+            expected = sorted(reference, key=reference.get)[:count]
+            assert sorted(popped.values()) == sorted(reference[i] for i in expected)
+            assert set(popped) <= set(reference)
+            for i in popped:
+                del reference[i]
+        else:
+            closed = {i: b for i, b in reference.items() if b > 0}
+            assert pool.close_positive() == min(closed.values(), default=math.inf)
+            reference = {i: b for i, b in reference.items() if b <= 0}
+        assert len(pool) == len(reference)
+        assert _rows(pool.fields()) == reference
+        assert pool.least_bound() == min(reference.values(), default=math.inf)
+
+
+def test_take_selects_among_the_open_domains_in_their_order():
+    pool = DomainPool(_fields([0, 1, 2, 3], [-0.4, -0.1, -0.3, -0.2]))
+    pool.pop_lowest(1)  # domain 0
+    open_ids = pool.fields()["id"].tolist()
+    mask = torch.tensor([i != 2 for i in open_ids])
+    assert _rows(pool.take(mask)) == {1: -0.1, 3: -0.2}
+
+
+def test_a_field_of_another_dtype_is_refused():
+    pool = DomainPool(_fields([0], [-0.5]))
+    pool.pop_lowest(1)
+    bad = _fields([1], [-0.2])
+    bad["bound"] = bad["bound"].float()
+    try:
+        pool.add(bad)
+    except RuntimeError:
+        return
+    raise AssertionError("a float32 bound was written into the float64 bounds")
