@@ -27,6 +27,7 @@ from relax.protocol import VerifyOptions
 from relax.search.beta_crown import BabSettings, torch_branch_and_bound
 from relax.search.exact import exact_one
 from relax.search.milp import milp_margin
+from relax.spec import Spec
 from tests.helpers import random_network
 
 #: small batches and no attack in the search, so that the cut search leaves open domains
@@ -104,6 +105,52 @@ def test_exact_resumes_after_the_stage_and_agrees_with_the_milp(seed, resume):
     network, spec, _, exact = _reference(seed)
     outcome = exact_one(network, spec, Deadline.after(120), VerifyOptions(), "highs", krelu=WEAK,
                         search_first=1e-4, resume=resume)
+    if exact > 0:
+        assert outcome.counterexample is None and 0 < outcome.bound <= exact + 1e-6
+    else:
+        x = outcome.counterexample
+        assert x is not None and spec.is_violated_by(x, network.forward(x))
+
+
+@pytest.mark.parametrize("seed,checks", [(7, 60), (10, 60)])
+def test_the_disjuncts_a_cut_search_closed_have_margins_above_its_closed_bound(seed, checks):
+    """``Frontier.closed_disjuncts`` (which ``exact`` keeps closed after the stage): each
+    such disjunct's exact margin (its own MILP) is at least the search's ``closed_min``,
+    and the disjuncts with open domains are not among them."""
+    network, spec, lp, _ = _reference(seed)
+    cut = torch_branch_and_bound(network, spec, deadline=_Checks(checks), settings=SETTINGS)
+    frontier = cut.frontier
+    closed = frontier.closed_disjuncts()
+    still_open = {frontier.disjuncts[i] for i in frontier.fields["disjunct"].tolist()}
+    assert closed and still_open and not still_open & set(closed)
+    assert 0 < frontier.closed_min
+    for j in closed:
+        alone = Spec(spec.lower, spec.upper, (spec.disjuncts[j],))
+        assert milp_margin(network, alone, lp) >= frontier.closed_min - 1e-7
+
+
+@pytest.mark.parametrize("seed", [18, 26])
+def test_exact_does_not_search_again_the_disjuncts_closed_before_the_stage(seed, monkeypatch):
+    """The search before the stage is cut after 60 deadline checks, having closed a
+    disjunct that the (weak) stage leaves open; the search after the stage is not handed
+    that disjunct, and ``exact`` still agrees with the MILP."""
+    import relax.search.exact as exact_module
+
+    network, spec, _, exact = _reference(seed)
+    real, calls = exact_module.torch_branch_and_bound, []
+
+    def searches(network, spec, disjuncts, deadline, settings, *args, **kwargs):
+        first = not calls
+        outcome = real(network, spec, disjuncts, _Checks(60) if first else deadline, settings, *args, **kwargs)
+        calls.append((list(disjuncts), outcome))
+        return outcome
+
+    monkeypatch.setattr(exact_module, "torch_branch_and_bound", searches)
+    outcome = exact_one(network, spec, Deadline.after(120), VerifyOptions(), "highs", bab=SETTINGS,
+                        krelu=WEAK, search_first=0.5)
+    assert len(calls) == 2 and not calls[0][1].complete
+    closed = calls[0][1].frontier.closed_disjuncts()
+    assert closed and not set(calls[1][0]) & set(closed)
     if exact > 0:
         assert outcome.counterexample is None and 0 < outcome.bound <= exact + 1e-6
     else:

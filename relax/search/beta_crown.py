@@ -107,6 +107,12 @@ class Frontier:
     def __len__(self):
         return len(self.fields["bound"])
 
+    def closed_disjuncts(self) -> list[int]:
+        """The disjuncts (spec numbers) with no open domain left: the search closed every
+        domain of each, so each disjunct's margin is at least ``closed_min`` (> 0)."""
+        still_open = {self.disjuncts[i] for i in self.fields["disjunct"].unique().tolist()}
+        return [j for j in self.disjuncts if j not in still_open]
+
 
 @dataclass(frozen=True)
 class TorchBabOutcome(BabOutcome):

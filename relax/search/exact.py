@@ -16,7 +16,8 @@
    from the root, whatever the depth: the stage spends most of its time inside HiGHS,
    which releases the GIL, so it takes the second core while the search keeps the first;
    a search that decides first cancels the stage, else the search starts again from the
-   stage's bounds as soon as the stage ends.  Then alpha-CROWN at the root
+   stage's bounds as soon as the stage ends, on the disjuncts that neither the stage nor
+   the first search closed.  Then alpha-CROWN at the root
    and batched beta-CROWN branch and bound
    (:mod:`relax.search.beta_crown`, :attr:`ExactOptions.pipeline` ``"torch"``, the default;
    FSB branching by default, :attr:`ExactOptions.branching`), whose every evaluated domain
@@ -64,7 +65,7 @@ from relax.options import MethodOptions, option
 from relax.protocol import BoundOutcome, VerifyOptions
 from relax.result import Reason, ReasonKind, join_reasons
 from relax.search.attack import pgd_attack
-from relax.search.beta_crown import BabSettings, root_alpha_bounds, torch_branch_and_bound
+from relax.search.beta_crown import BabSettings, Frontier, root_alpha_bounds, torch_branch_and_bound
 from relax.search.input_split import input_split_search
 from relax.search.smooth_bab import smooth_branch_and_bound
 from relax.search.lp_bab import branch_and_bound
@@ -226,6 +227,8 @@ def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyO
                 staged = krelu_stage(network, spec, crown, krelu, solver, deadline)
             prior, known, _ = staged
             log.info("k-ReLU stage: disjunct bounds %s", np.round(known, 4))
+            if first is not None and first.frontier is not None:
+                _keep_closed(known, first.frontier)
             if known.min() > 0:
                 return BoundOutcome(float(known.min()), "krelu")
             open_disjuncts = [int(j) for j in np.flatnonzero(known <= 0)]
@@ -276,6 +279,17 @@ def _search_beside_stage(network, spec, crown, krelu: KreluOptions, solver: str,
                 log.warning("the cancelled k-ReLU stage failed: %s", future.exception())
             return first, None
         return first, future.result()
+
+
+def _keep_closed(known: np.ndarray, frontier: Frontier) -> None:
+    """Raise ``known`` (the disjuncts' safe bounds) in place to the first search's
+    ``closed_min`` on the disjuncts it closed completely, so that the search after the
+    stage does not start them again."""
+    closed = frontier.closed_disjuncts()
+    if closed:
+        known[closed] = np.maximum(known[closed], frontier.closed_min)
+        log.info("disjuncts %s were closed by the search before the stage (bound >= %.4g)",
+                 closed, frontier.closed_min)
 
 
 def _smooth_path(network, spec, known, open_disjuncts, deadline: Deadline) -> BoundOutcome:
