@@ -5,6 +5,8 @@ Each row is verified with its own time limit by :func:`relax.instances.run_insta
 only in completion order.  Workers are spawned (no fork of a torch process), each
 with ``threads`` BLAS/torch threads, ``workers x threads <= cores`` by default, and
 ignore SIGINT: on Ctrl-C the parent stops them and keeps every row already written.
+Sequentially, ``threads`` (when given) is set in this process; when not, each method
+picks its own count (:func:`relax.search.threads.default_threads`).
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ def execute(plan: RunPlan, todo: Sequence[Instance], workers: int,
     """Results of ``todo`` as they complete (one process when ``workers`` is 1)."""
     tasks = [plan.task(i) for i in todo]
     if workers <= 1:
+        if threads is not None:  # else each method picks its own (relax.search.threads)
+            _set_threads(threads)
         yield from (run_task(t) for t in tasks)
         return
     pool = multiprocessing.get_context("spawn").Pool(
