@@ -61,7 +61,8 @@ def main() -> None:
                         help="exact method: the k-ReLU stage in a thread beside the first search "
                              "(default on where the machine has >= 2 cores)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads per process (1 is fastest on a shared 2-core machine)")
+                        help="torch threads per process (1 is fastest on a shared 2-core machine; 0: "
+                             "relax's default, the cores other processes leave idle)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (relax.runs)")
     parser.add_argument("--properties", default=None,
                         help="comma-separated property names (e.g. prop_0_0.03) to run only those")
@@ -71,7 +72,8 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild the .md from this run's existing .csv (e.g. to add --compare)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     data = Path(os.environ.get("RELAX_DATA", REPO.parent / "shared" / "data"))
     instances = read_instances(data / "vnncomp2021" / args.benchmark / "instances.csv")
     if args.network:
@@ -104,7 +106,7 @@ def run_all(instances, args):
                    VerifyOptions(solver=args.solver, methods=methods), args.timeout)
     order = {(i.network, i.property): n for n, i in enumerate(instances)}
     rows = []
-    for result in tqdm(execute(plan, instances, args.workers, args.threads),
+    for result in tqdm(execute(plan, instances, args.workers, args.threads or None),
                        total=len(instances), unit="prop"):
         rows.append((result.instance, result, result.seconds))
         tqdm.write(f"{result.instance.network.name} {result.instance.property.name}: "
@@ -156,7 +158,7 @@ def summary(rows, args) -> str:
              f"Time limit per instance: {args.timeout or 'competition'} s; "
              f"pipeline: {args.pipeline or 'default (torch)'}; k-ReLU stage: "
              f"{args.tighten or 'default (auto)'}; stage beside the search: "
-             f"{args.overlap or 'default (on)'}; torch threads: {args.threads}. "
+             f"{args.overlap or 'default (on)'}; torch threads: {args.threads or 'default'}. "
              "The machine was shared with other jobs, so times are pessimistic.", "",
              "| network | instances | holds | violated | unknown | solved | total s |",
              "|---|---|---|---|---|---|---|"]
