@@ -14,7 +14,7 @@ hundredths of a second in all).  The 1-minute load average, used elsewhere, also
 this process's own recent work and that of a run that just ended: measured here, a run
 of instances one after the other kept it at 1-2 on an otherwise idle 2-core machine, so
 every search after the first got one thread instead of two (two threads do 1.41-1.47x
-the domains; ``benchmarks/results/vnncomp_notes.md``, section 10).
+the domains; ``benchmarks/results/vnncomp_notes.md``, sections 9 and 10).
 """
 
 from __future__ import annotations
