@@ -40,13 +40,9 @@ class DomainPool:
     def _live_index(self) -> torch.Tensor:
         return torch.nonzero(self._live).flatten()
 
-    def bounds(self) -> torch.Tensor:
-        """The open domains' bounds."""
-        return self._rows["bound"][self._live]
-
     def least_bound(self) -> float:
         """The least bound of an open domain (``inf`` if none)."""
-        return float(self.bounds().min()) if len(self) else math.inf
+        return float(self._rows["bound"][self._live].min()) if len(self) else math.inf
 
     def fields(self) -> dict:
         """A copy of the open domains' fields (one row per domain)."""

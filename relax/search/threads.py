@@ -11,9 +11,9 @@ with ``torch.set_num_threads`` is kept.
 How busy the others are: on Linux, the runnable tasks of ``/proc/loadavg`` less this
 process's own running threads, averaged over a few samples (:data:`SAMPLES`, a few
 hundredths of a second in all).  The 1-minute load average, used elsewhere, also counts
-this process's own recent work and that of a run that just ended: measured here, a run
-of instances one after the other kept it at 1-2 on an otherwise idle 2-core machine, so
-every search after the first got one thread instead of two (two threads do 1.41-1.47x
+this process's own recent work and that of a run that just ended: after 70 s of its own
+work on an otherwise idle 2-core machine it was 1.65 (``benchmarks/threads_default.py``),
+so in a run of instances every search after the first got one thread instead of two (two threads do 1.41-1.47x
 the domains; ``benchmarks/results/vnncomp_notes.md``, sections 9 and 10).
 """
 
