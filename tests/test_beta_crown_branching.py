@@ -16,7 +16,6 @@ import torch
 from relax import Verdict, robustness, verify
 from relax.bounds import bound_specs
 from relax.bounds.alpha import AlphaSettings, alpha_crown
-from relax.bounds.torch_network import TorchNetwork
 from relax.lp.method import intermediate_bounds
 from relax.search.beta_crown import BabSettings, _Search, root_alpha_bounds, torch_branch_and_bound
 from relax.search.branching import choose_babsr, choose_fsb, split_children
@@ -53,13 +52,8 @@ def _root_batch(network, spec):
     disjuncts = list(range(len(spec.disjuncts)))
     settings = BabSettings(root_iterations=5)
     root, C, d = root_alpha_bounds(network, spec, disjuncts, settings)
-    search = _Search(network, spec, disjuncts, settings, root, C, d, TorchNetwork.from_network(network))
-    batch = {"disjunct": torch.arange(len(disjuncts)), "bound": root.bound.clone(),
-             "alpha": [a.float() for a in root.alpha],
-             "beta": [torch.zeros_like(a[:, 0], dtype=torch.float32) for a in root.alpha],
-             "sign": [torch.zeros_like(a[:, 0], dtype=torch.int8) for a in root.alpha],
-             "score": [s.float() for s in root.score]}
-    return search, batch
+    search = _Search(network, spec, disjuncts, settings, root, C, d)
+    return search, search.root_fields(root)
 
 
 def _worse_child(search, batch, flat):

@@ -43,6 +43,7 @@ from relax.deadline import NEVER, Deadline
 from relax.result import Reason, ReasonKind
 from relax.search.branching import choose_babsr, choose_fsb, split_children
 from relax.search.leaves import decide_leaves
+from relax.search.live import LiveNeurons
 from relax.search.pool import DomainPool, attack_lowest, first_counterexample, record_bounds, take_fields
 from relax.search.lp_bab import BabOutcome, DisjunctTree
 from relax.bounds import Bounds
@@ -61,7 +62,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BabSettings:
     """``batch`` domains split per round; Adam iterations and learning rates at the root
-    (``root_*``) and per batch (``iterations``, ``lr_alpha``, ``lr_beta``); ``max_domains`` open domains before giving up (memory); ``branching``: how the split neuron is chosen
+    (``root_*``) and per batch (``iterations``, ``lr_alpha``, ``lr_beta``); ``max_domains`` open domains (or ``max_bytes`` of them) before giving up; ``branching``: how the split neuron is chosen
     (:mod:`relax.search.branching`; ``fsb`` tries ``fsb_candidates`` neurons); after
     every batch, PGD (``attack_steps`` steps) starts from the minimising inputs of the
     ``attack_starts`` lowest-bound children (0: no attack in the search); with
@@ -74,7 +75,12 @@ class BabSettings:
     root_lr: float = 0.5
     lr_alpha: float = 0.1
     lr_beta: float = 0.05
-    max_domains: int = 60000
+    max_domains: int = 1_000_000
+    #: and at most this many bytes of open domains (the pool's storage grows by doubling,
+    #: so it may take up to twice this): each keeps its slopes, multipliers, signs and
+    #: scores of the live neurons, about 3.7 kB per domain of mnistfc 256x4 at eps 0.05
+    #: (287 live of 1024 neurons), 13 kB with every neuron
+    max_bytes: int = 2 ** 30
     float32_steps: bool = True
     branching: Literal["babsr", "fsb"] = "fsb"
     fsb_candidates: int = 4
@@ -156,21 +162,39 @@ def root_alpha_bounds(network: Network, spec: Spec, disjuncts, settings: BabSett
 
 
 class _Search:
-    """The state of one branch and bound: networks, objectives, root bounds, trees for leaves."""
+    """The state of one branch and bound: networks, objectives, root bounds, trees for leaves.
 
-    def __init__(self, network, spec, disjuncts, settings, root, C, d, net):
+    Every bound is computed on the live part of the network (:mod:`relax.search.live`:
+    the neurons dead over the whole box by the root bounds deleted, ``self.live``), and
+    every per-domain field is in its numbering; counterexamples are checked on ``network``."""
+
+    def __init__(self, network, spec, disjuncts, settings, root, C, d):
         self.network, self.spec, self.disjuncts, self.settings = network, spec, disjuncts, settings
-        self.net, self.C, self.d = net, C, d
-        self.fast_net = (TorchNetwork.from_network(network, dtype=torch.float32)
-                         if settings.float32_steps else None)
-        self.C_all, self.d_all = _objectives(spec, range(len(spec.disjuncts)), net)
+        self.C, self.d = C, d
         # every disjunct's layer bounds are valid over the whole box: intersect them
-        self.common_lower = [l.max(0).values for l in root.lower]
-        self.common_upper = [u.min(0).values for u in root.upper]
+        common_lower = [l.max(0).values for l in root.lower]
+        common_upper = [u.min(0).values for u in root.upper]
+        self.live = LiveNeurons.of(common_upper)
+        self.live_network = self.live.network(network)
+        self.net = TorchNetwork.from_network(self.live_network)
+        self.fast_net = (TorchNetwork.from_network(self.live_network, dtype=torch.float32)
+                         if settings.float32_steps else None)
+        self.C_all, self.d_all = _objectives(spec, range(len(spec.disjuncts)), self.net)
+        self.common_lower = self.live.restrict(common_lower)
+        self.common_upper = self.live.restrict(common_upper)
         self.root_bounds = Bounds(tuple(l.numpy() for l in self.common_lower),
                                   tuple(u.numpy() for u in self.common_upper), "alpha-crown")
         self.trees: dict[int, DisjunctTree] = {}
         self.nodes = len(disjuncts)
+
+    def root_fields(self, root) -> dict:
+        """The pool's fields of the root domains (one per disjunct, live numbering)."""
+        alpha = self.live.restrict(root.alpha)
+        return {"disjunct": torch.arange(len(self.disjuncts)), "bound": root.bound.clone(),
+                "alpha": [a.float() for a in alpha],
+                "beta": [torch.zeros_like(a[:, 0], dtype=torch.float32) for a in alpha],
+                "sign": [torch.zeros_like(a[:, 0], dtype=torch.int8) for a in alpha],
+                "score": [s.float() for s in self.live.restrict(root.score)]}
 
     def check(self, xs):
         return first_counterexample(self.network, self.spec, xs, self.net, self.C_all, self.d_all)
@@ -182,8 +206,8 @@ class _Search:
                              self.settings.attack_steps, deadline)
 
     def leaves(self, batch, leaves):
-        return decide_leaves(self.network, self.spec, self.disjuncts, self.root_bounds, self.trees,
-                              batch, leaves, self.common_lower, self.common_upper)
+        return decide_leaves(self.live_network, self.spec, self.disjuncts, self.root_bounds, self.trees,
+                             batch, leaves, self.common_lower, self.common_upper, self.network)
 
     def choose(self, batch: dict) -> torch.Tensor:
         """The flat index of the neuron each domain of ``batch`` is split on."""
@@ -231,18 +255,13 @@ def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadlin
     disjuncts = list(range(len(spec.disjuncts))) if disjuncts is None else list(disjuncts)
     net = TorchNetwork.from_network(network)
     root, C, d = root_alpha_bounds(network, spec, disjuncts, settings, deadline, net, prior)
-    search = _Search(network, spec, disjuncts, settings, root, C, d, net)
+    search = _Search(network, spec, disjuncts, settings, root, C, d)
     cex = search.check(root.x)
     if cex is not None:
         return TorchBabOutcome(-math.inf, cex, search.nodes, True)
-    log.info("alpha-CROWN root bounds %s", np.round(root.bound.numpy(), 4))
-    pool = DomainPool({
-        "disjunct": torch.arange(len(disjuncts)), "bound": root.bound.clone(),
-        "alpha": [a.float() for a in root.alpha],
-        "beta": [torch.zeros_like(a[:, 0], dtype=torch.float32) for a in root.alpha],
-        "sign": [torch.zeros_like(a[:, 0], dtype=torch.int8) for a in root.alpha],
-        "score": [s.float() for s in root.score],
-    })
+    log.info("alpha-CROWN root bounds %s; live neurons %s of %s", np.round(root.bound.numpy(), 4),
+             [len(k) for k in search.live.keep], list(search.live.sizes))
+    pool = DomainPool(search.root_fields(root))
     closed_min = math.inf
     if resume is not None:
         pool, cex = _resumed_pool(search, pool, resume, deadline)
@@ -260,7 +279,7 @@ def _resumed_pool(search: _Search, roots: DomainPool, frontier: Frontier, deadli
     position = {j: p for p, j in enumerate(search.disjuncts)}
     spec_index = torch.tensor(frontier.disjuncts, dtype=torch.long)[frontier.fields["disjunct"]]
     mine = torch.tensor([int(j) in position for j in spec_index.tolist()], dtype=torch.bool)
-    fields = take_fields(frontier.fields, mine)
+    fields = search.live.restrict_fields(take_fields(frontier.fields, mine))
     fields["disjunct"] = torch.tensor([position[int(j)] for j in spec_index[mine].tolist()],
                                       dtype=torch.long)
     covered = set(frontier.disjuncts)
@@ -281,6 +300,7 @@ def _resumed_pool(search: _Search, roots: DomainPool, frontier: Frontier, deadli
 def _search_loop(search: _Search, pool: DomainPool, deadline: Deadline,
                  closed_min: float = math.inf) -> TorchBabOutcome:
     """Split the lowest-bound domains, bound the children, until every domain closes."""
+    limit = min(search.settings.max_domains, search.settings.max_bytes // max(pool.bytes_per_domain(), 1))
     while True:
         closed_min = min(closed_min, pool.close_positive())
         if len(pool) == 0:
@@ -288,11 +308,11 @@ def _search_loop(search: _Search, pool: DomainPool, deadline: Deadline,
             return TorchBabOutcome(closed_min, None, search.nodes, True)
         bound = min(pool.least_bound(), closed_min)
         if deadline.expired:
-            frontier = Frontier(tuple(search.disjuncts), pool.fields(), closed_min)
+            frontier = Frontier(tuple(search.disjuncts), search.live.expand_fields(pool.fields()), closed_min)
             return TorchBabOutcome(bound, None, search.nodes, False, Reason.time_limit(), frontier)
-        if len(pool) > search.settings.max_domains:
+        if len(pool) > limit:
             return TorchBabOutcome(bound, None, search.nodes, False, Reason(
-                ReasonKind.RESOURCE_LIMIT, f"more than {search.settings.max_domains} open domains"))
+                ReasonKind.RESOURCE_LIMIT, f"more than {limit} open domains (memory)"))
         batch = pool.pop_lowest(search.settings.batch)
         leaves = torch.cat(batch["score"], dim=1).max(1).values < 0  # no unstable ReLU left
         if leaves.any():

@@ -19,16 +19,19 @@ __all__ = ["decide_leaves"]
 
 
 def decide_leaves(network, spec, disjuncts, root_bounds, trees, batch, leaves, common_lower,
-                   common_upper):
+                  common_upper, check_network=None):
     """LP with every ReLU phase fixed for domains without unstable ReLUs.
 
-    Returns the least LP bound when all those leaves close (all positive), else
-    (bound, counterexample, reason)."""
+    ``network``: the network the LP encodes (e.g. the search's live part,
+    :mod:`relax.search.live`); ``check_network``: the one counterexamples are checked on
+    (default ``network``).  Returns the least LP bound when all those leaves close (all
+    positive), else (bound, counterexample, reason)."""
     least = math.inf
     for r in torch.nonzero(leaves).flatten().tolist():
         j = disjuncts[int(batch["disjunct"][r])]
         if j not in trees:
-            trees[j] = DisjunctTree(network, spec, spec.disjuncts[j], root_bounds, None, None)
+            trees[j] = DisjunctTree(network, spec, spec.disjuncts[j], root_bounds, None, None,
+                                    check_network=check_network)
         tree = trees[j]
         fixed = {}
         for b, (k, i) in enumerate(tree.neurons):

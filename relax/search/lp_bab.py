@@ -70,12 +70,15 @@ class DisjunctTree:
     :meth:`solve`; also used by beta-CROWN to close fully split domains."""
 
     def __init__(self, network: Network, spec: Spec, disjunct: Conjunction, bounds: Bounds,
-                 solver: str | None, options, augment=None, deadline: Deadline = NEVER):
+                 solver: str | None, options, augment=None, deadline: Deadline = NEVER,
+                 check_network: Network | None = None):
         encoding = encode_milp(network, spec.lower, spec.upper, bounds)
         if augment is not None:  # extra rows valid at every node (e.g. k-ReLU hull rows)
             encoding = augment(encoding)
         objective = disjunct_objective(encoding, disjunct)
-        self.network, self.spec = network, spec
+        # candidates are checked on ``check_network`` (default ``network``): a reduced
+        # network's LP (:mod:`relax.search.live`) checks them on the full network
+        self.network, self.spec = check_network or network, spec
         self.c, self.c0 = objective.c, objective.c0
         self.runner = LpRunner(objective.program.relaxed(), solver, options, deadline)
         self.lower0 = np.array(self.runner.program.lower)

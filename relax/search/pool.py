@@ -44,6 +44,11 @@ class DomainPool:
         """The least bound of an open domain (``inf`` if none)."""
         return float(self._rows["bound"][self._live].min()) if len(self) else math.inf
 
+    def bytes_per_domain(self) -> int:
+        """The memory one domain's fields take."""
+        return sum(t[:1].numel() * t.element_size() for value in self._rows.values()
+                   for t in (value if isinstance(value, list) else [value]))
+
     def fields(self) -> dict:
         """A copy of the open domains' fields (one row per domain)."""
         return take_fields(self._rows, self._live_index())
@@ -55,7 +60,8 @@ class DomainPool:
     def pop_lowest(self, count: int) -> dict:
         """Remove and return the ``count`` open domains of least bound."""
         live = self._live_index()
-        chosen = live[torch.argsort(self._rows["bound"][live])[:count]]
+        bounds = self._rows["bound"][live]
+        chosen = live[torch.topk(bounds, min(count, len(bounds)), largest=False, sorted=False).indices]
         chosen = chosen.sort().values  # storage order, as a mask would give
         self._live[chosen] = False
         return take_fields(self._rows, chosen)

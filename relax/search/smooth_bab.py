@@ -147,15 +147,6 @@ class _Search:
                              self.settings.attack_steps, deadline)
 
 
-def _bytes_per_domain(fields: dict) -> int:
-    """The memory one domain of ``fields`` (one row per domain) takes."""
-    total = 0
-    for value in fields.values():
-        for t in (value if isinstance(value, list) else [value]):
-            total += t[:1].numel() * t.element_size()
-    return total
-
-
 def _activation_span(name, lower, upper, alpha):
     """The root's slopes as the children's fractions (float32): a smooth layer's fractions
     move from the span of each interval to the activation's, so that a split keeps the
@@ -193,7 +184,7 @@ def smooth_branch_and_bound(network: Network, spec: Spec, disjuncts, root: Domai
         "beta": [torch.zeros(l.shape[0], 2 * l.shape[1]) for l in root.lower],
     }
     pool = DomainPool(roots)
-    limit = min(settings.max_domains, settings.max_bytes // max(_bytes_per_domain(roots), 1))
+    limit = min(settings.max_domains, settings.max_bytes // max(pool.bytes_per_domain(), 1))
     closed_min = math.inf
     while True:
         closed_min = min(closed_min, pool.close_positive())
