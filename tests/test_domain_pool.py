@@ -29,7 +29,7 @@ def _rows(fields):
     return out
 
 
-def test_the_pool_pops_the_lowest_and_keeps_every_other_domain():
+def test_the_pool_pops_the_lowest_or_highest_and_keeps_every_other_domain():
     rng = random.Random(3)
     next_id = 0
 
@@ -48,9 +48,9 @@ def test_the_pool_pops_the_lowest_and_keeps_every_other_domain():
             pool.add(_fields(ids, bounds))
             reference.update(zip(ids, bounds))
         elif action < 0.8:
-            count = rng.randint(1, 12)
-            popped = _rows(pool.pop_lowest(count))
-            expected = sorted(reference, key=reference.get)[:count]
+            count, highest = rng.randint(1, 12), rng.random() < 0.3
+            popped = _rows(pool.pop_highest(count) if highest else pool.pop_lowest(count))
+            expected = sorted(reference, key=reference.get, reverse=highest)[:count]
             assert sorted(popped.values()) == sorted(reference[i] for i in expected)
             assert set(popped) <= set(reference)
             for i in popped:
@@ -80,3 +80,9 @@ def test_a_field_of_another_dtype_is_refused():
     with pytest.raises(RuntimeError):  # not silently cast into the float64 bounds
         pool.add(bad)
     assert len(pool) == 0
+
+
+def test_bytes_per_domain_counts_every_field():
+    pool = DomainPool(_fields([0, 1], [-0.5, -0.2]))
+    # id int64, bound float64, alpha float32 3x4 and 2, sign int8 5
+    assert pool.bytes_per_domain() == 8 + 8 + 4 * 12 + 4 * 2 + 5

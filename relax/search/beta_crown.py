@@ -20,7 +20,9 @@ Decides ``min_x margin(f(x)) > 0`` over a property's box for ReLU networks.
 - Every evaluated domain proposes the input minimising its linear bound, and a short
   PGD starts from those of the lowest-bound children of every batch; a candidate is a
   counterexample only after the float64 check of :meth:`relax.spec.Spec.is_violated_by`.
-- Domains are processed lowest bound first; the reported bound is the minimum
+- Domains are processed lowest bound first (largest bound first while the pool is near
+  its memory limit: closing the domains nearest to closing frees room, and a proof
+  has to close them anyway); the reported bound is the minimum
   over open domains and closed leaves, a valid lower bound on the margin.
 - A search stopped by its deadline leaves its open domains (:class:`Frontier`); a later
   search (e.g. from tighter layer bounds) can resume from them instead of from the root:
@@ -62,7 +64,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BabSettings:
     """``batch`` domains split per round; Adam iterations and learning rates at the root
-    (``root_*``) and per batch (``iterations``, ``lr_alpha``, ``lr_beta``); ``max_domains`` open domains (or ``max_bytes`` of them) before giving up; ``branching``: how the split neuron is chosen
+    (``root_*``) and per batch (``iterations``, ``lr_alpha``, ``lr_beta``); ``max_domains`` open domains (or ``max_bytes`` of them) before giving up (past
+    ``crowded`` of that, the largest-bound domains are split first); ``branching``: how the split neuron is chosen
     (:mod:`relax.search.branching`; ``fsb`` tries ``fsb_candidates`` neurons); after
     every batch, PGD (``attack_steps`` steps) starts from the minimising inputs of the
     ``attack_starts`` lowest-bound children (0: no attack in the search); with
@@ -78,9 +81,12 @@ class BabSettings:
     max_domains: int = 1_000_000
     #: and at most this many bytes of open domains (the pool's storage grows by doubling,
     #: so it may take up to twice this): each keeps its slopes, multipliers, signs and
-    #: scores of the live neurons, about 3.7 kB per domain of mnistfc 256x4 at eps 0.05
-    #: (287 live of 1024 neurons), 13 kB with every neuron
+    #: scores of the live neurons, about 4-5 kB per domain of mnistfc 256x4 at eps 0.05
+    #: (287-365 live of 1024 neurons), 13 kB with every neuron
     max_bytes: int = 2 ** 30
+    #: past this share of the limit, the domains of *largest* bound are split first (the
+    #: nearest to closing, so the pool shrinks) until it is below the share again
+    crowded: float = 0.75
     float32_steps: bool = True
     branching: Literal["babsr", "fsb"] = "fsb"
     fsb_candidates: int = 4
@@ -313,7 +319,10 @@ def _search_loop(search: _Search, pool: DomainPool, deadline: Deadline,
         if len(pool) > limit:
             return TorchBabOutcome(bound, None, search.nodes, False, Reason(
                 ReasonKind.RESOURCE_LIMIT, f"more than {limit} open domains (memory)"))
-        batch = pool.pop_lowest(search.settings.batch)
+        if len(pool) > search.settings.crowded * limit:
+            batch = pool.pop_highest(search.settings.batch)
+        else:
+            batch = pool.pop_lowest(search.settings.batch)
         leaves = torch.cat(batch["score"], dim=1).max(1).values < 0  # no unstable ReLU left
         if leaves.any():
             outcome = search.leaves(batch, leaves)

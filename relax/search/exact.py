@@ -235,10 +235,20 @@ def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyO
         outcome = torch_branch_and_bound(network, spec, open_disjuncts, deadline, bab, prior,
                                          resume=frontier)
         log.info("torch branch and bound: bound %.4g after %d domains", outcome.bound, outcome.nodes)
+        searched = _combined(outcome, known, open_disjuncts, "torch-bab")
         if outcome.complete or outcome.reason.kind is ReasonKind.TIME_LIMIT:
-            return _combined(outcome, known, open_disjuncts, "torch-bab")
+            return searched
         log.info("torch branch and bound gave up (%s); LP path next", outcome.reason)
+        return _better(searched, _lp_path(network, spec, crown, deadline, solver))
     return _lp_path(network, spec, crown, deadline, solver)
+
+
+def _better(searched: BoundOutcome, lp: BoundOutcome) -> BoundOutcome:
+    """The LP path's outcome after a search that gave up, with the search's bound where it
+    is higher (both are safe bounds on the same margin)."""
+    if lp.counterexample is not None or lp.bound >= searched.bound:
+        return lp
+    return replace(lp, bound=searched.bound)
 
 
 def _search_beside_stage(network, spec, crown, krelu: KreluOptions, solver: str, deadline: Deadline,

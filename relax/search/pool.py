@@ -59,9 +59,16 @@ class DomainPool:
 
     def pop_lowest(self, count: int) -> dict:
         """Remove and return the ``count`` open domains of least bound."""
+        return self._pop(count, largest=False)
+
+    def pop_highest(self, count: int) -> dict:
+        """Remove and return the ``count`` open domains of largest bound (the nearest to closing)."""
+        return self._pop(count, largest=True)
+
+    def _pop(self, count: int, largest: bool) -> dict:
         live = self._live_index()
         bounds = self._rows["bound"][live]
-        chosen = live[torch.topk(bounds, min(count, len(bounds)), largest=False, sorted=False).indices]
+        chosen = live[torch.topk(bounds, min(count, len(bounds)), largest=largest, sorted=False).indices]
         chosen = chosen.sort().values  # storage order, as a mask would give
         self._live[chosen] = False
         return take_fields(self._rows, chosen)
