@@ -64,8 +64,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BabSettings:
     """``batch`` domains split per round; Adam iterations and learning rates at the root
-    (``root_*``) and per batch (``iterations``, ``lr_alpha``, ``lr_beta``); ``max_domains`` open domains (or ``max_bytes`` of them) before giving up (past
-    ``crowded`` of that, the largest-bound domains are split first); ``branching``: how the split neuron is chosen
+    (``root_*``) and per batch (``iterations``, ``lr_alpha``, ``lr_beta``); ``max_domains``
+    open domains (or ``max_bytes`` of them) before giving up (past ``crowded`` of that,
+    the largest-bound domains are split first); ``branching``: how the split neuron is chosen
     (:mod:`relax.search.branching`; ``fsb`` tries ``fsb_candidates`` neurons); after
     every batch, PGD (``attack_steps`` steps) starts from the minimising inputs of the
     ``attack_starts`` lowest-bound children (0: no attack in the search); with
