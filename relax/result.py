@@ -10,6 +10,12 @@ import numpy as np
 __all__ = ["Verdict", "Result", "Reason", "ReasonKind"]
 
 
+#: a margin bound says *holds* only above this (it absorbs float64 rounding in the bound
+#: computation itself); the searches close a domain only above it too, so that a search
+#: that closes every domain proves the property
+FLOAT_SLACK = 1e-7
+
+
 class Verdict(str, Enum):
     HOLDS = "holds"
     VIOLATED = "violated"

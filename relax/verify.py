@@ -27,7 +27,7 @@ from relax.bounds import bound_specs
 from relax.deadline import Deadline
 from relax.errors import UsageError
 from relax.network import Network
-from relax.result import Reason, ReasonKind, Result, Verdict, join_reasons
+from relax.result import FLOAT_SLACK, Reason, ReasonKind, Result, Verdict, join_reasons
 from relax.search.attack import pgd_attack
 from relax.spec import Spec
 from relax.protocol import BoundOutcome, VerifyOptions
@@ -36,7 +36,6 @@ __all__ = ["verify", "VerifyOptions", "BOUND_METHODS", "FLOAT_SLACK", "BoundOutc
 
 log = logging.getLogger(__name__)
 
-FLOAT_SLACK = 1e-7
 
 
 BoundMethod = Callable[[Network, Sequence[Spec], Deadline, VerifyOptions], list[BoundOutcome]]

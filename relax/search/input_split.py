@@ -31,7 +31,7 @@ import torch
 from relax.bounds.crown import crown_layer_bounds
 from relax.bounds.torch_network import TorchNetwork
 from relax.deadline import NEVER, Deadline
-from relax.result import Reason, ReasonKind
+from relax.result import FLOAT_SLACK, Reason, ReasonKind
 from relax.network import Network
 from relax.search.attack import AttackOptions, pgd_attack
 from relax.search.lp_bab import BabOutcome
@@ -160,7 +160,7 @@ def _loop(search: _Search, pool: _Domains, deadline: Deadline) -> BabOutcome:
     """Close positive domains, split the lowest, until none is open (or time, or memory)."""
     closed_min, rounds = math.inf, 0
     while True:
-        done = pool.bound > 0
+        done = pool.bound > FLOAT_SLACK
         if done.any():
             closed_min = min(closed_min, float(pool.bound[done].min()))
             pool = pool.select(~done)
