@@ -14,6 +14,7 @@ import torch
 
 from relax.bounds.torch_network import TorchNetwork
 from relax.deadline import Deadline
+from relax.result import FLOAT_SLACK
 from relax.search.attack import AttackOptions, pgd_attack
 
 __all__ = ["DomainPool", "take_fields", "doubled_fields", "record_bounds", "first_counterexample",
@@ -28,11 +29,24 @@ class DomainPool:
     the lowest-bound domains copies only those rows and frees their slots, children are
     written into free slots, and closing a domain clears its mask bit.  A search that
     keeps tens of thousands of open domains (each with per-row slopes of every layer, tens
-    of kilobytes) thus no longer copies the whole pool three times per batch."""
+    of kilobytes) thus no longer copies the whole pool three times per batch.
 
-    def __init__(self, fields: dict):
-        self._rows = _map_fields(fields, lambda t: t.clone())
+    ``stored`` keeps some fields in a narrower dtype (name: dtype; e.g. float16 for warm
+    starts, whose precision does not matter for soundness): they are cast on the way in
+    (float16 clamped to its finite range) and back to the dtype they came in on the way
+    out, so the pool holds more domains in the same memory."""
+
+    def __init__(self, fields: dict, stored: dict[str, torch.dtype] | None = None):
+        stored = stored or {}
+        self._dtypes = {k: (v[0] if isinstance(v, list) else v).dtype for k, v in fields.items() if k in stored}
+        self._rows = {k: _map_one(v, lambda t, k=k: _narrow(t, stored[k]) if k in stored else t.clone())
+                      for k, v in fields.items()}
         self._live = torch.ones(len(fields["bound"]), dtype=torch.bool)
+
+    def _out(self, fields: dict) -> dict:
+        """``fields`` (rows of the storage) with the narrowed ones cast back."""
+        return {k: _map_one(v, lambda t, k=k: t.to(self._dtypes[k])) if k in self._dtypes else v
+                for k, v in fields.items()}
 
     def __len__(self):
         return int(self._live.sum())
@@ -51,11 +65,22 @@ class DomainPool:
 
     def fields(self) -> dict:
         """A copy of the open domains' fields (one row per domain)."""
-        return take_fields(self._rows, self._live_index())
+        return self._out(take_fields(self._rows, self._live_index()))
+
+    def column(self, name: str) -> torch.Tensor:
+        """The open domains' values of the (single-tensor) field ``name``."""
+        column = self._rows[name][self._live]
+        return column.to(self._dtypes[name]) if name in self._dtypes else column
+
+    def chunks(self, size: int):
+        """The open domains' fields, ``size`` domains at a time (copies of those rows)."""
+        index = self._live_index()
+        for start in range(0, len(index), size):
+            yield self._out(take_fields(self._rows, index[start:start + size]))
 
     def take(self, mask) -> dict:
         """The open domains' fields at ``mask`` (a boolean mask over the open domains)."""
-        return take_fields(self._rows, self._live_index()[mask])
+        return self._out(take_fields(self._rows, self._live_index()[mask]))
 
     def pop_lowest(self, count: int) -> dict:
         """Remove and return the ``count`` open domains of least bound."""
@@ -71,7 +96,7 @@ class DomainPool:
         chosen = live[torch.topk(bounds, min(count, len(bounds)), largest=largest, sorted=False).indices]
         chosen = chosen.sort().values  # storage order, as a mask would give
         self._live[chosen] = False
-        return take_fields(self._rows, chosen)
+        return self._out(take_fields(self._rows, chosen))
 
     def add(self, fields: dict):
         """Write new domains into free slots (growing the storage when there are too few)."""
@@ -84,7 +109,8 @@ class DomainPool:
         for name, value in fields.items():
             stored = self._rows[name]
             for dest, src in (zip(stored, value) if isinstance(stored, list) else [(stored, value)]):
-                dest[slots] = src
+                narrowed = name in self._dtypes and src.dtype == self._dtypes[name]
+                dest[slots] = _narrow(src, dest.dtype) if narrowed else src  # else dtypes must match
         self._live[slots] = True
 
     def _grow(self, extra: int):
@@ -94,8 +120,9 @@ class DomainPool:
         self._live = torch.cat([self._live, torch.zeros(more, dtype=torch.bool)])
 
     def close_positive(self) -> float:
-        """Drop the domains with a positive bound; the least such bound (``inf`` if none)."""
-        done = self._live & (self._rows["bound"] > 0)
+        """Drop the domains whose bound clears :data:`relax.result.FLOAT_SLACK` (so a search
+        that closes them all proves the property); the least such bound (``inf`` if none)."""
+        done = self._live & (self._rows["bound"] > FLOAT_SLACK)
         if not done.any():
             return math.inf
         least = float(self._rows["bound"][done].min())
@@ -104,7 +131,18 @@ class DomainPool:
 
 
 def _map_fields(fields: dict, fn) -> dict:
-    return {k: ([fn(t) for t in v] if isinstance(v, list) else fn(v)) for k, v in fields.items()}
+    return {k: _map_one(v, fn) for k, v in fields.items()}
+
+
+def _map_one(value, fn):
+    return [fn(t) for t in value] if isinstance(value, list) else fn(value)
+
+
+def _narrow(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` cast to ``dtype`` (a copy), float16 clamped to its finite range."""
+    if dtype == torch.float16:
+        t = t.clamp(-torch.finfo(dtype).max, torch.finfo(dtype).max)
+    return t.to(dtype, copy=True)
 
 
 def take_fields(fields: dict, mask) -> dict:
