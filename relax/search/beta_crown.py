@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -60,6 +61,13 @@ __all__ = ["BabSettings", "Frontier", "TorchBabOutcome", "root_alpha_bounds", "t
 
 log = logging.getLogger(__name__)
 
+#: the domain fields the pool keeps narrow under :attr:`BabSettings.compact_pool`: the
+#: slopes (in [0, 1]) and split multipliers (>= 0) only warm-start the children's Adam
+#: steps, whose bound is computed afresh and is safe for any such values, and the scores
+#: (positive for unstable neurons, -1 for the others) only rank and flag neurons;
+#: rounding keeps each in its range and sign
+COMPACT_FIELDS = {"alpha": torch.float16, "beta": torch.float16, "score": torch.bfloat16}
+
 
 @dataclass(frozen=True)
 class BabSettings:
@@ -83,8 +91,13 @@ class BabSettings:
     #: and at most this many bytes of open domains (the pool's storage grows by doubling,
     #: so it may take up to twice this): each keeps its slopes, multipliers, signs and
     #: scores of the live neurons, about 4-5 kB per domain of mnistfc 256x4 at eps 0.05
-    #: (287-365 live of 1024 neurons), 13 kB with every neuron
+    #: (287-365 live of 1024 neurons, 13 bytes each), 13 kB with every neuron; half that
+    #: with ``compact_pool``
     max_bytes: int = 2 ** 30
+    #: the pool keeps the domains' warm starts and scores narrow (:data:`COMPACT_FIELDS`):
+    #: 7 bytes per live neuron instead of 13, so nearly twice the domains fit in
+    #: ``max_bytes`` before the search turns to the largest bounds
+    compact_pool: bool = True
     #: past this share of the limit, the domains of *largest* bound are split first (the
     #: nearest to closing, so the pool shrinks) until it is below the share again
     crowded: float = 0.75
@@ -107,23 +120,36 @@ class BabSettings:
 
 @dataclass(frozen=True)
 class Frontier:
-    """The open domains of a search that stopped at its deadline: the pool's fields (per
-    domain ``disjunct``, an index into ``disjuncts``, the spec's disjunct numbers; its safe
-    ``bound``; slopes, multipliers, split signs, scores) and ``closed_min``, the least
-    bound of the domains it closed (``inf`` if none).  The open domains and the closed
-    ones cover the box for every disjunct of ``disjuncts``."""
+    """The open domains of a search that stopped at its deadline: its ``pool`` (per domain
+    ``disjunct``, an index into ``disjuncts``, the spec's disjunct numbers; its safe
+    ``bound``; slopes, multipliers, split signs, scores of the neurons ``live`` kept) and
+    ``closed_min``, the least bound of the domains it closed (``inf`` if none).  The open
+    domains and the closed ones cover the box for every disjunct of ``disjuncts``.  The
+    fields in the full numbering are made only when asked for (:meth:`chunks`,
+    :attr:`fields`): a search that is not resumed never pays for them."""
 
     disjuncts: tuple[int, ...]
-    fields: dict = field(repr=False)
+    pool: DomainPool = field(repr=False)
+    live: LiveNeurons = field(repr=False)
     closed_min: float
 
     def __len__(self):
-        return len(self.fields["bound"])
+        return len(self.pool)
+
+    def chunks(self, size: int):
+        """The open domains' fields in the full numbering, ``size`` domains at a time."""
+        for chunk in self.pool.chunks(size):
+            yield self.live.expand_fields(chunk)
+
+    @cached_property
+    def fields(self) -> dict:
+        """Every open domain's fields in the full numbering (one row per domain)."""
+        return self.live.expand_fields(self.pool.fields())
 
     def closed_disjuncts(self) -> list[int]:
         """The disjuncts (spec numbers) with no open domain left: the search closed every
         domain of each, so each disjunct's margin is at least ``closed_min`` (> 0)."""
-        still_open = {self.disjuncts[i] for i in self.fields["disjunct"].unique().tolist()}
+        still_open = {self.disjuncts[i] for i in self.pool.column("disjunct").unique().tolist()}
         return [j for j in self.disjuncts if j not in still_open]
 
 
@@ -193,6 +219,7 @@ class _Search:
                                   tuple(u.numpy() for u in self.common_upper), "alpha-crown")
         self.trees: dict[int, DisjunctTree] = {}
         self.nodes = len(disjuncts)
+        self.stored = COMPACT_FIELDS if settings.compact_pool else None
 
     def root_fields(self, root) -> dict:
         """The pool's fields of the root domains (one per disjunct, live numbering)."""
@@ -268,7 +295,7 @@ def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadlin
         return TorchBabOutcome(-math.inf, cex, search.nodes, True)
     log.info("alpha-CROWN root bounds %s; live neurons %s of %s", np.round(root.bound.numpy(), 4),
              [len(k) for k in search.live.keep], list(search.live.sizes))
-    pool = DomainPool(search.root_fields(root))
+    pool = DomainPool(search.root_fields(root), search.stored)
     closed_min = math.inf
     if resume is not None:
         pool, cex = _resumed_pool(search, pool, resume, deadline)
@@ -282,25 +309,32 @@ def _resumed_pool(search: _Search, roots: DomainPool, frontier: Frontier, deadli
     """The pool that resumes ``frontier``: its open domains of this search's disjuncts, each
     re-bounded once under this search's root layer bounds, in place of the roots of the
     disjuncts it covers (a disjunct it covers but has no open domain of is closed); and a
-    float64-checked counterexample among the re-bounded domains' inputs, or ``None``."""
+    float64-checked counterexample among the re-bounded domains' inputs, or ``None``.
+    Domains split active on a neuron dead under these root bounds are dropped
+    (:meth:`LiveNeurons.contradicted`)."""
     position = {j: p for p, j in enumerate(search.disjuncts)}
-    spec_index = torch.tensor(frontier.disjuncts, dtype=torch.long)[frontier.fields["disjunct"]]
-    mine = torch.tensor([int(j) in position for j in spec_index.tolist()], dtype=torch.bool)
-    fields = search.live.restrict_fields(take_fields(frontier.fields, mine))
-    fields["disjunct"] = torch.tensor([position[int(j)] for j in spec_index[mine].tolist()],
-                                      dtype=torch.long)
     covered = set(frontier.disjuncts)
-    pool = DomainPool(roots.take(torch.tensor([j not in covered for j in search.disjuncts])))
-    step, count = 2 * search.settings.batch, len(fields["bound"])
-    for start in range(0, count, step):
-        chunk = take_fields(fields, slice(start, start + step))
+    pool = DomainPool(roots.take(torch.tensor([j not in covered for j in search.disjuncts])), search.stored)
+    spec_numbers = torch.tensor(frontier.disjuncts, dtype=torch.long)
+    count = dropped = 0
+    for chunk in frontier.chunks(2 * search.settings.batch):
+        spec_index = spec_numbers[chunk["disjunct"]]
+        mine = torch.tensor([int(j) in position for j in spec_index.tolist()], dtype=torch.bool)
+        keep = mine & ~search.live.contradicted(chunk["sign"])
+        dropped += int((mine & ~keep).sum())
+        if not keep.any():
+            continue
+        chunk = search.live.restrict_fields(take_fields(chunk, keep))
+        chunk["disjunct"] = torch.tensor([position[int(j)] for j in spec_index[keep].tolist()],
+                                         dtype=torch.long)
         if not deadline.expired:  # else the chunk keeps its earlier (safe) bounds
             cex = search.check(search.bound_children(chunk, deadline))
             if cex is not None:
                 return pool, cex
         pool.add(chunk)
-    log.info("resumed %d open domains; least bound %.4g", count,
-             pool.least_bound())
+        count += len(chunk["bound"])
+    log.info("resumed %d open domains (%d dropped: split active on a dead neuron); least bound %.4g",
+             count, dropped, pool.least_bound())
     return pool, None
 
 
@@ -308,6 +342,7 @@ def _search_loop(search: _Search, pool: DomainPool, deadline: Deadline,
                  closed_min: float = math.inf) -> TorchBabOutcome:
     """Split the lowest-bound domains, bound the children, until every domain closes."""
     limit = min(search.settings.max_domains, search.settings.max_bytes // max(pool.bytes_per_domain(), 1))
+    crowded = False
     while True:
         closed_min = min(closed_min, pool.close_positive())
         if len(pool) == 0:
@@ -315,12 +350,16 @@ def _search_loop(search: _Search, pool: DomainPool, deadline: Deadline,
             return TorchBabOutcome(closed_min, None, search.nodes, True)
         bound = min(pool.least_bound(), closed_min)
         if deadline.expired:
-            frontier = Frontier(tuple(search.disjuncts), search.live.expand_fields(pool.fields()), closed_min)
+            frontier = Frontier(tuple(search.disjuncts), pool, search.live, closed_min)
             return TorchBabOutcome(bound, None, search.nodes, False, Reason.time_limit(), frontier)
         if len(pool) > limit:
             return TorchBabOutcome(bound, None, search.nodes, False, Reason(
                 ReasonKind.RESOURCE_LIMIT, f"more than {limit} open domains (memory)"))
         if len(pool) > search.settings.crowded * limit:
+            if not crowded:
+                log.info("%d open domains, near the memory limit (%d): splitting the largest "
+                         "bounds first (bound %.4g)", len(pool), limit, bound)
+            crowded = True
             batch = pool.pop_highest(search.settings.batch)
         else:
             batch = pool.pop_lowest(search.settings.batch)

@@ -80,6 +80,19 @@ class LiveNeurons:
             out.append(full)
         return out
 
+    def contradicted(self, signs) -> torch.Tensor:
+        """The domains (rows of the per-layer ``signs``, full numbering) split active
+        (``z >= 0``) on a deleted neuron.  With ``u <= 0`` over the whole box such a domain
+        lies in ``z = 0``, which its sibling split ``z <= 0`` covers: dropping it loses no
+        input, where restricting it (the split deleted with the neuron) would duplicate its
+        sibling."""
+        out = torch.zeros(len(signs[0]), dtype=torch.bool)
+        for sign, k, n in zip(signs, self.keep, self.sizes):
+            deleted = torch.ones(n, dtype=torch.bool)
+            deleted[k] = False
+            out |= (sign[:, deleted] > 0).any(1)
+        return out
+
     def restrict_fields(self, fields: dict) -> dict:
         """A pool's fields with every per-layer field restricted."""
         return {key: self.restrict(value) if isinstance(value, list) else value
