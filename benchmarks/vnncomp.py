@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import os
 import sys
 from collections import defaultdict
@@ -60,6 +61,9 @@ def main() -> None:
     parser.add_argument("--overlap", default=None, choices=["on", "off"],
                         help="exact method: the k-ReLU stage in a thread beside the first search "
                              "(default on where the machine has >= 2 cores)")
+    parser.add_argument("--resume", default=None, choices=["on", "off"],
+                        help="exact method: the search after the k-ReLU stage resumes from the open "
+                             "domains of the search before it (default on)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per process (1 is fastest on a shared 2-core machine; 0: "
                              "relax's default, the cores other processes leave idle)")
@@ -71,7 +75,10 @@ def main() -> None:
                              "a holds/violated disagreement is reported as a wrong verdict")
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild the .md from this run's existing .csv (e.g. to add --compare)")
+    parser.add_argument("--verbose", action="store_true", help="log the pipeline's steps (INFO) to stderr")
     args = parser.parse_args()
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     data = Path(os.environ.get("RELAX_DATA", REPO.parent / "shared" / "data"))
@@ -101,6 +108,8 @@ def run_all(instances, args):
     chosen = {k: v for k, v in (("pipeline", args.pipeline), ("tighten", args.tighten)) if v}
     if args.overlap:
         chosen["overlap"] = args.overlap == "on"
+    if args.resume:
+        chosen["resume"] = args.resume == "on"
     methods = (ExactOptions(**chosen),) if chosen else ()
     plan = RunPlan(tuple(instances), args.method,
                    VerifyOptions(solver=args.solver, methods=methods), args.timeout)

@@ -68,7 +68,8 @@ log = logging.getLogger(__name__)
 def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluOptions,
                   solver: str | None = None, deadline: Deadline = NEVER,
                   tighten: bool = True, tighten_from: int = 1,
-                  feedback: Callable[[int, Bounds], Bounds | None] | None = None
+                  feedback: Callable[[int, Bounds], Bounds | None] | None = None,
+                  progress: Callable[[Bounds], None] | None = None
                   ) -> tuple[Bounds, list[LayerRows]]:
     """Layer bounds (LP-tightened with k-ReLU rows when ``config.refine``) and every layer's rows.
 
@@ -76,7 +77,9 @@ def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluOpt
     bounds are kept and only the rows are computed.  ``feedback(k, bounds)``, called after
     layer ``k`` was LP-tightened, may return valid bounds that are at least as tight (e.g.
     alpha-CROWN over the tightened layers, which tightens the later layers cheaply), or
-    ``None`` to stop tightening (the property is already decided)."""
+    ``None`` to stop tightening (the property is already decided).  ``progress(bounds)``
+    is called with the bounds so far after every tightened layer but the last (e.g. to
+    hand them to a search running beside the stage)."""
     lower, upper = spec.lower, spec.upper
     layers: list[LayerRows] = []
     for k in range(len(network.activations)):
@@ -96,6 +99,8 @@ def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluOpt
                 if fed is None:
                     break
                 bounds = fed
+            if progress is not None and k + 1 < len(network.activations):
+                progress(bounds)
         if deadline.expired:
             break
         if relu and (k > 0 or config.first_layer):  # groups only on ReLU layers
@@ -259,7 +264,8 @@ def _krelu_one(network, spec, deadline: Deadline, options: VerifyOptions, config
 
 
 def krelu_stage(network: Network, spec: Spec, crown, config: KreluOptions, solver: str,
-                deadline: Deadline, bound_only: bool = False
+                deadline: Deadline, bound_only: bool = False,
+                progress: Callable[[Bounds], None] | None = None
                 ) -> tuple[Bounds, np.ndarray, list[LayerRows]]:
     """Everything of ``krelu`` before branch and bound, from ``crown`` (the spec's CROWN
     result): (layer bounds, a safe lower bound on every disjunct's margin, k-ReLU rows).
@@ -270,7 +276,8 @@ def krelu_stage(network: Network, spec: Spec, crown, config: KreluOptions, solve
     Then the k-ReLU LP per disjunct.  Without ``bound_only`` it returns as soon as every
     disjunct is proved (the rows may then be incomplete) and the LP stops at the first
     disjunct that stays <= 0.  Each layer bound is valid over the whole box and each
-    disjunct bound is the best of CROWN's, alpha-CROWN's and the LP's safe dual bound."""
+    disjunct bound is the best of CROWN's, alpha-CROWN's and the LP's safe dual bound.
+    ``progress``: as :func:`krelu_tighten`'s."""
     known = np.array(crown.disjunct_bounds, float)
     bounds, tighten_from, feedback = crown.layers, 1, None
     if config.bounds == "alpha":
@@ -281,7 +288,7 @@ def krelu_stage(network: Network, spec: Spec, crown, config: KreluOptions, solve
             return bounds, known, []
     bounds, layers = krelu_tighten(network, spec, bounds, config, solver,
                                    deadline.share(config.tighten_share),
-                                   config.intermediate == "lp", tighten_from, feedback)
+                                   config.intermediate == "lp", tighten_from, feedback, progress)
     if known.min() > 0 and not bound_only:  # the alpha feedback proved every disjunct
         return bounds, known, layers
     per_disjunct = krelu_disjunct_bounds(network, spec, bounds, layers, solver, deadline,

@@ -10,14 +10,15 @@
    :data:`STAGE_FIRST_DEPTH` hidden layers the search first runs alone for
    :data:`SEARCH_FIRST_SHARE` of the time (:attr:`ExactOptions.search_first`), so that
    what it decides quickly (falsifiable instances above all) does not wait for the
-   stage (with :attr:`ExactOptions.resume`, off by default, the search after the stage
+   stage (with :attr:`ExactOptions.resume`, the default, the search after the stage
    resumes from its open domains).  With :attr:`ExactOptions.overlap` (the default on
    machines with two cores or more) the stage instead runs in a thread beside a search
    from the root, whatever the depth: the stage spends most of its time inside HiGHS,
    which releases the GIL, so it takes the second core while the search keeps the first;
    a search that decides first cancels the stage, else the search starts again from the
-   stage's bounds as soon as the stage ends, on the disjuncts that neither the stage nor
-   the first search closed.  Then alpha-CROWN at the root
+   stage's bounds whenever the stage has tightened a layer and when it ends (resuming
+   its open domains), on the disjuncts that neither the stage nor a search closed.
+   Then alpha-CROWN at the root
    and batched beta-CROWN branch and bound
    (:mod:`relax.search.beta_crown`, :attr:`ExactOptions.pipeline` ``"torch"``, the default;
    FSB branching by default, :attr:`ExactOptions.branching`), whose every evaluated domain
@@ -50,7 +51,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from relax.bounds import bound_specs
+from relax.bounds import Bounds, bound_specs
 from relax.bounds.alpha import AlphaSettings
 from relax.bounds.torch_network import TorchNetwork
 from relax.deadline import Deadline
@@ -133,10 +134,10 @@ class ExactOptions(MethodOptions):
         None, "k-ReLU stage: share of the time the search runs alone before the stage (None: "
               "SEARCH_FIRST_SHARE on nets with < STAGE_FIRST_DEPTH hidden layers, else 0)")
     resume: bool = option(
-        False, "k-ReLU stage: the search after the stage resumes from the open domains of the "
-               "search before it (each re-bounded under the stage's layer bounds), not from its "
-               "root (mnistfc 256x4 at 300 s: closer to 0 on 2 of 3 hard instances, further on "
-               "1, none decided; vnncomp_notes.md, section 6)")
+        True, "k-ReLU stage: each search after a tightened layer or after the stage resumes "
+              "from the open domains of the search before it (each re-bounded under the new "
+              "layer bounds), not from its root (mnistfc 256x4 at 300 s, the two closest "
+              "unknowns: -0.050 / -0.662 against -0.123 / -0.720; vnncomp_notes.md, section 12)")
     overlap: bool = option(
         True, "k-ReLU stage: on machines with >= 2 cores run it in a thread beside the search "
               "from the root (which then replaces search_first), the search starting again from "
@@ -199,8 +200,9 @@ def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyO
     ``attack=False`` when the caller already ran PGD on it, as milp does; ``bab``: the
     torch branch and bound's settings; ``krelu``: run the k-ReLU stage before it, after
     the search alone for ``search_first`` of the time, or with ``overlap`` in a thread
-    beside a search from the root that runs until the stage ends; with ``resume`` the
-    search after the stage starts from the first search's open domains, not from its root)."""
+    beside searches that start again from each layer the stage tightens; with ``resume``
+    each search after the first starts from the open domains of the one before it, not
+    from its root)."""
     crown = crown or bound_specs(network, [spec], "crown", device=options.device)[0]
     if crown.bound > 0:
         return BoundOutcome(crown.bound, "crown")
@@ -214,9 +216,12 @@ def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyO
         known, prior, frontier = np.array(crown.disjunct_bounds, float), None, None
         if krelu is not None:
             first = None
+            closed = {}
             if overlap:
-                first, staged = _search_beside_stage(network, spec, crown, krelu, solver, deadline,
-                                                     open_disjuncts, bab)
+                first, staged, closed = _search_beside_stage(network, spec, crown, krelu, solver, deadline,
+                                                             open_disjuncts, bab, resume)
+                _raise(known, closed)
+                open_disjuncts = [j for j in open_disjuncts if known[j] <= 0]
             elif search_first > 0:
                 first = torch_branch_and_bound(network, spec, open_disjuncts, deadline.share(search_first), bab)
                 log.info("search before the stage: bound %.4g after %d domains", first.bound, first.nodes)
@@ -226,6 +231,7 @@ def exact_one(network: Network, spec: Spec, deadline: Deadline, options: VerifyO
             if not overlap:
                 staged = krelu_stage(network, spec, crown, krelu, solver, deadline)
             prior, known, _ = staged
+            _raise(known, closed)
             log.info("k-ReLU stage: disjunct bounds %s", np.round(known, 4))
             if first is not None and first.frontier is not None:
                 _keep_closed(known, first.frontier)
@@ -252,30 +258,52 @@ def _better(searched: BoundOutcome, lp: BoundOutcome) -> BoundOutcome:
 
 
 def _search_beside_stage(network, spec, crown, krelu: KreluOptions, solver: str, deadline: Deadline,
-                         open_disjuncts, bab: BabSettings):
-    """The search from the root in this thread while the k-ReLU stage runs in another:
-    (the search's outcome, the stage's ``(bounds, disjunct bounds, rows)``, or ``None``
-    when the search decided first).
+                         open_disjuncts, bab: BabSettings, resume: bool = False):
+    """The search in this thread while the k-ReLU stage runs in another: (the last
+    search's outcome, the stage's ``(bounds, disjunct bounds, rows)`` or ``None`` when a
+    search decided first, the disjuncts the searches closed on the way ``{j: bound}``).
 
-    The search stops when the stage ends (or at the deadline); a search that decides the
-    spec first cancels the stage (its result is then partial, and unused).  Torch gets one
-    thread fewer meanwhile, so that the stage keeps a core.  Both results are what they
-    would be alone (each step's bounds are sound whatever the other does); only their
-    timing changes."""
-    stage_done, search_done = threading.Event(), threading.Event()
+    The search starts from the root; whenever the stage has tightened a layer (and fed
+    alpha-CROWN through the later ones) it starts again from those bounds, on the
+    disjuncts not yet closed (with ``resume`` from the open domains so far, else from
+    its root).  It stops when the stage ends (or at the deadline); a search that decides
+    the spec first cancels the stage (its result is then partial, and unused).  Torch
+    gets one thread fewer meanwhile, so that the stage keeps a core.  Every bound is
+    sound whatever the other thread does; only their timing changes."""
+    stage_done, search_done, tightened = threading.Event(), threading.Event(), threading.Event()
+    latest: list[Bounds] = []
+
+    def publish(bounds: Bounds) -> None:
+        latest.append(bounds)
+        tightened.set()
 
     def stage():
         try:
-            return krelu_stage(network, spec, crown, krelu, solver, deadline.or_when(search_done))
+            return krelu_stage(network, spec, crown, krelu, solver, deadline.or_when(search_done),
+                               progress=publish)
         finally:
             stage_done.set()
 
     threads = torch.get_num_threads()
+    closed: dict[int, float] = {}
     with ThreadPoolExecutor(1, thread_name_prefix="krelu-stage") as pool:
         future = pool.submit(stage)
         torch.set_num_threads(max(1, threads - 1))
+        first = None
         try:
-            first = torch_branch_and_bound(network, spec, open_disjuncts, deadline.or_when(stage_done), bab)
+            while True:
+                tightened.clear()
+                first = torch_branch_and_bound(
+                    network, spec, open_disjuncts, deadline.or_when(stage_done).or_when(tightened), bab,
+                    latest[-1] if latest else None,
+                    resume=first.frontier if resume and first is not None else None)
+                if first.complete or stage_done.is_set() or deadline.expired:
+                    break
+                done = first.frontier.closed_disjuncts()
+                closed.update({j: first.frontier.closed_min for j in done})
+                open_disjuncts = [j for j in open_disjuncts if j not in done]
+                log.info("search beside the stage: bound %.4g after %d domains; again from the "
+                         "stage's tighter layer bounds", first.bound, first.nodes)
         except BaseException:
             search_done.set()
             raise
@@ -287,8 +315,15 @@ def _search_beside_stage(network, spec, crown, krelu: KreluOptions, solver: str,
             search_done.set()
             if future.exception() is not None:
                 log.warning("the cancelled k-ReLU stage failed: %s", future.exception())
-            return first, None
-        return first, future.result()
+            return first, None, closed
+        return first, future.result(), closed
+
+
+def _raise(known: np.ndarray, closed: dict[int, float]) -> None:
+    """Raise ``known`` (the disjuncts' safe bounds) in place to the bounds ``closed``
+    (disjunct: safe bound) of the disjuncts a search closed."""
+    for j, bound in closed.items():
+        known[j] = max(known[j], bound)
 
 
 def _keep_closed(known: np.ndarray, frontier: Frontier) -> None:
