@@ -170,7 +170,7 @@ def test_a_search_that_decides_first_cancels_the_stage(monkeypatch):
     instance alone, as the test above shows) must cancel it, long before the time limit."""
     seen = []
 
-    def endless_stage(network, spec, crown, krelu, solver, deadline):
+    def endless_stage(network, spec, crown, krelu, solver, deadline, progress=None):
         seen.append(threading.current_thread().name)
         while not deadline.expired:
             time.sleep(0.01)
