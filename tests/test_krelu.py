@@ -58,15 +58,23 @@ def test_fast_hull_k4_sound_and_exact_hull_is_tighter_than_fast():
     l, u, H, h, cloud = _octahedron(rng, 4)
     x, y = _graph_samples(rng, l, u, H, h, cloud)
     assert _max_violation(fast_hull(H, h, l, u), x, y) <= 0.0
-    # the exact hull of a k=3 graph implies every template row (it is the tightest convex set)
+    # the exact hull of a k=3 graph implies every template row (it is the tightest convex
+    # set): conv G is its rows with the triangle rows it drops as implied (y >= x, y >= 0,
+    # y <= the chord u (x - l) / (u - l)), so every fast row is valid over their intersection
     l, u, H, h, _ = _octahedron(rng, 3)
     exact, fast = exact_hull(H, h, l, u), fast_hull(H, h, l, u)
     from scipy.optimize import linprog
+    k, slope = len(l), u / (u - l)
+    triangle_A = np.vstack([np.hstack([np.eye(k), -np.eye(k)]),               # x - y <= 0
+                            np.hstack([-np.diag(slope), np.eye(k)])])         # y - slope x <= -slope l
+    triangle_b = np.r_[np.zeros(k), -slope * l]
+    A_ub = np.vstack([np.hstack([exact.A_x, exact.A_y]), triangle_A])
+    b_ub = np.r_[exact.b, triangle_b]
     for a_x, a_y, b in zip(fast.A_x, fast.A_y, fast.b):
-        res = linprog(-np.r_[a_x, a_y], A_ub=np.hstack([exact.A_x, exact.A_y]), b_ub=exact.b,
-                      A_eq=None, bounds=[(li, ui) for li, ui in zip(l, u)] + [(0, max(ui, 0)) for ui in u],
+        res = linprog(-np.r_[a_x, a_y], A_ub=A_ub, b_ub=b_ub, A_eq=None,
+                      bounds=[(li, ui) for li, ui in zip(l, u)] + [(0, max(ui, 0)) for ui in u],
                       method="highs")
-        assert -res.fun <= b + 1e-6
+        assert res.status == 0 and -res.fun <= b + 1e-6
 
 
 def test_groups_respect_size_overlap_and_instability():
