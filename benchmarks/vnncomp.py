@@ -64,6 +64,9 @@ def main() -> None:
     parser.add_argument("--resume", default=None, choices=["on", "off"],
                         help="exact method: the search after the k-ReLU stage resumes from the open "
                              "domains of the search before it (default on)")
+    parser.add_argument("--publish-every", default=None,
+                        help="exact method: seconds between hand-overs of a layer's bounds so far to the "
+                             "search beside the stage ('none': whole layers only; default 20)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per process (1 is fastest on a shared 2-core machine; 0: "
                              "relax's default, the cores other processes leave idle)")
@@ -110,6 +113,8 @@ def run_all(instances, args):
         chosen["overlap"] = args.overlap == "on"
     if args.resume:
         chosen["resume"] = args.resume == "on"
+    if args.publish_every:
+        chosen["publish_every"] = None if args.publish_every == "none" else float(args.publish_every)
     methods = (ExactOptions(**chosen),) if chosen else ()
     plan = RunPlan(tuple(instances), args.method,
                    VerifyOptions(solver=args.solver, methods=methods), args.timeout)

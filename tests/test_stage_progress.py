@@ -4,7 +4,8 @@ References: sampled pre-activations (every published bound must contain them), t
 MILP optimum (HiGHS through :func:`relax.search.milp.milp_margin`) and the float64 check
 of counterexamples.  Checks:
 
-- ``krelu_tighten`` publishes the bounds after every tightened layer but the last, each
+- ``krelu_tighten`` publishes the bounds after every tightened layer but the last (and,
+  with ``publish_every``, a layer's bounds so far while it is being tightened), each
   containing 4000 sampled inputs' pre-activations and no looser than CROWN's;
 - ``exact`` with the stage in a thread (a stand-in stage that publishes LP-tightened
   bounds and waits) starts a second search from those bounds, resumed from the first
@@ -33,14 +34,23 @@ from tests.helpers import sample_box
 from tests.test_bab_resume import SETTINGS, _reference
 
 
-@pytest.mark.parametrize("seed", [7, 10])
-def test_the_stage_publishes_sound_bounds_after_each_tightened_layer(seed):
+@pytest.mark.parametrize("seed,within", [(7, False), (10, False), (7, True), (10, True)])
+def test_the_stage_publishes_sound_bounds_after_each_tightened_layer(seed, within):
+    """With ``publish_every`` below one LP's time, also after every neuron but a layer's
+    last (its bounds so far)."""
     network, spec, _, _ = _reference(seed)
     crown = bound_specs(network, [spec], "crown")[0].layers
     published = []
-    krelu_tighten(network, spec, crown, KreluOptions(k=2), "highs", progress=published.append)
+    config = KreluOptions(k=2, publish_every=1e-9 if within else None)
+    final, _ = krelu_tighten(network, spec, crown, config, "highs", progress=published.append)
     hidden = len(network.activations)
-    assert len(published) == hidden - 2  # layers 1 .. hidden-2; not layer 0, not the last
+    if within:  # layers 1 .. hidden-1 publish within, the last layer too
+        assert len(published) > hidden - 2
+        for k in range(hidden):  # the stage's final bounds are no looser than any it handed over
+            assert (final.lower[k] >= published[-1].lower[k] - 1e-9).all()
+            assert (final.upper[k] <= published[-1].upper[k] + 1e-9).all()
+    else:
+        assert len(published) == hidden - 2  # layers 1 .. hidden-2; not layer 0, not the last
     xs = sample_box(np.random.default_rng(seed), spec.lower, spec.upper, 4000)
     z = [np.stack(layer) for layer in zip(*(network.pre_activations(x) for x in xs))]
     for bounds in published:
@@ -106,3 +116,18 @@ def test_contradicted_flags_active_splits_on_deleted_neurons_only():
              torch.tensor([[0, 0], [0, 1], [0, -1], [0, 0], [1, 0]], dtype=torch.int8)]
     # the last: active on layer 1's deleted neuron 0
     assert live.contradicted(signs).tolist() == [True, False, False, True, True]
+
+
+
+@pytest.mark.parametrize("seed", [7, 16])
+def test_exact_with_the_bounds_handed_over_after_every_neuron_decides_like_the_milp(seed):
+    """The real stage beside the search, handing over after every LP-tightened neuron: the
+    search starts again (resumed) many times and still decides like the MILP."""
+    network, spec, _, exact = _reference(seed)
+    outcome = exact_one(network, spec, Deadline.after(120), VerifyOptions(), "highs", bab=SETTINGS,
+                        krelu=KreluOptions(k=2, publish_every=1e-9), resume=True, overlap=True, attack=False)
+    if exact > 0:
+        assert outcome.counterexample is None and 0 < outcome.bound <= exact + 1e-6
+    else:
+        x = outcome.counterexample
+        assert x is not None and spec.is_violated_by(x, network.forward(x))

@@ -79,7 +79,8 @@ def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluOpt
     alpha-CROWN over the tightened layers, which tightens the later layers cheaply), or
     ``None`` to stop tightening (the property is already decided).  ``progress(bounds)``
     is called with the bounds so far after every tightened layer but the last (e.g. to
-    hand them to a search running beside the stage)."""
+    hand them to a search running beside the stage), and every ``config.publish_every``
+    seconds within a layer (:class:`_PartialLayer`)."""
     lower, upper = spec.lower, spec.upper
     layers: list[LayerRows] = []
     for k in range(len(network.activations)):
@@ -90,7 +91,9 @@ def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluOpt
             if config.refine:
                 encoding = add_rows(encoding, layers)
             before = len(bounds.unstable(k))
-            bounds = tighten_layer(encoding, k, bounds, solver, deadline, smooth=not relu)
+            partial = None if progress is None else _PartialLayer(network, spec, bounds, k, feedback, progress)
+            bounds = tighten_layer(encoding, k, bounds, solver, deadline, smooth=not relu, partial=partial,
+                                   every=config.publish_every)
             bounds = refine_bounds(network, lower, upper, bounds)
             log.info("layer %d: %d -> %d unstable (%.2f s)", k, before, len(bounds.unstable(k)),
                      time.monotonic() - start)
@@ -106,6 +109,26 @@ def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluOpt
         if relu and (k > 0 or config.first_layer):  # groups only on ReLU layers
             layers.append(layer_rows(network, lower, upper, bounds, k, config, deadline))
     return bounds, layers
+
+
+class _PartialLayer:
+    """Hands a layer's partly LP-tightened bounds on: layer ``k`` of ``bounds`` replaced by
+    the bounds so far (valid: each neuron's is the intersection of valid bounds), CROWN
+    re-propagated through the later layers, ``feedback`` (alpha-CROWN) through them when
+    some are left, then ``progress``."""
+
+    def __init__(self, network, spec, bounds: Bounds, k: int, feedback, progress):
+        self.network, self.spec, self.bounds, self.k = network, spec, bounds, k
+        self.feedback, self.progress = feedback, progress
+
+    def __call__(self, l_k: np.ndarray, u_k: np.ndarray) -> None:
+        lowers, uppers = list(self.bounds.lower), list(self.bounds.upper)
+        lowers[self.k], uppers[self.k] = l_k, u_k
+        part = refine_bounds(self.network, self.spec.lower, self.spec.upper,
+                             Bounds(tuple(lowers), tuple(uppers), self.bounds.method))
+        if self.feedback is not None and self.k + 1 < len(self.network.activations):
+            part = self.feedback(self.k, part) or part  # None: every disjunct proved; the layer's end stops
+        self.progress(part)
 
 
 def krelu_disjunct_bounds(network: Network, spec: Spec, bounds: Bounds, layers: list[LayerRows],

@@ -33,6 +33,9 @@ class KreluOptions(MethodOptions):
     feedback: int = option(5, "with bounds=alpha: alpha-CROWN steps re-run after each LP-tightened "
                               "layer (0: off)")
     tighten_share: float = option(0.8, "fraction of the remaining time for LP tightening")
+    publish_every: float | None = option(
+        20.0, "seconds of LP tightening within a layer between hand-overs of its bounds so far "
+              "to a search running beside the stage (None: whole layers only)")
     bab: Literal["off", "lp", "torch"] = option(
         "off", "branch and bound on the open disjuncts afterwards: LP with the rows, or "
                "alpha/beta-CROWN from the tightened bounds")
@@ -45,6 +48,8 @@ class KreluOptions(MethodOptions):
             raise UsageError(f"k-ReLU needs 1 <= k <= 5, got {self.k}")
         if self.ns < self.k or self.s < 0 or self.alpha_iterations < 0 or self.feedback < 0:
             raise UsageError("k-ReLU needs ns >= k, s >= 0, alpha_iterations >= 0, feedback >= 0")
+        if self.publish_every is not None and not (math.isfinite(self.publish_every) and self.publish_every > 0):
+            raise UsageError(f"krelu.publish_every must be a positive number of seconds, got {self.publish_every}")
         if not (math.isfinite(self.tighten_share) and 0 < self.tighten_share <= 1):
             raise UsageError(f"krelu.tighten_share must be in (0, 1], got {self.tighten_share}")
         if (self.max_groups is not None and self.max_groups < 1) or \

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -56,20 +57,23 @@ def _tighten_layer(network, lower, upper, bounds: Bounds, k: int, solver, deadli
 
 def tighten_layer(encoding: LpEncoding, k: int, bounds: Bounds, solver: str | None = None,
                   deadline: Deadline = NEVER, options: SolveOptions | None = None,
-                  smooth: bool = False) -> Bounds:
+                  smooth: bool = False, partial: Callable[[np.ndarray, np.ndarray], None] | None = None,
+                  every: float | None = None) -> Bounds:
     """``bounds`` with layer ``k``'s unstable neurons tightened over ``encoding`` (an LP of
     the layers below ``k``, e.g. the triangle LP, possibly with extra valid rows):
     ``l_i = max(l_i, min z_i)`` and, while ``l_i < 0``, ``u_i = min(u_i, max z_i)``, each a
     safe dual bound; stops at ``deadline`` (the neurons left keep their bounds).  With
     ``smooth`` (layer ``k`` feeds a sigmoid/tanh/softplus, whose lines tighten with either
-    end) every neuron with ``l_i < u_i`` gets both ends tightened."""
+    end) every neuron with ``l_i < u_i`` gets both ends tightened.  ``partial(l_k, u_k)`` is
+    called with the layer's bounds so far (copies, valid) every ``every`` seconds while
+    neurons are left (e.g. to hand them to a search running beside)."""
     runner = LpRunner(encoding.program, solver, options, deadline)
     M, g = encoding.expressions[k]
     M = M.tocsr()
     l_k, u_k = np.array(bounds.lower[k]), np.array(bounds.upper[k])
     neurons = np.flatnonzero(l_k < u_k) if smooth else bounds.unstable(k)
-    start = time.monotonic()
-    for i in neurons:
+    start = handed = time.monotonic()
+    for done, i in enumerate(neurons, 1):
         if deadline.expired:
             log.info("layer %d: LP tightening stopped by the time limit", k)
             break
@@ -77,6 +81,12 @@ def tighten_layer(encoding: LpEncoding, k: int, bounds: Bounds, solver: str | No
         l_k[i] = max(l_k[i], runner.lower_bound(row, g[i]))
         if smooth or l_k[i] < 0:  # a ReLU with l >= 0 is stable: its upper bound no longer matters
             u_k[i] = min(u_k[i], -runner.lower_bound(-row, -g[i]))
+        if partial is not None and every is not None and done < len(neurons) \
+                and time.monotonic() - handed >= every:
+            log.info("layer %d: %d of %d neurons LP-tightened; handing over the bounds so far",
+                     k, done, len(neurons))
+            partial(l_k.copy(), u_k.copy())
+            handed = time.monotonic()
     log.info("layer %d: %d neurons LP-tightened (%.2f s); %d with l < 0 < u after", k, len(neurons),
              time.monotonic() - start, int(np.sum((l_k < 0) & (u_k > 0))))
     lowers, uppers = list(bounds.lower), list(bounds.upper)

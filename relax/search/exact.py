@@ -138,6 +138,9 @@ class ExactOptions(MethodOptions):
               "from the open domains of the search before it (each re-bounded under the new "
               "layer bounds), not from its root (mnistfc 256x4 at 300 s, the two closest "
               "unknowns: -0.050 / -0.662 against -0.123 / -0.720; vnncomp_notes.md, section 12)")
+    publish_every: float | None = option(
+        KreluOptions.publish_every, "k-ReLU stage beside the search: seconds of LP tightening within a "
+                                    "layer between hand-overs of its bounds so far (None: whole layers)")
     overlap: bool = option(
         True, "k-ReLU stage: on machines with >= 2 cores run it in a thread beside the search "
               "from the root (which then replaces search_first), the search starting again from "
@@ -157,7 +160,7 @@ class ExactOptions(MethodOptions):
     def krelu(self) -> KreluOptions:
         """The k-ReLU stage's settings (``krelu``'s defaults otherwise: alpha-CROWN start,
         5 feedback steps, every layer LP-tightened)."""
-        return KreluOptions(k=self.tighten_k, tighten_share=self.tighten_share)
+        return KreluOptions(k=self.tighten_k, tighten_share=self.tighten_share, publish_every=self.publish_every)
 
     def tightens(self, network: Network) -> bool:
         """Whether the k-ReLU stage runs on this (ReLU) network."""
