@@ -66,7 +66,7 @@ def main() -> None:
                              "domains of the search before it (default on)")
     parser.add_argument("--publish-every", default=None,
                         help="exact method: seconds between hand-overs of a layer's bounds so far to the "
-                             "search beside the stage ('none': whole layers only; default 20)")
+                             "search beside the stage ('none': whole layers only, the default)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per process (1 is fastest on a shared 2-core machine; 0: "
                              "relax's default, the cores other processes leave idle)")

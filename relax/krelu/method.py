@@ -115,20 +115,24 @@ class _PartialLayer:
     """Hands a layer's partly LP-tightened bounds on: layer ``k`` of ``bounds`` replaced by
     the bounds so far (valid: each neuron's is the intersection of valid bounds), CROWN
     re-propagated through the later layers, ``feedback`` (alpha-CROWN) through them when
-    some are left, then ``progress``."""
+    some are left, then ``progress``.  Returns whether to go on tightening the layer (not
+    once the feedback has proved every disjunct)."""
 
     def __init__(self, network, spec, bounds: Bounds, k: int, feedback, progress):
         self.network, self.spec, self.bounds, self.k = network, spec, bounds, k
         self.feedback, self.progress = feedback, progress
 
-    def __call__(self, l_k: np.ndarray, u_k: np.ndarray) -> None:
+    def __call__(self, l_k: np.ndarray, u_k: np.ndarray) -> bool:
         lowers, uppers = list(self.bounds.lower), list(self.bounds.upper)
         lowers[self.k], uppers[self.k] = l_k, u_k
         part = refine_bounds(self.network, self.spec.lower, self.spec.upper,
                              Bounds(tuple(lowers), tuple(uppers), self.bounds.method))
         if self.feedback is not None and self.k + 1 < len(self.network.activations):
-            part = self.feedback(self.k, part) or part  # None: every disjunct proved; the layer's end stops
+            part = self.feedback(self.k, part)
+            if part is None:  # every disjunct proved: the feedback at the layer's end stops the stage
+                return False
         self.progress(part)
+        return True
 
 
 def krelu_disjunct_bounds(network: Network, spec: Spec, bounds: Bounds, layers: list[LayerRows],

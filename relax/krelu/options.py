@@ -34,8 +34,10 @@ class KreluOptions(MethodOptions):
                               "layer (0: off)")
     tighten_share: float = option(0.8, "fraction of the remaining time for LP tightening")
     publish_every: float | None = option(
-        20.0, "seconds of LP tightening within a layer between hand-overs of its bounds so far "
-              "to a search running beside the stage (None: whole layers only)")
+        None, "seconds of LP tightening within a layer between hand-overs of its bounds so far "
+              "to a search running beside the stage (None: whole layers only; each hand-over "
+              "restarts that search, which on eran 9x200 costs it 10-20 s: vnncomp_notes.md, "
+              "section 13)")
     bab: Literal["off", "lp", "torch"] = option(
         "off", "branch and bound on the open disjuncts afterwards: LP with the rows, or "
                "alpha/beta-CROWN from the tightened bounds")

@@ -57,7 +57,7 @@ def _tighten_layer(network, lower, upper, bounds: Bounds, k: int, solver, deadli
 
 def tighten_layer(encoding: LpEncoding, k: int, bounds: Bounds, solver: str | None = None,
                   deadline: Deadline = NEVER, options: SolveOptions | None = None,
-                  smooth: bool = False, partial: Callable[[np.ndarray, np.ndarray], None] | None = None,
+                  smooth: bool = False, partial: Callable[[np.ndarray, np.ndarray], bool] | None = None,
                   every: float | None = None) -> Bounds:
     """``bounds`` with layer ``k``'s unstable neurons tightened over ``encoding`` (an LP of
     the layers below ``k``, e.g. the triangle LP, possibly with extra valid rows):
@@ -66,7 +66,8 @@ def tighten_layer(encoding: LpEncoding, k: int, bounds: Bounds, solver: str | No
     ``smooth`` (layer ``k`` feeds a sigmoid/tanh/softplus, whose lines tighten with either
     end) every neuron with ``l_i < u_i`` gets both ends tightened.  ``partial(l_k, u_k)`` is
     called with the layer's bounds so far (copies, valid) every ``every`` seconds while
-    neurons are left (e.g. to hand them to a search running beside)."""
+    neurons are left (e.g. to hand them to a search running beside); when it returns
+    ``False`` the layer stops there (the neurons left keep their bounds)."""
     runner = LpRunner(encoding.program, solver, options, deadline)
     M, g = encoding.expressions[k]
     M = M.tocsr()
@@ -85,7 +86,8 @@ def tighten_layer(encoding: LpEncoding, k: int, bounds: Bounds, solver: str | No
                 and time.monotonic() - handed >= every:
             log.info("layer %d: %d of %d neurons LP-tightened; handing over the bounds so far",
                      k, done, len(neurons))
-            partial(l_k.copy(), u_k.copy())
+            if not partial(l_k.copy(), u_k.copy()):
+                break
             handed = time.monotonic()
     log.info("layer %d: %d neurons LP-tightened (%.2f s); %d with l < 0 < u after", k, len(neurons),
              time.monotonic() - start, int(np.sum((l_k < 0) & (u_k > 0))))

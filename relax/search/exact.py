@@ -140,7 +140,9 @@ class ExactOptions(MethodOptions):
               "unknowns: -0.050 / -0.662 against -0.123 / -0.720; vnncomp_notes.md, section 12)")
     publish_every: float | None = option(
         KreluOptions.publish_every, "k-ReLU stage beside the search: seconds of LP tightening within a "
-                                    "layer between hand-overs of its bounds so far (None: whole layers)")
+                                    "layer between hand-overs of its bounds so far (None: whole layers; "
+                                    "mnistfc 256x4: within noise, eran 9x200: worse; vnncomp_notes.md, "
+                                    "section 13)")
     overlap: bool = option(
         True, "k-ReLU stage: on machines with >= 2 cores run it in a thread beside the search "
               "from the root (which then replaces search_first), the search starting again from "
