@@ -128,21 +128,16 @@ class ExactOptions(MethodOptions):
         "auto", "torch pipeline: before branch and bound, tighten the layer bounds with the k-ReLU "
                 "stage (krelu), never (off), or on nets with >= AUTO_TIGHTEN_DEPTH hidden layers")
     tighten_k: int = option(2, "k-ReLU stage: ReLUs per group")
-    tighten_share: float = option(0.8, "k-ReLU stage: fraction of the time left after alpha-CROWN "
-                                       "for LP tightening")
+    tighten_share: float = option(0.8, "k-ReLU stage: fraction of the time left after alpha-CROWN for LP tightening")
     search_first: float | None = option(
         None, "k-ReLU stage: share of the time the search runs alone before the stage (None: "
               "SEARCH_FIRST_SHARE on nets with < STAGE_FIRST_DEPTH hidden layers, else 0)")
     resume: bool = option(
-        True, "k-ReLU stage: each search after a tightened layer or after the stage resumes "
-              "from the open domains of the search before it (each re-bounded under the new "
-              "layer bounds), not from its root (mnistfc 256x4 at 300 s, the two closest "
-              "unknowns: -0.050 / -0.662 against -0.123 / -0.720; vnncomp_notes.md, section 12)")
-    publish_every: float | None = option(
-        KreluOptions.publish_every, "k-ReLU stage beside the search: seconds of LP tightening within a "
-                                    "layer between hand-overs of its bounds so far (None: whole layers; "
-                                    "mnistfc 256x4: within noise, eran 9x200: worse; vnncomp_notes.md, "
-                                    "section 13)")
+        True, "k-ReLU stage: each search after a tightened layer or after the stage resumes from the "
+              "open domains of the search before it (re-bounded), not from its root (mnistfc 256x4 at "
+              "300 s, its closest unknowns: -0.050 / -0.662, not -0.123 / -0.720; vnncomp_notes.md, 12)")
+    publish_every: float | None = option(KreluOptions.publish_every, "k-ReLU stage beside the search: "
+                                         "krelu.publish_every (vnncomp_notes.md, section 13)")
     overlap: bool = option(
         True, "k-ReLU stage: on machines with >= 2 cores run it in a thread beside the search "
               "from the root (which then replaces search_first), the search starting again from "
