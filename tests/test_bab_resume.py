@@ -121,7 +121,7 @@ def test_the_disjuncts_a_cut_search_closed_have_margins_above_its_closed_bound(s
     cut = torch_branch_and_bound(network, spec, deadline=_Checks(checks), settings=SETTINGS)
     frontier = cut.frontier
     closed = frontier.closed_disjuncts()
-    still_open = {frontier.disjuncts[i] for i in frontier.fields["disjunct"].tolist()}
+    still_open = {frontier.disjuncts[i] for i in frontier.pool.column("disjunct").tolist()}
     assert closed and still_open and not still_open & set(closed)
     assert 0 < frontier.closed_min
     for j in closed:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -125,8 +124,8 @@ class Frontier:
     ``bound``; slopes, multipliers, split signs, scores of the neurons ``live`` kept) and
     ``closed_min``, the least bound of the domains it closed (``inf`` if none).  The open
     domains and the closed ones cover the box for every disjunct of ``disjuncts``.  The
-    fields in the full numbering are made only when asked for (:meth:`chunks`,
-    :attr:`fields`): a search that is not resumed never pays for them."""
+    fields in the full numbering are made only when asked for (:meth:`chunks`): a search
+    that is not resumed never pays for them."""
 
     disjuncts: tuple[int, ...]
     pool: DomainPool = field(repr=False)
@@ -141,16 +140,15 @@ class Frontier:
         for chunk in self.pool.chunks(size):
             yield self.live.expand_fields(chunk)
 
-    @cached_property
-    def fields(self) -> dict:
-        """Every open domain's fields in the full numbering (one row per domain)."""
-        return self.live.expand_fields(self.pool.fields())
-
     def closed_disjuncts(self) -> list[int]:
         """The disjuncts (spec numbers) with no open domain left: the search closed every
         domain of each, so each disjunct's margin is at least ``closed_min`` (> 0)."""
         still_open = {self.disjuncts[i] for i in self.pool.column("disjunct").unique().tolist()}
         return [j for j in self.disjuncts if j not in still_open]
+
+    def closed(self) -> dict[int, float]:
+        """Each closed disjunct (:meth:`closed_disjuncts`) with its safe bound ``closed_min``."""
+        return {j: self.closed_min for j in self.closed_disjuncts()}
 
 
 @dataclass(frozen=True)

@@ -299,9 +299,8 @@ def _search_beside_stage(network, spec, crown, krelu: KreluOptions, solver: str,
                     resume=first.frontier if resume and first is not None else None)
                 if first.complete or stage_done.is_set() or deadline.expired:
                     break
-                done = first.frontier.closed_disjuncts()
-                closed.update({j: first.frontier.closed_min for j in done})
-                open_disjuncts = [j for j in open_disjuncts if j not in done]
+                closed.update(first.frontier.closed())
+                open_disjuncts = [j for j in open_disjuncts if j not in closed]
                 log.info("search beside the stage: bound %.4g after %d domains; again from the "
                          "stage's tighter layer bounds", first.bound, first.nodes)
         except BaseException:
@@ -330,11 +329,11 @@ def _keep_closed(known: np.ndarray, frontier: Frontier) -> None:
     """Raise ``known`` (the disjuncts' safe bounds) in place to the first search's
     ``closed_min`` on the disjuncts it closed completely, so that the search after the
     stage does not start them again."""
-    closed = frontier.closed_disjuncts()
+    closed = frontier.closed()
     if closed:
-        known[closed] = np.maximum(known[closed], frontier.closed_min)
+        _raise(known, closed)
         log.info("disjuncts %s were closed by the search before the stage (bound >= %.4g)",
-                 closed, frontier.closed_min)
+                 list(closed), frontier.closed_min)
 
 
 def _smooth_path(network, spec, known, open_disjuncts, deadline: Deadline) -> BoundOutcome:
