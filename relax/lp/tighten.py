@@ -68,7 +68,11 @@ def tighten_layer(encoding: LpEncoding, k: int, bounds: Bounds, solver: str | No
     called with the layer's bounds so far (copies, valid) every ``every`` seconds while
     neurons are left (e.g. to hand them to a search running beside); when it returns
     ``False`` the layer stops there (the neurons left keep their bounds)."""
-    runner = LpRunner(encoding.program, solver, options, deadline)
+    # minima and maxima in two hot-started models: each solve starts from the basis of the
+    # same direction's last solve, not from the opposite objective's (2.5x fewer simplex
+    # iterations on mnistfc 256x4's last layer; vnncomp_notes.md, section 14)
+    minima = LpRunner(encoding.program, solver, options, deadline)
+    maxima = LpRunner(encoding.program, solver, options, deadline)
     M, g = encoding.expressions[k]
     M = M.tocsr()
     l_k, u_k = np.array(bounds.lower[k]), np.array(bounds.upper[k])
@@ -79,9 +83,9 @@ def tighten_layer(encoding: LpEncoding, k: int, bounds: Bounds, solver: str | No
             log.info("layer %d: LP tightening stopped by the time limit", k)
             break
         row = M[i].toarray().ravel()
-        l_k[i] = max(l_k[i], runner.lower_bound(row, g[i]))
+        l_k[i] = max(l_k[i], minima.lower_bound(row, g[i]))
         if smooth or l_k[i] < 0:  # a ReLU with l >= 0 is stable: its upper bound no longer matters
-            u_k[i] = min(u_k[i], -runner.lower_bound(-row, -g[i]))
+            u_k[i] = min(u_k[i], -maxima.lower_bound(-row, -g[i]))
         if partial is not None and every is not None and done < len(neurons) \
                 and time.monotonic() - handed >= every:
             log.info("layer %d: %d of %d neurons LP-tightened; handing over the bounds so far",
