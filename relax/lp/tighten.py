@@ -76,7 +76,7 @@ def tighten_layer(encoding: LpEncoding, k: int, bounds: Bounds, solver: str | No
     M, g = encoding.expressions[k]
     M = M.tocsr()
     l_k, u_k = np.array(bounds.lower[k]), np.array(bounds.upper[k])
-    neurons = np.flatnonzero(l_k < u_k) if smooth else bounds.unstable(k)
+    neurons = _chained(M, np.flatnonzero(l_k < u_k) if smooth else bounds.unstable(k))
     start = handed = time.monotonic()
     for done, i in enumerate(neurons, 1):
         if deadline.expired:
@@ -98,3 +98,25 @@ def tighten_layer(encoding: LpEncoding, k: int, bounds: Bounds, solver: str | No
     lowers, uppers = list(bounds.lower), list(bounds.upper)
     lowers[k], uppers[k] = l_k, u_k
     return Bounds(tuple(lowers), tuple(uppers), bounds.method)
+
+
+CHAIN_LIMIT = 4000  # above this many neurons the O(n^2) order is skipped (solve in index order)
+
+
+def _chained(M, neurons: np.ndarray) -> np.ndarray:
+    """``neurons`` in a greedy nearest-neighbour chain of their objective rows: each next
+    neuron is the one left whose row ``M_j`` has the largest cosine ``M_i . M_j / (|M_i|
+    |M_j|)`` with the last one's, so that a hot start begins near the new optimum (about 15 %
+    fewer simplex iterations than index order on mnistfc 256x4; vnncomp_notes.md, section 14)."""
+    if not 2 < neurons.size <= CHAIN_LIMIT:
+        return neurons
+    rows = M[neurons].toarray()
+    rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-300)
+    cosine = rows @ rows.T
+    order, left = [0], np.ones(neurons.size, bool)
+    left[0] = False
+    for _ in range(neurons.size - 1):
+        nearest = int(np.argmax(np.where(left, cosine[order[-1]], -np.inf)))
+        order.append(nearest)
+        left[nearest] = False
+    return neurons[order]
