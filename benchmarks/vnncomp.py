@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--publish-every", default=None,
                         help="exact method: seconds between hand-overs of a layer's bounds so far to the "
                              "search beside the stage ('none': whole layers only, the default)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="exact method: domains split per batched bound evaluation (default: ExactOptions')")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per process (1 is fastest on a shared 2-core machine; 0: "
                              "relax's default, the cores other processes leave idle)")
@@ -113,6 +115,8 @@ def run_all(instances, args):
         chosen["overlap"] = args.overlap == "on"
     if args.resume:
         chosen["resume"] = args.resume == "on"
+    if args.batch:
+        chosen["batch"] = args.batch
     if args.publish_every:
         chosen["publish_every"] = None if args.publish_every == "none" else float(args.publish_every)
     methods = (ExactOptions(**chosen),) if chosen else ()
