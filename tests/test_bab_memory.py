@@ -59,3 +59,35 @@ def test_exact_keeps_the_search_bound_when_the_lp_path_after_it_is_weaker(monkey
     monkeypatch.setattr(exact_module, "_lp_path", lambda *args: weak)
     outcome = exact_one(network, spec, Deadline.after(60), VerifyOptions(), "highs", bab=BabSettings(max_domains=1))
     assert -1e9 < outcome.bound <= exact + 1e-7 and outcome.reason == weak.reason
+
+
+def test_the_pool_memory_follows_the_memory_available(monkeypatch, tmp_path):
+    """``max_bytes=None``: a share of ``MemAvailable``, clipped to [1 GiB, 4 GiB]; 1 GiB where
+    ``/proc/meminfo`` cannot be read; an explicit ``max_bytes`` wins."""
+    import builtins
+
+    import relax.search.beta_crown as beta_crown
+
+    real_open = builtins.open
+
+    def meminfo(kib):
+        path = tmp_path / f"meminfo_{kib}"
+        path.write_text(f"MemTotal: 99999999 kB\nMemAvailable: {kib} kB\n")
+        return lambda name, *args, **kw: real_open(path if name == "/proc/meminfo" else name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "open", meminfo(20 * 2 ** 20))  # 20 GiB available
+    assert BabSettings().pool_bytes() == int(beta_crown.POOL_MEMORY_SHARE * 20 * 2 ** 30)
+    assert 2 ** 30 < BabSettings().pool_bytes() < 4 * 2 ** 30
+    assert BabSettings(max_bytes=12345).pool_bytes() == 12345
+    monkeypatch.setattr(builtins, "open", meminfo(2 * 2 ** 20))  # 2 GiB: the floor
+    assert BabSettings().pool_bytes() == 2 ** 30
+    monkeypatch.setattr(builtins, "open", meminfo(200 * 2 ** 20))  # 200 GiB: the cap
+    assert BabSettings().pool_bytes() == 4 * 2 ** 30
+
+    def unreadable(name, *args, **kw):
+        if name == "/proc/meminfo":
+            raise OSError("no /proc here")
+        return real_open(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "open", unreadable)
+    assert BabSettings().pool_bytes() == 2 ** 30

@@ -83,6 +83,28 @@ def test_branch_and_bound_agrees_with_the_milp(seed, settings):
         assert 0 < outcome.bound <= exact + 1e-7
 
 
+@pytest.mark.parametrize("threads,batch", [(1, 256), (2, 1024)])
+def test_the_default_batch_follows_the_torch_threads_and_the_search_stays_exact(threads, batch):
+    """``BabSettings().batch`` is ``None``: 256 domains per batch on one torch thread, 1024
+    on more (``beta_crown.default_batch``); either way the search agrees with the MILP."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert BabSettings().domains_per_batch() == batch
+        for seed in range(3):
+            _, network, spec = _problem(seed + 40, 0.2)
+            exact = _exact(network, spec)
+            outcome = torch_branch_and_bound(network, spec)
+            assert outcome.complete, outcome.reason
+            if outcome.counterexample is None:
+                assert 0 < outcome.bound <= exact + 1e-7
+            else:
+                x = outcome.counterexample
+                assert spec.is_violated_by(x, network.forward(x)) and exact <= 1e-7
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_branch_and_bound_needs_splits_and_closes_them():
     """An instance where alpha-CROWN alone fails but the property holds."""
     for seed in range(15, 100):  # the search starts near the first such seed, to stay fast

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -56,7 +57,8 @@ from relax.errors import UnsupportedNetworkError
 from relax.network import Network
 from relax.spec import Spec
 
-__all__ = ["BabSettings", "Frontier", "TorchBabOutcome", "root_alpha_bounds", "torch_branch_and_bound"]
+__all__ = ["BabSettings", "Frontier", "TorchBabOutcome", "default_batch", "default_pool_bytes",
+           "root_alpha_bounds", "torch_branch_and_bound"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,46 @@ log = logging.getLogger(__name__)
 #: (positive for unstable neurons, -1 for the others) only rank and flag neurons;
 #: rounding keeps each in its range and sign
 COMPACT_FIELDS = {"alpha": torch.float16, "beta": torch.float16, "score": torch.bfloat16}
+
+#: domains per batch with one torch thread and with more: the search alone on mnistfc
+#: 256x4 for 40 s (prop_9_0.03, prop_8_0.05), domains per second against 256 with two
+#: threads 1024 1.45x / 1.22x, 2048 1.39x / 1.03x, with one thread 1024 1.00x / 0.87x
+#: (``benchmarks/results/bab_throughput_batch.md``): larger batches amortise the
+#: per-batch Python and threading overhead only when a second thread shares the work
+ONE_THREAD_BATCH, THREADED_BATCH = 256, 1024
+
+
+def default_batch(threads: int) -> int:
+    """The domains split per batch for a search on ``threads`` torch threads."""
+    return ONE_THREAD_BATCH if threads <= 1 else THREADED_BATCH
+
+
+#: the open domains may take this share of the memory available when a search starts, at
+#: least :data:`MIN_POOL_BYTES`, at most :data:`MAX_POOL_BYTES`.  The process takes about
+#: four times its pool (the storage grows by doubling, a resumed search's pool is built
+#: while the one it resumes still exists, and the batches' tensors): 5.4 GB peak resident
+#: for 500k domains (1.3 GB) of mnistfc 256x4 prop_8_0.05.  The earlier fixed 1 GiB held
+#: 404k of those domains, reached 65 s into the search after the k-ReLU stage; from there
+#: it split the largest bounds first and its least bound stayed put to 300 s
+#: (``benchmarks/results/vnncomp_notes.md``, section 15)
+POOL_MEMORY_SHARE = 0.1
+MIN_POOL_BYTES, MAX_POOL_BYTES = 2 ** 30, 4 * 2 ** 30
+
+
+def default_pool_bytes() -> int:
+    """:data:`POOL_MEMORY_SHARE` of the memory available now (``MemAvailable`` of
+    ``/proc/meminfo``; :data:`MIN_POOL_BYTES` where it cannot be read), clipped to
+    [:data:`MIN_POOL_BYTES`, :data:`MAX_POOL_BYTES`]."""
+    try:
+        with open("/proc/meminfo") as handle:
+            kib = next(int(line.split()[1]) for line in handle if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return MIN_POOL_BYTES
+    return int(min(max(POOL_MEMORY_SHARE * kib * 1024, MIN_POOL_BYTES), MAX_POOL_BYTES))
+
+
+#: seconds between the search's progress lines (INFO: bound, open domains, domains per second)
+PROGRESS_EVERY = 10.0
 
 
 @dataclass(frozen=True)
@@ -80,19 +122,20 @@ class BabSettings:
     ``float32_steps`` the Adam steps of the search run in float32 and only the final
     evaluation of each batch (the bound that is used) in float64."""
 
-    batch: int = 256
+    #: ``None``: :func:`default_batch` of the torch threads when the search starts
+    batch: int | None = None
     root_iterations: int = 20
     iterations: int = 8
     root_lr: float = 0.5
     lr_alpha: float = 0.1
     lr_beta: float = 0.05
-    max_domains: int = 1_000_000
-    #: and at most this many bytes of open domains (the pool's storage grows by doubling,
-    #: so it may take up to twice this): each keeps its slopes, multipliers, signs and
-    #: scores of the live neurons, about 4-5 kB per domain of mnistfc 256x4 at eps 0.05
-    #: (287-365 live of 1024 neurons, 13 bytes each), 13 kB with every neuron; half that
-    #: with ``compact_pool``
-    max_bytes: int = 2 ** 30
+    max_domains: int = 5_000_000
+    #: and at most this many bytes of open domains (``None``: :func:`default_pool_bytes`;
+    #: the pool's storage grows by doubling, so it may take up to twice this): each keeps
+    #: its slopes, multipliers, signs and scores of the live neurons, about 2.6 kB per
+    #: domain of mnistfc 256x4 prop_8_0.05 after the k-ReLU stage (377 live of 1024 neurons,
+    #: 7 bytes each with ``compact_pool``), 13 bytes per neuron without
+    max_bytes: int | None = None
     #: the pool keeps the domains' warm starts and scores narrow (:data:`COMPACT_FIELDS`):
     #: 7 bytes per live neuron instead of 13, so nearly twice the domains fit in
     #: ``max_bytes`` before the search turns to the largest bounds
@@ -105,6 +148,14 @@ class BabSettings:
     fsb_candidates: int = 4
     attack_starts: int = 8
     attack_steps: int = 10
+
+    def pool_bytes(self) -> int:
+        """``max_bytes``, or :func:`default_pool_bytes` now."""
+        return self.max_bytes or default_pool_bytes()
+
+    def domains_per_batch(self) -> int:
+        """``batch``, or :func:`default_batch` of torch's thread count now."""
+        return self.batch or default_batch(torch.get_num_threads())
 
     def root(self) -> AlphaSettings:
         """alpha-CROWN at the root: intermediate layers re-bounded with their own slopes
@@ -218,6 +269,7 @@ class _Search:
         self.trees: dict[int, DisjunctTree] = {}
         self.nodes = len(disjuncts)
         self.stored = COMPACT_FIELDS if settings.compact_pool else None
+        self.batch = settings.domains_per_batch()
 
     def root_fields(self, root) -> dict:
         """The pool's fields of the root domains (one per disjunct, live numbering)."""
@@ -315,7 +367,7 @@ def _resumed_pool(search: _Search, roots: DomainPool, frontier: Frontier, deadli
     pool = DomainPool(roots.take(torch.tensor([j not in covered for j in search.disjuncts])), search.stored)
     spec_numbers = torch.tensor(frontier.disjuncts, dtype=torch.long)
     count = dropped = 0
-    for chunk in frontier.chunks(2 * search.settings.batch):
+    for chunk in frontier.chunks(2 * search.batch):
         spec_index = spec_numbers[chunk["disjunct"]]
         mine = torch.tensor([int(j) in position for j in spec_index.tolist()], dtype=torch.bool)
         keep = mine & ~search.live.contradicted(chunk["sign"])
@@ -336,13 +388,33 @@ def _resumed_pool(search: _Search, roots: DomainPool, frontier: Frontier, deadli
     return pool, None
 
 
+class _Progress:
+    """Logs the search's state every :data:`PROGRESS_EVERY` seconds."""
+
+    def __init__(self, nodes: int):
+        self.start = self.last = time.monotonic()
+        self.nodes = nodes
+
+    def report(self, pool: DomainPool, closed_min: float, nodes: int, crowded: bool) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY or not log.isEnabledFor(logging.INFO):
+            return
+        self.last = now
+        log.info("search %.0f s: bound %.4g, %d open domains%s, %d bounded (%.0f per second)",
+                 now - self.start, min(pool.least_bound(), closed_min), len(pool),
+                 " (largest bounds first)" if crowded else "", nodes - self.nodes,
+                 (nodes - self.nodes) / (now - self.start))
+
+
 def _search_loop(search: _Search, pool: DomainPool, deadline: Deadline,
                  closed_min: float = math.inf) -> TorchBabOutcome:
     """Split the lowest-bound domains, bound the children, until every domain closes."""
-    limit = min(search.settings.max_domains, search.settings.max_bytes // max(pool.bytes_per_domain(), 1))
+    limit = min(search.settings.max_domains, search.settings.pool_bytes() // max(pool.bytes_per_domain(), 1))
     crowded = False
+    progress = _Progress(search.nodes)
     while True:
         closed_min = min(closed_min, pool.close_positive())
+        progress.report(pool, closed_min, search.nodes, len(pool) > search.settings.crowded * limit)
         if len(pool) == 0:
             log.info("torch branch and bound closed %d domains", search.nodes)
             return TorchBabOutcome(closed_min, None, search.nodes, True)
@@ -358,9 +430,9 @@ def _search_loop(search: _Search, pool: DomainPool, deadline: Deadline,
                 log.info("%d open domains, near the memory limit (%d): splitting the largest "
                          "bounds first (bound %.4g)", len(pool), limit, bound)
             crowded = True
-            batch = pool.pop_highest(search.settings.batch)
+            batch = pool.pop_highest(search.batch)
         else:
-            batch = pool.pop_lowest(search.settings.batch)
+            batch = pool.pop_lowest(search.batch)
         leaves = torch.cat(batch["score"], dim=1).max(1).values < 0  # no unstable ReLU left
         if leaves.any():
             outcome = search.leaves(batch, leaves)
