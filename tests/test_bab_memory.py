@@ -66,7 +66,7 @@ def test_the_pool_memory_follows_the_memory_available(monkeypatch, tmp_path):
     ``/proc/meminfo`` cannot be read; an explicit ``max_bytes`` wins."""
     import builtins
 
-    import relax.search.beta_crown as beta_crown
+    import relax.search.budget as budget
 
     real_open = builtins.open
 
@@ -76,7 +76,7 @@ def test_the_pool_memory_follows_the_memory_available(monkeypatch, tmp_path):
         return lambda name, *args, **kw: real_open(path if name == "/proc/meminfo" else name, *args, **kw)
 
     monkeypatch.setattr(builtins, "open", meminfo(20 * 2 ** 20))  # 20 GiB available
-    assert BabSettings().pool_bytes() == int(beta_crown.POOL_MEMORY_SHARE * 20 * 2 ** 30)
+    assert BabSettings().pool_bytes() == int(budget.POOL_MEMORY_SHARE * 20 * 2 ** 30)
     assert 2 ** 30 < BabSettings().pool_bytes() < 4 * 2 ** 30
     assert BabSettings(max_bytes=12345).pool_bytes() == 12345
     monkeypatch.setattr(builtins, "open", meminfo(2 * 2 ** 20))  # 2 GiB: the floor

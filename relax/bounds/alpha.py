@@ -52,6 +52,7 @@ import torch
 from relax.bounds.activations import RULES
 from relax.bounds.adam import AdamGroup, ProjectedAdam
 from relax.bounds.ibp import affine_interval
+from relax.bounds.iterates import BestIterate
 from relax.bounds.domains import AlphaSettings, DomainBounds, Domains
 from relax.bounds.kernels import box_minimum, row_dot
 from relax.bounds.smooth_lines import SmoothBase, initial_fraction, smooth_base, smooth_line, smooth_score
@@ -299,8 +300,8 @@ def alpha_crown(net: TorchNetwork, domains: Domains, settings: AlphaSettings = A
     in ``net``'s dtype (float64), gives the returned bound: the optimisation only
     chooses ``alpha`` and ``beta``, and every choice is sound when evaluated in float64.
     On per-domain slopes (the search's children) that evaluation is at each domain's
-    best iterate in the cheaper dtype (:class:`_BestIterate`), while the returned
-    ``alpha`` and ``beta`` are the last iterate's, to warm-start the children.
+    best iterate in the cheaper dtype (:class:`relax.bounds.iterates.BestIterate`), while
+    the returned ``alpha`` and ``beta`` are the last iterate's, to warm-start the children.
     """
     check_activations(net)
     if not net.activations:  # nothing to optimise
@@ -318,39 +319,6 @@ def alpha_crown(net: TorchNetwork, domains: Domains, settings: AlphaSettings = A
     smooth = [RULES[act.name].smooth for act in net.activations]
     state = _Search(exact, work, params, inter, betas, settings, smooth)
     return state.run(deadline, _empty)
-
-
-class _BestIterate:
-    """Each domain's best Adam iterate in the working dtype (value and a copy of its slopes
-    and multipliers).  Where the steps run in float32 and only one float64 evaluation gives
-    the bound, that evaluation is at each domain's best iterate, not its last: on mnistfc
-    256x4 prop_8_0.05 (the search alone, 40 s) an earlier iterate was better than the last
-    for 56 % of the children, by 0.058 on average (``vnncomp_notes.md``, section 15).  Any
-    slopes in [0, 1] and multipliers >= 0 give a sound bound, so the choice is free."""
-
-    def __init__(self, search: "_Search"):
-        self.search = search
-        self.value = None
-        self.params = [p.detach().clone() for p in search.params]
-        self.betas = None if search.betas is None else [b.detach().clone() for b in search.betas]
-
-    def offer(self, value: torch.Tensor) -> None:
-        """Keep the current slopes of the domains whose ``value`` beats their best so far."""
-        better = torch.ones_like(value, dtype=torch.bool) if self.value is None else value > self.value
-        self.value = value if self.value is None else torch.where(better, value, self.value)
-        self.params = [_where_rows(better, p.detach(), b) for p, b in zip(self.search.params, self.params)]
-        if self.betas is not None:
-            self.betas = [_where_rows(better, p.detach(), b) for p, b in zip(self.search.betas, self.betas)]
-
-    def cast(self, dtype):
-        """The best slopes and multipliers in ``dtype``."""
-        return ([p.to(dtype) for p in self.params],
-                None if self.betas is None else [b.to(dtype) for b in self.betas])
-
-
-def _where_rows(rows: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    """``new`` in the rows (first dimension) where ``rows`` is true, else ``old``."""
-    return torch.where(rows.view(-1, *([1] * (new.dim() - 1))), new, old)
 
 
 class _Search:
@@ -379,12 +347,13 @@ class _Search:
         domains = self.exact.domains
         best = torch.full((domains.lower.shape[0],), -torch.inf, dtype=domains.lower.dtype)
         best_rows, positive = None, False
-        iterate = _BestIterate(self) if self._tracks_iterates() else None
+        iterate = BestIterate(self.params, self.betas) if self._tracks_iterates() else None
         for step in range(self.iterations + 1):
             last = step == self.iterations or deadline.expired or positive
             if last and iterate is not None and step > 0:
                 with torch.no_grad():  # the last iterate's value in the working dtype
-                    iterate.offer(self.work.evaluate(self.params, None, self.betas)[0].max(1).values)
+                    iterate.offer(self.work.evaluate(self.params, None, self.betas)[0].max(1).values,
+                                  self.params, self.betas)
             problem = self.exact if last else self.work
             params, inter, betas = self._final_params() if last else (self.params, self.inter, self.betas)
             if last and iterate is not None:
@@ -401,7 +370,7 @@ class _Search:
             if last:
                 break
             if iterate is not None:
-                iterate.offer(value.detach())
+                iterate.offer(value.detach(), self.params, self.betas)
             positive = self.stop_when_positive and bool((value.detach() > 0).all())
             if not positive:
                 self._step(value)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,7 +45,9 @@ from relax.deadline import NEVER, Deadline
 from relax.result import Reason, ReasonKind
 from relax.search.branching import choose_babsr, choose_fsb, split_children
 from relax.search.leaves import decide_leaves
+from relax.search.progress import SearchProgress
 from relax.search.live import LiveNeurons
+from relax.search.budget import default_batch, default_pool_bytes
 from relax.search.pool import DomainPool, attack_lowest, first_counterexample, record_bounds, take_fields
 from relax.search.lp_bab import BabOutcome, DisjunctTree
 from relax.bounds import Bounds
@@ -57,8 +58,7 @@ from relax.errors import UnsupportedNetworkError
 from relax.network import Network
 from relax.spec import Spec
 
-__all__ = ["BabSettings", "Frontier", "TorchBabOutcome", "default_batch", "default_pool_bytes",
-           "root_alpha_bounds", "torch_branch_and_bound"]
+__all__ = ["BabSettings", "Frontier", "TorchBabOutcome", "root_alpha_bounds", "torch_branch_and_bound"]
 
 log = logging.getLogger(__name__)
 
@@ -68,47 +68,6 @@ log = logging.getLogger(__name__)
 #: (positive for unstable neurons, -1 for the others) only rank and flag neurons;
 #: rounding keeps each in its range and sign
 COMPACT_FIELDS = {"alpha": torch.float16, "beta": torch.float16, "score": torch.bfloat16}
-
-#: domains per batch with one torch thread and with more: the search alone on mnistfc
-#: 256x4 for 40 s (prop_9_0.03, prop_8_0.05), domains per second against 256 with two
-#: threads 1024 1.45x / 1.22x, 2048 1.39x / 1.03x, with one thread 1024 1.00x / 0.87x
-#: (``benchmarks/results/bab_throughput_batch.md``): larger batches amortise the
-#: per-batch Python and threading overhead only when a second thread shares the work
-ONE_THREAD_BATCH, THREADED_BATCH = 256, 1024
-
-
-def default_batch(threads: int) -> int:
-    """The domains split per batch for a search on ``threads`` torch threads."""
-    return ONE_THREAD_BATCH if threads <= 1 else THREADED_BATCH
-
-
-#: the open domains may take this share of the memory available when a search starts, at
-#: least :data:`MIN_POOL_BYTES`, at most :data:`MAX_POOL_BYTES`.  The process takes about
-#: four times its pool (the storage grows by doubling, a resumed search's pool is built
-#: while the one it resumes still exists, and the batches' tensors): 5.4 GB peak resident
-#: for 500k domains (1.3 GB) of mnistfc 256x4 prop_8_0.05.  The earlier fixed 1 GiB held
-#: 404k of those domains, reached 65 s into the search after the k-ReLU stage; from there
-#: it split the largest bounds first and its least bound stayed put to 300 s
-#: (``benchmarks/results/vnncomp_notes.md``, section 15)
-POOL_MEMORY_SHARE = 0.1
-MIN_POOL_BYTES, MAX_POOL_BYTES = 2 ** 30, 4 * 2 ** 30
-
-
-def default_pool_bytes() -> int:
-    """:data:`POOL_MEMORY_SHARE` of the memory available now (``MemAvailable`` of
-    ``/proc/meminfo``; :data:`MIN_POOL_BYTES` where it cannot be read), clipped to
-    [:data:`MIN_POOL_BYTES`, :data:`MAX_POOL_BYTES`]."""
-    try:
-        with open("/proc/meminfo") as handle:
-            kib = next(int(line.split()[1]) for line in handle if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError, IndexError):
-        return MIN_POOL_BYTES
-    return int(min(max(POOL_MEMORY_SHARE * kib * 1024, MIN_POOL_BYTES), MAX_POOL_BYTES))
-
-
-#: seconds between the search's progress lines (INFO: bound, open domains, domains per second)
-PROGRESS_EVERY = 10.0
-
 
 @dataclass(frozen=True)
 class BabSettings:
@@ -388,30 +347,12 @@ def _resumed_pool(search: _Search, roots: DomainPool, frontier: Frontier, deadli
     return pool, None
 
 
-class _Progress:
-    """Logs the search's state every :data:`PROGRESS_EVERY` seconds."""
-
-    def __init__(self, nodes: int):
-        self.start = self.last = time.monotonic()
-        self.nodes = nodes
-
-    def report(self, pool: DomainPool, closed_min: float, nodes: int, crowded: bool) -> None:
-        now = time.monotonic()
-        if now - self.last < PROGRESS_EVERY or not log.isEnabledFor(logging.INFO):
-            return
-        self.last = now
-        log.info("search %.0f s: bound %.4g, %d open domains%s, %d bounded (%.0f per second)",
-                 now - self.start, min(pool.least_bound(), closed_min), len(pool),
-                 " (largest bounds first)" if crowded else "", nodes - self.nodes,
-                 (nodes - self.nodes) / (now - self.start))
-
-
 def _search_loop(search: _Search, pool: DomainPool, deadline: Deadline,
                  closed_min: float = math.inf) -> TorchBabOutcome:
     """Split the lowest-bound domains, bound the children, until every domain closes."""
     limit = min(search.settings.max_domains, search.settings.pool_bytes() // max(pool.bytes_per_domain(), 1))
     crowded = False
-    progress = _Progress(search.nodes)
+    progress = SearchProgress(search.nodes)
     while True:
         closed_min = min(closed_min, pool.close_positive())
         progress.report(pool, closed_min, search.nodes, len(pool) > search.settings.crowded * limit)
