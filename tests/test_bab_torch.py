@@ -86,7 +86,7 @@ def test_branch_and_bound_agrees_with_the_milp(seed, settings):
 @pytest.mark.parametrize("threads,batch", [(1, 256), (2, 1024)])
 def test_the_default_batch_follows_the_torch_threads_and_the_search_stays_exact(threads, batch):
     """``BabSettings().batch`` is ``None``: 256 domains per batch on one torch thread, 1024
-    on more (``beta_crown.default_batch``); either way the search agrees with the MILP."""
+    on more (``relax.search.budget.default_batch``); either way the search agrees with the MILP."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

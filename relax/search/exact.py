@@ -123,9 +123,8 @@ class ExactOptions(MethodOptions):
     branching: Literal["fsb", "babsr"] = option(
         "fsb", "torch pipeline: split the neuron with the best BaBSR score (babsr) or try the best "
                "few and keep the one whose worse child bound is highest (fsb)")
-    batch: int | None = option(
-        BabSettings.batch, "torch pipeline: domains split per batched bound evaluation (None: 256 with one "
-                           "torch thread, 1024 with more; beta_crown.default_batch)")
+    batch: int | None = option(BabSettings.batch, "torch pipeline: domains split per batched bound evaluation "
+                                                  "(None: 256 on one torch thread, 1024 on more; search/budget.py)")
     tighten: Literal["auto", "off", "krelu"] = option(
         "auto", "torch pipeline: before branch and bound, tighten the layer bounds with the k-ReLU "
                 "stage (krelu), never (off), or on nets with >= AUTO_TIGHTEN_DEPTH hidden layers")
