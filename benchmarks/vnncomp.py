@@ -68,7 +68,8 @@ def main() -> None:
                         help="exact method: seconds between hand-overs of a layer's bounds so far to the "
                              "search beside the stage ('none': whole layers only, the default)")
     parser.add_argument("--batch", type=int, default=None,
-                        help="exact method: domains split per batched bound evaluation (default: ExactOptions')")
+                        help="exact method: domains split per batched bound evaluation (default: 256 on one "
+                             "torch thread, 1024 on more)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per process (1 is fastest on a shared 2-core machine; 0: "
                              "relax's default, the cores other processes leave idle)")

@@ -1,8 +1,7 @@
 """The search's children take their float64 bound at each domain's best Adam iterate.
 
-References: the float64 evaluation of the children's warm start (no optimisation), the
-exact MILP optimum (HiGHS) of each child domain's disjunct over its split phases, and
-dense sampling of the input box.  Checks: with the Adam steps in float32, no child ends
+References: the float64 evaluation of the children's warm start (no optimisation) and
+dense sampling of the input box, kept to each child's split phases.  Checks: with the Adam steps in float32, no child ends
 below its own warm start (the old last-iterate bound did, on about a quarter of the
 children of mnistfc 256x4); every bound stays below the sampled minimum of its domain; the
 slopes handed on are the last iterate's, not the best one's.

@@ -44,10 +44,10 @@ import torch
 from relax.deadline import NEVER, Deadline
 from relax.result import Reason, ReasonKind
 from relax.search.branching import choose_babsr, choose_fsb, split_children
-from relax.search.leaves import decide_leaves
-from relax.search.progress import SearchProgress
-from relax.search.live import LiveNeurons
 from relax.search.budget import default_batch, default_pool_bytes
+from relax.search.leaves import decide_leaves
+from relax.search.live import LiveNeurons
+from relax.search.progress import SearchProgress
 from relax.search.pool import DomainPool, attack_lowest, first_counterexample, record_bounds, take_fields
 from relax.search.lp_bab import BabOutcome, DisjunctTree
 from relax.bounds import Bounds
@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 #: (positive for unstable neurons, -1 for the others) only rank and flag neurons;
 #: rounding keeps each in its range and sign
 COMPACT_FIELDS = {"alpha": torch.float16, "beta": torch.float16, "score": torch.bfloat16}
+
 
 @dataclass(frozen=True)
 class BabSettings:
@@ -351,11 +352,12 @@ def _search_loop(search: _Search, pool: DomainPool, deadline: Deadline,
                  closed_min: float = math.inf) -> TorchBabOutcome:
     """Split the lowest-bound domains, bound the children, until every domain closes."""
     limit = min(search.settings.max_domains, search.settings.pool_bytes() // max(pool.bytes_per_domain(), 1))
-    crowded = False
+    crowded = False  # whether it was ever near the limit (logged once)
     progress = SearchProgress(search.nodes)
     while True:
         closed_min = min(closed_min, pool.close_positive())
-        progress.report(pool, closed_min, search.nodes, len(pool) > search.settings.crowded * limit)
+        near_limit = len(pool) > search.settings.crowded * limit
+        progress.report(pool, closed_min, search.nodes, near_limit)
         if len(pool) == 0:
             log.info("torch branch and bound closed %d domains", search.nodes)
             return TorchBabOutcome(closed_min, None, search.nodes, True)
@@ -366,7 +368,7 @@ def _search_loop(search: _Search, pool: DomainPool, deadline: Deadline,
         if len(pool) > limit:
             return TorchBabOutcome(bound, None, search.nodes, False, Reason(
                 ReasonKind.RESOURCE_LIMIT, f"more than {limit} open domains (memory)"))
-        if len(pool) > search.settings.crowded * limit:
+        if near_limit:
             if not crowded:
                 log.info("%d open domains, near the memory limit (%d): splitting the largest "
                          "bounds first (bound %.4g)", len(pool), limit, bound)

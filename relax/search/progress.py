@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import time
 
-__all__ = ["SearchProgress"]
-
 from relax.search.pool import DomainPool
+
+__all__ = ["SearchProgress"]
 
 log = logging.getLogger(__name__)
 
