@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--publish-every", default=None,
                         help="exact method: seconds between hand-overs of a layer's bounds so far to the "
                              "search beside the stage ('none': whole layers only, the default)")
+    parser.add_argument("--neuron-search", default=None,
+                        help="exact method: seconds of branch and bound per end of each unstable neuron "
+                             "in the k-ReLU stage ('none': off; default 1)")
     parser.add_argument("--batch", type=int, default=None,
                         help="exact method: domains split per batched bound evaluation (default: 256 on one "
                              "torch thread, 1024 on more)")
@@ -120,6 +123,8 @@ def run_all(instances, args):
         chosen["batch"] = args.batch
     if args.publish_every:
         chosen["publish_every"] = None if args.publish_every == "none" else float(args.publish_every)
+    if args.neuron_search:
+        chosen["neuron_search"] = None if args.neuron_search == "none" else float(args.neuron_search)
     methods = (ExactOptions(**chosen),) if chosen else ()
     plan = RunPlan(tuple(instances), args.method,
                    VerifyOptions(solver=args.solver, methods=methods), args.timeout)

@@ -68,12 +68,13 @@ def stage_calls(monkeypatch):
     return calls
 
 
+@pytest.mark.parametrize("neuron_search", [None, 1.0])  # with the per-neuron search as `exact` runs it
 @pytest.mark.parametrize("seed,eps", [(1, 0.4), (24, 0.2)])
-def test_stage_bounds_contain_samples_and_lie_below_the_milp(seed, eps):
+def test_stage_bounds_contain_samples_and_lie_below_the_milp(seed, eps, neuron_search):
     rng, network, spec = _problem(seed, eps)
     crown = bound_specs(network, [spec])[0]
-    bounds, per_disjunct, layers = krelu_stage(network, spec, crown, KreluOptions(k=2), "highs",
-                                               Deadline.after(60), bound_only=True)
+    bounds, per_disjunct, layers = krelu_stage(network, spec, crown, KreluOptions(k=2, neuron_search=neuron_search),
+                                               "highs", Deadline.after(60), bound_only=True)
     assert layers, "bound_only computes the rows of every layer"
     xs = sample_box(rng, spec.lower, spec.upper, 2000)
     zs = network.pre_activations(xs)
@@ -146,6 +147,8 @@ def test_exact_options_check_the_stage_settings():
         ExactOptions(tighten="always")
     with pytest.raises(UsageError):
         ExactOptions(search_first=1.0)
+    with pytest.raises(UsageError):
+        ExactOptions(neuron_search=0.0)
 
 
 @pytest.mark.parametrize("seed,eps", [(3, 0.2), (18, 0.2), (17, 0.4), (0, 0.2)])

@@ -64,6 +64,10 @@ __all__ = ["krelu_method", "krelu_stage", "krelu_tighten", "krelu_disjunct_bound
 
 log = logging.getLogger(__name__)
 
+#: the per-neuron search of a layer (``KreluOptions.neuron_search``) stops at this share of
+#: the stage's time left, so the LP and the later layers keep the rest
+NEURON_SEARCH_SHARE = 0.3
+
 
 def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluOptions,
                   solver: str | None = None, deadline: Deadline = NEVER,
@@ -90,6 +94,9 @@ def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluOpt
             encoding = encode_triangle(network, lower, upper, bounds, depth=k)
             if config.refine:
                 encoding = add_rows(encoding, layers)
+            if config.neuron_search and k + 1 < len(network.activations) and \
+                    all(a.name == "relu" for a in network.activations[:k + 1]):
+                bounds = _neuron_search(network, spec, bounds, k, config.neuron_search, deadline)
             before = len(bounds.unstable(k))
             partial = None if progress is None else _PartialLayer(network, spec, bounds, k, feedback, progress)
             bounds = tighten_layer(encoding, k, bounds, solver, deadline, smooth=not relu, partial=partial,
@@ -109,6 +116,14 @@ def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluOpt
         if relu and (k > 0 or config.first_layer):  # groups only on ReLU layers
             layers.append(layer_rows(network, lower, upper, bounds, k, config, deadline))
     return bounds, layers
+
+
+def _neuron_search(network, spec, bounds, k: int, seconds: float, deadline: Deadline) -> Bounds:
+    """Layer ``k``'s bounds tightened by branch and bound per neuron
+    (:func:`relax.search.neuron_bounds.search_layer_bounds`), in at most
+    :data:`NEURON_SEARCH_SHARE` of the time left."""
+    from relax.search.neuron_bounds import search_layer_bounds  # imported here, as _torch_branch does
+    return search_layer_bounds(network, spec, bounds, k, seconds, deadline.share(NEURON_SEARCH_SHARE))
 
 
 class _PartialLayer:

@@ -43,6 +43,10 @@ class KreluOptions(MethodOptions):
                "alpha/beta-CROWN from the tightened bounds")
     intermediate: Literal["lp", "crown"] = option(
         "lp", "lp: LP-tighten the layer bounds; crown: keep the (alpha-)CROWN bounds")
+    neuron_search: float | None = option(
+        None, "before LP-tightening a hidden layer (not the last; ReLU layers below it), branch "
+              "and bound on each unstable neuron's ends for at most this many seconds each "
+              "(relax.search.neuron_bounds; None: off)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -52,6 +56,8 @@ class KreluOptions(MethodOptions):
             raise UsageError("k-ReLU needs ns >= k, s >= 0, alpha_iterations >= 0, feedback >= 0")
         if self.publish_every is not None and not (math.isfinite(self.publish_every) and self.publish_every > 0):
             raise UsageError(f"krelu.publish_every must be a positive number of seconds, got {self.publish_every}")
+        if self.neuron_search is not None and not (math.isfinite(self.neuron_search) and self.neuron_search > 0):
+            raise UsageError(f"krelu.neuron_search must be a positive number of seconds, got {self.neuron_search}")
         if not (math.isfinite(self.tighten_share) and 0 < self.tighten_share <= 1):
             raise UsageError(f"krelu.tighten_share must be in (0, 1], got {self.tighten_share}")
         if (self.max_groups is not None and self.max_groups < 1) or \

@@ -108,6 +108,8 @@ class BabSettings:
     fsb_candidates: int = 4
     attack_starts: int = 8
     attack_steps: int = 10
+    #: log the root and the end at DEBUG, not INFO (searches run by the hundred, one per neuron)
+    quiet: bool = False
 
     def pool_bytes(self) -> int:
         """``max_bytes``, or :func:`default_pool_bytes` now."""
@@ -303,8 +305,8 @@ def torch_branch_and_bound(network: Network, spec: Spec, disjuncts=None, deadlin
     cex = search.check(root.x)
     if cex is not None:
         return TorchBabOutcome(-math.inf, cex, search.nodes, True)
-    log.info("alpha-CROWN root bounds %s; live neurons %s of %s", np.round(root.bound.numpy(), 4),
-             [len(k) for k in search.live.keep], list(search.live.sizes))
+    log.log(logging.DEBUG if settings.quiet else logging.INFO, "alpha-CROWN root bounds %s; live neurons %s of %s",
+            np.round(root.bound.numpy(), 4), [len(k) for k in search.live.keep], list(search.live.sizes))
     pool = DomainPool(search.root_fields(root), search.stored)
     closed_min = math.inf
     if resume is not None:
@@ -359,7 +361,7 @@ def _search_loop(search: _Search, pool: DomainPool, deadline: Deadline,
         near_limit = len(pool) > search.settings.crowded * limit
         progress.report(pool, closed_min, search.nodes, near_limit)
         if len(pool) == 0:
-            log.info("torch branch and bound closed %d domains", search.nodes)
+            log.debug("torch branch and bound closed %d domains", search.nodes)
             return TorchBabOutcome(closed_min, None, search.nodes, True)
         bound = min(pool.least_bound(), closed_min)
         if deadline.expired:

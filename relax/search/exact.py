@@ -4,9 +4,11 @@
 2. A short PGD attack: a float64-checked counterexample decides *violated*.
 3. ReLU networks: on deep ones (:attr:`ExactOptions.tighten`; ``auto``: at least
    :data:`AUTO_TIGHTEN_DEPTH` hidden layers) the stage of ``krelu`` before its branch
-   and bound (:func:`relax.krelu.method.krelu_stage`: alpha-CROWN, LP tightening of every
-   layer with k-ReLU rows and alpha feedback, the k-ReLU LP per disjunct) closes what it
-   can and hands its tightened layer bounds to the search; on nets with fewer than
+   and bound (:func:`relax.krelu.method.krelu_stage`: alpha-CROWN; on every hidden layer
+   but the last, branch and bound per unstable neuron (:mod:`relax.search.neuron_bounds`,
+   :attr:`ExactOptions.neuron_search`), then LP tightening with k-ReLU rows and alpha
+   feedback; the k-ReLU LP per disjunct) closes what it can and hands its tightened
+   layer bounds to the search; on nets with fewer than
    :data:`STAGE_FIRST_DEPTH` hidden layers the search first runs alone for
    :data:`SEARCH_FIRST_SHARE` of the time (:attr:`ExactOptions.search_first`), so that
    what it decides quickly (falsifiable instances above all) does not wait for the
@@ -17,15 +19,14 @@
    which releases the GIL, so it takes the second core while the search keeps the first;
    a search that decides first cancels the stage, else the search starts again from the
    stage's bounds whenever the stage has tightened a layer and when it ends (resuming
-   its open domains), on the disjuncts that neither the stage nor a search closed.
-   Then alpha-CROWN at the root
-   and batched beta-CROWN branch and bound
-   (:mod:`relax.search.beta_crown`, :attr:`ExactOptions.pipeline` ``"torch"``, the default;
-   FSB branching by default, :attr:`ExactOptions.branching`), whose every evaluated domain
-   proposes a counterexample candidate and whose lowest-bound domains seed a short PGD.  The ``pipeline="lp"``
-   path (also the fallback when the torch search gives up for memory) runs LP
-   tightening, the LP per disjunct, and LP branch and bound
-   (:mod:`relax.search.lp_bab`) on the disjuncts the LP could not close.
+   its open domains), on the disjuncts that neither the stage nor a search closed.  Then
+   alpha-CROWN at the root and batched beta-CROWN branch and bound (:mod:`relax.search.beta_crown`,
+   :attr:`ExactOptions.pipeline` ``"torch"``, the default; FSB branching by default,
+   :attr:`ExactOptions.branching`), whose every evaluated domain proposes a counterexample
+   candidate and whose lowest-bound domains seed a short PGD.  The ``pipeline="lp"`` path
+   (also the fallback when the torch search gives up for memory) runs LP tightening, the
+   LP per disjunct, and LP branch and bound (:mod:`relax.search.lp_bab`) on the disjuncts
+   the LP could not close.
 4. Other activations (sigmoid, tanh, softplus, mixed): alpha-CROWN with optimised
    smooth lines (:mod:`relax.bounds.smooth_lines`; up to :data:`SMOOTH_ALPHA_SHARE` of
    the time, stopping once every open disjunct is positive), then branch and bound over
@@ -78,22 +79,17 @@ __all__ = ["exact_method", "exact_one", "short_attack", "ExactOptions"]
 log = logging.getLogger(__name__)
 
 #: ``tighten="auto"`` runs the k-ReLU stage on ReLU networks with at least this many
-#: hidden layers: on eran 9x200 (8 hidden layers) BaB from the root alpha-CROWN bounds
-#: decides 21/36 at 30 s and k-ReLU + BaB 28/36 at 300 s; on mnistfc 256x4 (4 hidden
-#: layers) at 300 s the stage decides prop_10_0.05, which the search alone leaves open
-#: (17/30 against 16/30), and with the search first (below) the quick instances keep
-#: the search's times (``benchmarks/results/vnncomp_notes.md``, section 5)
+#: hidden layers: on eran 9x200 BaB from the root decides 21/36 at 30 s, k-ReLU + BaB
+#: 28/36 at 300 s; on mnistfc 256x4 at 300 s the stage decides prop_10_0.05, which the
+#: search alone leaves open (``benchmarks/results/vnncomp_notes.md``, section 5)
 AUTO_TIGHTEN_DEPTH = 4
 
 #: where the stage runs on a net with fewer hidden layers than this, the search runs alone
-#: first, for this share of the time: on mnistfc 256x4 the stage before the search
-#: decided prop_10_0.05 (unknown without it) but took 251 s instead of 6 s to falsify
-#: prop_1_0.05 and 65 s instead of 13 s on prop_5_0.03 (``vnncomp_notes.md``); on a
-#: 784-256x6-10 MNIST net of ours (mnistfc's 256x6 is held out), at 60 s, both orders
-#: decided the same 6 of 13, the search first 3 of them 8-14x sooner (34 -> 4, 49 -> 3,
-#: 58 -> 4 s); the stage first left 6 of the 7 others closer to 0, and it still runs
-#: after the search's share (``benchmarks/results/exact_search_first.md``); eran 9x200
-#: (9 hidden layers) keeps the stage first
+#: first, for this share of the time: on mnistfc 256x4 the stage first took 251 s instead
+#: of 6 s to falsify prop_1_0.05; on a 784-256x6-10 net of ours both orders decided the
+#: same 6 of 13 at 60 s, the search first 3 of them 8-14x sooner
+#: (``benchmarks/results/exact_search_first.md``, ``vnncomp_notes.md``); eran 9x200 (9
+#: hidden layers) keeps the stage first
 STAGE_FIRST_DEPTH = 7
 SEARCH_FIRST_SHARE = 0.2
 
@@ -139,6 +135,9 @@ class ExactOptions(MethodOptions):
               "300 s, its closest unknowns: -0.050 / -0.662, not -0.123 / -0.720; vnncomp_notes.md, 12)")
     publish_every: float | None = option(KreluOptions.publish_every, "k-ReLU stage beside the search: "
                                          "krelu.publish_every (vnncomp_notes.md, section 13)")
+    neuron_search: float | None = option(
+        1.0, "k-ReLU stage: seconds of branch and bound per end of each unstable neuron of a "
+             "hidden layer before its LP (krelu.neuron_search; None: off; vnncomp_notes.md, 16)")
     overlap: bool = option(
         True, "k-ReLU stage: on machines with >= 2 cores run it in a thread beside the search "
               "from the root (which then replaces search_first), the search starting again from "
@@ -158,7 +157,8 @@ class ExactOptions(MethodOptions):
     def krelu(self) -> KreluOptions:
         """The k-ReLU stage's settings (``krelu``'s defaults otherwise: alpha-CROWN start,
         5 feedback steps, every layer LP-tightened)."""
-        return KreluOptions(k=self.tighten_k, tighten_share=self.tighten_share, publish_every=self.publish_every)
+        return KreluOptions(k=self.tighten_k, tighten_share=self.tighten_share, publish_every=self.publish_every,
+                            neuron_search=self.neuron_search)
 
     def tightens(self, network: Network) -> bool:
         """Whether the k-ReLU stage runs on this (ReLU) network."""
