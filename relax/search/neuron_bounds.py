@@ -18,9 +18,9 @@ The same with ``-z_{k,i}`` bounds ``u_i``.  Every new bound is a bound the searc
 with float64 CROWN bounds (sound for any slopes and multipliers), intersected with the
 old one, so the result is never looser and always valid over the whole box.  This is the
 role of alpha-beta-CROWN's MILP refinement of intermediate bounds (its VNN-COMP 2021
-``bab-refine``, Gurobi): on mnistfc 256x4 prop_8_0.05 it takes layer 1 from 147 to 77
-unstable neurons in 8 s and layer 2 from 37 to 2 in 7 s on two cores, where the k-ReLU LP
-leaves 126 and 13 (``benchmarks/results/vnncomp_notes.md``, section 16).
+``bab-refine``, Gurobi): in the k-ReLU stage on mnistfc 256x4 prop_8_0.05 it takes layer 1
+from 147 to 77 unstable neurons (6.5 s, one thread) and layer 2 from 23 to 0 (3.4 s), where
+the stage's k-ReLU LP alone left 126 and 13 (``benchmarks/results/vnncomp_notes.md``, 16).
 """
 
 from __future__ import annotations
