@@ -94,8 +94,7 @@ def krelu_tighten(network: Network, spec: Spec, bounds: Bounds, config: KreluOpt
             encoding = encode_triangle(network, lower, upper, bounds, depth=k)
             if config.refine:
                 encoding = add_rows(encoding, layers)
-            if config.neuron_search and k + 1 < len(network.activations) and \
-                    all(a.name == "relu" for a in network.activations[:k + 1]):
+            if config.neuron_search and all(a.name == "relu" for a in network.activations[:k + 1]):
                 bounds = _neuron_search(network, spec, bounds, k, config.neuron_search, deadline)
             before = len(bounds.unstable(k))
             partial = None if progress is None else _PartialLayer(network, spec, bounds, k, feedback, progress)

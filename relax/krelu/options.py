@@ -44,7 +44,7 @@ class KreluOptions(MethodOptions):
     intermediate: Literal["lp", "crown"] = option(
         "lp", "lp: LP-tighten the layer bounds; crown: keep the (alpha-)CROWN bounds")
     neuron_search: float | None = option(
-        None, "before LP-tightening a hidden layer (not the last; ReLU layers below it), branch "
+        None, "before LP-tightening a hidden layer (ReLU layers below it), branch "
               "and bound on each unstable neuron's ends for at most this many seconds each "
               "(relax.search.neuron_bounds; None: off)")
 

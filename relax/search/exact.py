@@ -5,7 +5,7 @@
 3. ReLU networks: on deep ones (:attr:`ExactOptions.tighten`; ``auto``: at least
    :data:`AUTO_TIGHTEN_DEPTH` hidden layers) the stage of ``krelu`` before its branch
    and bound (:func:`relax.krelu.method.krelu_stage`: alpha-CROWN; on every hidden layer
-   but the last, branch and bound per unstable neuron (:mod:`relax.search.neuron_bounds`,
+   after the first, branch and bound per unstable neuron (:mod:`relax.search.neuron_bounds`,
    :attr:`ExactOptions.neuron_search`), then LP tightening with k-ReLU rows and alpha
    feedback; the k-ReLU LP per disjunct) closes what it can and hands its tightened
    layer bounds to the search; on nets with fewer than

@@ -48,8 +48,9 @@ def search_layer_bounds(network: Network, spec: Spec, bounds: Bounds, k: int, pe
     (module docstring; at most ``per_neuron`` seconds per end of a neuron, stopping at
     ``deadline``), the later layers' bounds re-propagated by CROWN and intersected.
 
-    The end nearer to 0 is tried first; an end proved past 0 makes the neuron stable
-    and the other end is skipped."""
+    The neurons are taken in the order of ``min(-l, u) / (u - l)``, the nearest to stable
+    first (so a deadline cuts the least promising ones); the end nearer to 0 is tried
+    first; an end proved past 0 makes the neuron stable and the other end is skipped."""
     if k < 1 or any(a.name != "relu" for a in network.activations[:k]):
         raise ValueError(f"layer {k}: per-neuron search needs a hidden layer after ReLU layers only")
     start = time.monotonic()
@@ -58,6 +59,8 @@ def search_layer_bounds(network: Network, spec: Spec, bounds: Bounds, k: int, pe
     lower, upper = np.array(bounds.lower[k]), np.array(bounds.upper[k])
     settings = replace(settings, quiet=True)
     unstable = bounds.unstable(k)
+    nearness = np.minimum(-lower[unstable], upper[unstable]) / (upper[unstable] - lower[unstable])
+    unstable = unstable[np.argsort(nearness, kind="stable")]  # likeliest to be proved stable first
     ends_by_outcome = {"proved": 0, "reached": 0, "time limit": 0}
     for i in unstable:
         ends = (+1, -1) if -lower[i] <= upper[i] else (-1, +1)
