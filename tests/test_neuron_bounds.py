@@ -17,6 +17,7 @@ from scipy.optimize import Bounds as VariableBounds, LinearConstraint, milp
 
 from relax.bounds import bound_specs
 from relax.deadline import NEVER
+from relax.errors import UnsupportedNetworkError, UsageError
 from relax.lp.encode import encode_triangle
 from relax.search.neuron_bounds import search_layer_bounds
 from relax.spec import robustness
@@ -54,12 +55,7 @@ def test_layer_bounds_are_valid_and_find_every_stable_neuron(seed, k):
         assert np.all(tightened.lower[j] >= crown.lower[j] - 1e-12)
         assert np.all(tightened.upper[j] <= crown.upper[j] + 1e-12)
     xs = sample_box(np.random.default_rng(seed), spec.lower, spec.upper, 2000)
-    z = xs
-    for j in range(k + 1):
-        affine = network.affines[j]
-        z = z @ np.asarray(affine.weight).T + affine.bias
-        if j < k:
-            z = np.maximum(z, 0.0)
+    z = network.pre_activations(xs)[k]
     assert np.all(z >= l_new - 1e-9) and np.all(z <= u_new + 1e-9)
     stabilised_by_milp = 0
     for i in crown.unstable(k):
@@ -72,10 +68,14 @@ def test_layer_bounds_are_valid_and_find_every_stable_neuron(seed, k):
     assert stabilised_by_milp > 0  # CROWN left some stable neurons unstable: the test can fail
 
 
-def test_layers_below_must_be_relu():
+def test_layers_below_must_be_relu_and_layer_0_is_refused():
     rng = np.random.default_rng(0)
     network = random_network(rng, [4, 6, 6, 2], "sigmoid")
     spec = robustness(np.full(4, 0.5), 0, 0.5, num_classes=2)
     bounds = bound_specs(network, [spec], "crown")[0].layers
-    with pytest.raises(ValueError, match="ReLU"):
+    with pytest.raises(UnsupportedNetworkError, match="ReLU"):
         search_layer_bounds(network, spec, bounds, 1, per_neuron=0.1, deadline=NEVER)
+    relu_net, relu_spec = _problem(7)
+    relu_bounds = bound_specs(relu_net, [relu_spec], "crown")[0].layers
+    with pytest.raises(UsageError, match="exact over the box"):
+        search_layer_bounds(relu_net, relu_spec, relu_bounds, 0, per_neuron=0.1, deadline=NEVER)

@@ -33,6 +33,7 @@ import numpy as np
 
 from relax.bounds import Bounds, refine_bounds
 from relax.deadline import Deadline
+from relax.errors import UnsupportedNetworkError, UsageError
 from relax.network import Network
 from relax.search.beta_crown import BabSettings, torch_branch_and_bound
 from relax.spec import Conjunction, Spec
@@ -51,8 +52,10 @@ def search_layer_bounds(network: Network, spec: Spec, bounds: Bounds, k: int, pe
     The neurons are taken in the order of ``min(-l, u) / (u - l)``, the nearest to stable
     first (so a deadline cuts the least promising ones); the end nearer to 0 is tried
     first; an end proved past 0 makes the neuron stable and the other end is skipped."""
-    if k < 1 or any(a.name != "relu" for a in network.activations[:k]):
-        raise ValueError(f"layer {k}: per-neuron search needs a hidden layer after ReLU layers only")
+    if k < 1:
+        raise UsageError(f"layer {k}: layer 0's bounds are exact over the box; search layers >= 1")
+    if any(a.name != "relu" for a in network.activations[:k]):
+        raise UnsupportedNetworkError(f"layer {k}: the per-neuron search needs ReLU layers below it")
     start = time.monotonic()
     cut = Network(network.layers[: 2 * k + 1], network.input_shape)
     prior = Bounds(bounds.lower[:k], bounds.upper[:k], bounds.method)
