@@ -66,11 +66,29 @@ def test_alpha_crown_is_strictly_tighter_somewhere():
     assert max(gains) > 1e-3
 
 
+def test_root_refine_false_keeps_the_layer_bounds_it_starts_from():
+    """``root_refine=False`` (the per-neuron search's root): the root's intermediate bounds
+    are CROWN's, not re-bounded under its slopes; with refining they are tighter somewhere."""
+    gains = []
+    for seed in range(4):
+        _, network, spec = _problem(seed, 0.25, widths=(4, 10, 10, 10, 3))
+        crown = bound_specs(network, [spec], "crown")[0].layers
+        disjuncts = range(len(spec.disjuncts))
+        kept, _, _ = root_alpha_bounds(network, spec, disjuncts, BabSettings(root_refine=False))
+        refined, _, _ = root_alpha_bounds(network, spec, disjuncts, BabSettings())
+        for k in range(len(crown.lower)):
+            np.testing.assert_allclose(kept.lower[k].numpy(), np.broadcast_to(crown.lower[k], kept.lower[k].shape))
+            np.testing.assert_allclose(kept.upper[k].numpy(), np.broadcast_to(crown.upper[k], kept.upper[k].shape))
+            gains.append(float(np.max(refined.lower[k].numpy() - crown.lower[k])))
+    assert max(gains) > 1e-3
+
+
 PLAIN = BabSettings(batch=2, root_iterations=0, iterations=0)  # plain CROWN: splits down to leaves
 
 
 @pytest.mark.parametrize("seed,settings", [(s, BabSettings(batch=8)) for s in range(8)]
-                         + [(s, PLAIN) for s in range(12, 18)])
+                         + [(s, PLAIN) for s in range(12, 18)]
+                         + [(s, BabSettings(batch=8, root_refine=False)) for s in range(20, 26)])
 def test_branch_and_bound_agrees_with_the_milp(seed, settings):
     _, network, spec = _problem(seed, 0.2, widths=(3, 6, 6, 3) if settings is PLAIN else (4, 12, 12, 3))
     exact = _exact(network, spec)

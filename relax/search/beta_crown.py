@@ -110,6 +110,10 @@ class BabSettings:
     attack_steps: int = 10
     #: log the root and the end at DEBUG, not INFO (searches run by the hundred, one per neuron)
     quiet: bool = False
+    #: root alpha-CROWN recomputes the unstable intermediate bounds under its own slopes
+    #: (``AlphaSettings.refine``); off where the prior bounds are already tight (the
+    #: per-neuron search, :mod:`relax.search.neuron_bounds`)
+    root_refine: bool = True
 
     def pool_bytes(self) -> int:
         """``max_bytes``, or :func:`default_pool_bytes` now."""
@@ -123,7 +127,7 @@ class BabSettings:
         """alpha-CROWN at the root: intermediate layers re-bounded with their own slopes
         (auto_LiRPA's defaults: 20 steps at lr 0.5 decayed by 0.98; tighter and faster
         here than 30 steps at 0.1, ``benchmarks/results/alpha_crown.md``)."""
-        return AlphaSettings(self.root_iterations, self.root_lr, self.lr_beta)
+        return AlphaSettings(self.root_iterations, self.root_lr, self.lr_beta, refine=self.root_refine)
 
     def child(self) -> AlphaSettings:
         """alpha/beta-CROWN on split domains: root layer bounds kept, fewer steps."""

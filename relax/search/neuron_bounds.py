@@ -60,18 +60,24 @@ def search_layer_bounds(network: Network, spec: Spec, bounds: Bounds, k: int, pe
     cut = Network(network.layers[: 2 * k + 1], network.input_shape)
     prior = Bounds(bounds.lower[:k], bounds.upper[:k], bounds.method)
     lower, upper = np.array(bounds.lower[k]), np.array(bounds.upper[k])
-    settings = replace(settings, quiet=True)
+    settings = replace(settings, quiet=True, root_refine=False)
     unstable = bounds.unstable(k)
     nearness = np.minimum(-lower[unstable], upper[unstable]) / (upper[unstable] - lower[unstable])
     unstable = unstable[np.argsort(nearness, kind="stable")]  # likeliest to be proved stable first
     ends_by_outcome = {"proved": 0, "reached": 0, "time limit": 0}
+    seconds_by_outcome = dict.fromkeys(ends_by_outcome, 0.0)
     for i in unstable:
         ends = (+1, -1) if -lower[i] <= upper[i] else (-1, +1)
         for sign in ends:
             if deadline.expired:
                 break
+            began = time.monotonic()
             least = _least_value(cut, spec, i, sign, prior, deadline.earliest(Deadline.after(per_neuron)), settings)
-            ends_by_outcome["proved" if least > 0 else "reached" if least == -np.inf else "time limit"] += 1
+            outcome = "proved" if least > 0 else "reached" if least == -np.inf else "time limit"
+            ends_by_outcome[outcome] += 1
+            seconds_by_outcome[outcome] += time.monotonic() - began
+            log.debug("layer %d neuron %d end %+d: %s, %.4g (%.2f s)", k, i, sign, outcome, least,
+                      time.monotonic() - began)
             if sign > 0:
                 lower[i] = max(lower[i], least)
             else:
@@ -81,9 +87,10 @@ def search_layer_bounds(network: Network, spec: Spec, bounds: Bounds, k: int, pe
     lowers, uppers = list(bounds.lower), list(bounds.upper)
     lowers[k], uppers[k] = lower, upper
     tightened = refine_bounds(network, spec.lower, spec.upper, Bounds(tuple(lowers), tuple(uppers), bounds.method))
-    log.info("layer %d: %d -> %d unstable by per-neuron search (%.2f s; ends past 0 proved %d, "
-             "reached %d, at the time limit %d)", k, len(unstable), len(tightened.unstable(k)),
-             time.monotonic() - start, *ends_by_outcome.values())
+    log.info("layer %d: %d -> %d unstable by per-neuron search (%.2f s; ends past 0 proved %s, "
+             "reached %s, at the time limit %s)", k, len(unstable), len(tightened.unstable(k)),
+             time.monotonic() - start,
+             *(f"{ends_by_outcome[o]} in {seconds_by_outcome[o]:.1f} s" for o in ends_by_outcome))
     return tightened
 
 
