@@ -136,8 +136,8 @@ class ExactOptions(MethodOptions):
     publish_every: float | None = option(KreluOptions.publish_every, "k-ReLU stage beside the search: "
                                          "krelu.publish_every (vnncomp_notes.md, section 13)")
     neuron_search: float | None = option(
-        1.0, "k-ReLU stage: seconds of branch and bound per end of each unstable neuron of a "
-             "hidden layer before its LP (krelu.neuron_search; None: off; vnncomp_notes.md, 16)")
+        1.5, "k-ReLU stage: seconds of branch and bound per end of each unstable neuron of a "
+             "hidden layer before its LP (krelu.neuron_search; None: off; vnncomp_notes.md, 16-17)")
     overlap: bool = option(
         True, "k-ReLU stage: on machines with >= 2 cores run it in a thread beside the search "
               "from the root (which then replaces search_first), the search starting again from "
