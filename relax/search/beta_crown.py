@@ -110,9 +110,7 @@ class BabSettings:
     attack_steps: int = 10
     #: log the root and the end at DEBUG, not INFO (searches run by the hundred, one per neuron)
     quiet: bool = False
-    #: root alpha-CROWN recomputes the unstable intermediate bounds under its own slopes
-    #: (``AlphaSettings.refine``); off where the prior bounds are already tight (the
-    #: per-neuron search, :mod:`relax.search.neuron_bounds`)
+    #: the root re-bounds the intermediate layers under its slopes (off: the per-neuron search)
     root_refine: bool = True
 
     def pool_bytes(self) -> int:
@@ -125,7 +123,7 @@ class BabSettings:
 
     def root(self) -> AlphaSettings:
         """alpha-CROWN at the root: intermediate layers re-bounded with their own slopes
-        (auto_LiRPA's defaults: 20 steps at lr 0.5 decayed by 0.98; tighter and faster
+        unless ``root_refine`` is off (auto_LiRPA's defaults: 20 steps at lr 0.5 decayed by 0.98; tighter and faster
         here than 30 steps at 0.1, ``benchmarks/results/alpha_crown.md``)."""
         return AlphaSettings(self.root_iterations, self.root_lr, self.lr_beta, refine=self.root_refine)
 

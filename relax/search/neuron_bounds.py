@@ -79,11 +79,11 @@ def search_layer_bounds(network: Network, spec: Spec, bounds: Bounds, k: int, pe
                 break
             began = time.monotonic()
             least = _least_value(cut, spec, i, sign, prior, deadline.earliest(Deadline.after(per_neuron)), settings)
-            outcome = "proved" if least > 0 else "reached" if least == -np.inf else "time limit"
+            outcome, took = "proved" if least > 0 else "reached" if least == -np.inf else "time limit", \
+                time.monotonic() - began
             ends_by_outcome[outcome] += 1
-            seconds_by_outcome[outcome] += time.monotonic() - began
-            log.debug("layer %d neuron %d end %+d: %s, %.4g (%.2f s)", k, i, sign, outcome, least,
-                      time.monotonic() - began)
+            seconds_by_outcome[outcome] += took
+            log.debug("layer %d neuron %d end %+d: %s, %.4g (%.2f s)", k, i, sign, outcome, least, took)
             if sign > 0:
                 lower[i] = max(lower[i], least)
             else:
