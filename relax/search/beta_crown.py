@@ -122,9 +122,9 @@ class BabSettings:
         return self.batch or default_batch(torch.get_num_threads())
 
     def root(self) -> AlphaSettings:
-        """alpha-CROWN at the root: intermediate layers re-bounded with their own slopes
-        unless ``root_refine`` is off (auto_LiRPA's defaults: 20 steps at lr 0.5 decayed by 0.98; tighter and faster
-        here than 30 steps at 0.1, ``benchmarks/results/alpha_crown.md``)."""
+        """alpha-CROWN at the root, intermediate layers re-bounded with their own slopes unless
+        ``root_refine`` is off (auto_LiRPA's defaults: 20 steps at lr 0.5 decayed by 0.98;
+        tighter and faster here than 30 steps at 0.1, ``benchmarks/results/alpha_crown.md``)."""
         return AlphaSettings(self.root_iterations, self.root_lr, self.lr_beta, refine=self.root_refine)
 
     def child(self) -> AlphaSettings:

@@ -79,8 +79,7 @@ def search_layer_bounds(network: Network, spec: Spec, bounds: Bounds, k: int, pe
                 break
             began = time.monotonic()
             least = _least_value(cut, spec, i, sign, prior, deadline.earliest(Deadline.after(per_neuron)), settings)
-            outcome, took = "proved" if least > 0 else "reached" if least == -np.inf else "time limit", \
-                time.monotonic() - began
+            outcome, took = _outcome(least), time.monotonic() - began
             ends_by_outcome[outcome] += 1
             seconds_by_outcome[outcome] += took
             log.debug("layer %d neuron %d end %+d: %s, %.4g (%.2f s)", k, i, sign, outcome, least, took)
@@ -98,6 +97,12 @@ def search_layer_bounds(network: Network, spec: Spec, bounds: Bounds, k: int, pe
              time.monotonic() - start,
              *(f"{ends_by_outcome[o]} in {seconds_by_outcome[o]:.1f} s" for o in ends_by_outcome))
     return tightened
+
+
+def _outcome(least: float) -> str:
+    """What an end's search did: proved the end past 0, reached 0 (a checked input), or
+    stopped at its time limit with ``least`` as the end's new bound."""
+    return "proved" if least > 0 else "reached" if least == -np.inf else "time limit"
 
 
 def _least_value(cut: Network, spec: Spec, i: int, sign: int, prior: Bounds, deadline: Deadline,
